@@ -1,0 +1,75 @@
+"""Database tables of the data contract, built from :mod:`features.contract`.
+
+SQLAlchemy Core (not the ORM): the tables are only ever read and written in bulk.
+Later layers (the scoring outputs) add their tables to the same :data:`metadata`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from features.contract import TABLES, TRUTH_TABLE, Column, TableSpec
+
+metadata = sa.MetaData()
+
+_SQL_TYPES = {
+    "id": lambda: sa.String(64),
+    "text": lambda: sa.Text(),
+    "category": lambda: sa.String(32),
+    "date": lambda: sa.Date(),
+    "int": lambda: sa.Integer(),
+    "float": lambda: sa.Float(),
+    "bool": lambda: sa.Boolean(),
+}
+
+
+def _sql_column(column: Column, *, primary_key: bool) -> sa.Column:
+    return sa.Column(
+        column.name,
+        _SQL_TYPES[column.kind](),
+        primary_key=primary_key,
+        nullable=primary_key is False and column.nullable,
+    )
+
+
+def _contract_table(spec: TableSpec) -> sa.Table:
+    columns = [_sql_column(c, primary_key=c.name == spec.key) for c in spec.columns]
+    if spec.extra_prefix:
+        # Free-form extra columns (``x_*``) travel as one JSON object per row.
+        columns.append(sa.Column("extras", sa.JSON(), nullable=True))
+    indexes = []
+    if spec.name != "enterprises":
+        indexes.append(sa.Index(f"ix_{spec.name}_enterprise_id", "enterprise_id"))
+    return sa.Table(spec.name, metadata, *columns, *indexes, comment=spec.description)
+
+
+CONTRACT_TABLES: dict[str, sa.Table] = {spec.name: _contract_table(spec) for spec in TABLES}
+
+truth = sa.Table(
+    TRUTH_TABLE.name,
+    metadata,
+    *[_sql_column(c, primary_key=c.name in ("enterprise_id", "month")) for c in TRUTH_TABLE.columns],
+    comment=TRUTH_TABLE.description,
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("quarantine_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("source_file", sa.Text, nullable=False),
+    sa.Column("line", sa.Integer, nullable=True),  # 1-based line in the file, header is line 1
+    sa.Column("column_name", sa.String(64), nullable=True),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("row_key", sa.String(64), nullable=True),  # the row's key, so a corrected twin can replace it
+    sa.Column("raw", sa.JSON, nullable=True),  # the whole row as read, so nothing is lost
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+    sa.Index("ix_quarantine_table_key", "table_name", "row_key"),
+    comment="Rows refused by the import, with where and why.",
+)
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create every table that does not exist yet (idempotent)."""
+    metadata.create_all(engine)
