@@ -1,0 +1,160 @@
+"""The policy file: every number of the supervision regime in one validated TOML file.
+
+``scoring/policy.toml`` (shipped with the package) holds the documented defaults and their sources. A bureau
+copies it, edits it, and points riskgrade at its copy with ``--policy FILE`` or ``RISKGRADE_POLICY``; keys
+it leaves out keep their defaults (the bureau's file is laid over the shipped one, table by table).
+
+The file loads once into frozen dataclasses; each function receives only the part it needs
+(``plan(scores, policy.caps)``), never the whole dict. Sections may be typed by dataclasses that live in
+lower layers (``features``, ``models``): this module only reads TOML and checks it against them.
+
+Errors name the key: ``policy.toml: tiers.high_share: expected a number between 0 and 1, got 1.5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from features.errors import PolicyError
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
+
+
+def policy_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The policy file to use: ``path``, else ``$RISKGRADE_POLICY``, else the shipped defaults."""
+    chosen = path or os.environ.get("RISKGRADE_POLICY")
+    return Path(chosen) if chosen else DEFAULT_POLICY_PATH
+
+
+def read_policy_mapping(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], str]:
+    """The merged policy mapping (defaults overlaid with the bureau's file) and its source name."""
+    defaults = _read_toml(DEFAULT_POLICY_PATH)
+    chosen = policy_path(path)
+    if chosen.resolve() == DEFAULT_POLICY_PATH.resolve():
+        return defaults, chosen.name
+    return _overlay(defaults, _read_toml(chosen), chosen.name), chosen.name
+
+
+def policy_hash(mapping: Mapping[str, Any]) -> str:
+    """A short stable hash of the effective policy, recorded with every batch run."""
+    canonical = repr(_sorted(mapping)).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def build_section(kind: type, mapping: Any, where: str) -> Any:
+    """Build the frozen dataclass ``kind`` from a TOML mapping, refusing unknown keys and wrong types.
+
+    ``where`` is the dotted path used in messages (``"policy.toml: tiers"``). A dataclass may define
+    ``validate(self) -> None`` raising ``ValueError(message)`` or ``ValueError((key, message))`` for
+    cross-field rules; the message is re-raised as :class:`PolicyError` with the key in front.
+    """
+    if not isinstance(mapping, Mapping):
+        raise PolicyError(f"{where}: expected a table, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise PolicyError(f"{where}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(kind)
+    values = {name: _convert(hints[name], mapping[name], f"{where}.{name}") for name in mapping}
+    try:
+        built = kind(**values)
+        if hasattr(built, "validate"):
+            built.validate()
+    except ValueError as exc:
+        detail = exc.args[0] if exc.args else str(exc)
+        if isinstance(detail, tuple):
+            key, message = detail
+            raise PolicyError(f"{where}.{key}: {message}") from exc
+        raise PolicyError(f"{where}: {detail}") from exc
+    return built
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return _convert(option, value, where)
+            except PolicyError as exc:
+                errors.append(str(exc))
+        raise PolicyError(errors[0])
+    if origin is typing.Literal:
+        if value not in args:
+            raise PolicyError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return build_section(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise PolicyError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping, typing.Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise PolicyError(f"{where}: expected a table, got {value!r}")
+        value_hint = args[1] if len(args) == 2 else Any
+        return types.MappingProxyType(
+            {str(k): _convert(value_hint, v, f"{where}.{k}") for k, v in value.items()}
+        )
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise PolicyError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PolicyError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PolicyError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise PolicyError(f"{where}: expected text, got {value!r}")
+        return value
+    raise TypeError(f"policy field {where} has an unsupported type {hint!r}")  # a programming error
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path.name}: not valid TOML: {exc}") from exc
+
+
+def _overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in override.items():
+        if key not in defaults:
+            raise PolicyError(f"{where}: {key}: unknown key (known keys: {', '.join(sorted(defaults))})")
+        if isinstance(value, Mapping) and isinstance(defaults[key], Mapping):
+            merged[key] = _overlay(defaults[key], value, f"{where}: {key}")
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple((k, _sorted(value[k])) for k in sorted(value))
+    if isinstance(value, list | tuple):
+        return tuple(_sorted(v) for v in value)
+    return value
