@@ -48,8 +48,10 @@ def canonical_frame(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     spec = spec_for(table)
     out = {}
     for column in spec.columns:
-        values = frame[column.name] if column.name in frame.columns else pd.Series(pd.NA, index=frame.index)
-        out[column.name] = _coerce(values, column.kind)
+        if column.name in frame.columns:
+            out[column.name] = _coerce(frame[column.name], column.kind)
+        else:
+            out[column.name] = _missing(frame.index, column.kind)
     result = pd.DataFrame(out, index=frame.index)
     if spec.extra_prefix:
         extras = [c for c in frame.columns if c.startswith(spec.extra_prefix)]
@@ -58,6 +60,11 @@ def canonical_frame(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     if spec.has_recorded_on and spec.event_date:
         result["recorded_on"] = result["recorded_on"].fillna(result[spec.event_date])
     return result.reset_index(drop=True)
+
+
+def _missing(index: pd.Index, kind: str) -> pd.Series:
+    """An all-missing column of ``kind`` (``None`` becomes NaN, NaT or NA as the dtype wants)."""
+    return pd.Series([None] * len(index), index=index, dtype=_DTYPES[kind])
 
 
 def _coerce(values: pd.Series, kind: str) -> pd.Series:

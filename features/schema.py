@@ -62,6 +62,7 @@ quarantine = sa.Table(
     sa.Column("column_name", sa.String(64), nullable=True),
     sa.Column("value", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("rule", sa.String(32), nullable=True),  # the validation rule that failed (features.validate.RULES)
     sa.Column("row_key", sa.String(64), nullable=True),  # the row's key, so a corrected twin can replace it
     sa.Column("raw", sa.JSON, nullable=True),  # the whole row as read, so nothing is lost
     sa.Column("imported_at", sa.DateTime, nullable=False),

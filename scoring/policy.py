@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import PolicyError
+from scoring.planning import PlanningPolicy
+from scoring.supervision import SupervisionPolicy
+from scoring.tiers import OverridePolicy, TierPolicy
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
 
@@ -62,6 +65,10 @@ def build_section(kind: type, mapping: Any, where: str) -> Any:
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise PolicyError(f"{where}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})")
+    missing = [name for name, f in fields.items() if name not in mapping
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise PolicyError(f"{where}.{missing[0]}: missing key")
     hints = typing.get_type_hints(kind)
     values = {name: _convert(hints[name], mapping[name], f"{where}.{name}") for name in mapping}
     try:
@@ -140,13 +147,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise PolicyError(f"{path.name}: not valid TOML: {exc}") from exc
 
 
-def _overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+# Tables whose keys are the bureau's own (its departments, ...): a bureau's file replaces them as a whole
+# instead of being laid over the defaults key by key (so its own keys are not refused as unknown).
+REPLACED_AS_A_WHOLE: frozenset[tuple[str, ...]] = frozenset({
+    ("planning", "capacity"),
+    ("planning", "sector_department"),
+})
+
+
+def _overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], where: str,
+             path: tuple[str, ...] = ()) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in override.items():
         if key not in defaults:
             raise PolicyError(f"{where}: {key}: unknown key (known keys: {', '.join(sorted(defaults))})")
-        if isinstance(value, Mapping) and isinstance(defaults[key], Mapping):
-            merged[key] = _overlay(defaults[key], value, f"{where}: {key}")
+        if (isinstance(value, Mapping) and isinstance(defaults[key], Mapping)
+                and (*path, key) not in REPLACED_AS_A_WHOLE):
+            merged[key] = _overlay(defaults[key], value, f"{where}: {key}", (*path, key))
         else:
             merged[key] = value
     return merged
@@ -158,3 +175,56 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return tuple(_sorted(v) for v in value)
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole policy
+# ---------------------------------------------------------------------------------------------
+
+
+def _empty() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """The whole validated policy file; hand each function only the section it needs.
+
+    ``labels``, ``expert_card`` and ``training`` are kept as read-only mappings here (their typed forms belong
+    to the feature and model layers); any other top-level key is refused.
+    """
+
+    tiers: TierPolicy
+    overrides: OverridePolicy
+    supervision: SupervisionPolicy
+    planning: PlanningPolicy
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    expert_card: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    training: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+
+
+def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
+    """Read, overlay and validate the policy file (``path``, ``$RISKGRADE_POLICY`` or the shipped defaults).
+
+    Raises :class:`PolicyError` naming the key: ``policy.toml: supervision.inspectors.min: the law requires…``.
+    """
+    mapping, source = read_policy_mapping(path)
+    return policy_from_mapping(mapping, source)
+
+
+def policy_from_mapping(mapping: Mapping[str, Any], source: str = "policy.toml") -> Policy:
+    """:class:`Policy` from an already merged mapping (``source`` names the file in messages)."""
+    if not isinstance(mapping, Mapping):
+        raise PolicyError(f"{source}: expected a table, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(Policy)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise PolicyError(f"{source}: {unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(Policy)
+    values = {}
+    for name, f in fields.items():
+        if name in mapping:
+            values[name] = _convert(hints[name], mapping[name], f"{source}: {name}")
+        elif f.default_factory is dataclasses.MISSING:
+            raise PolicyError(f"{source}: {name}: missing section")
+    return Policy(**values)

@@ -1,0 +1,264 @@
+"""Benchmark: point-in-time features at province scale (DESIGN.md §11).
+
+Builds (or generates) a province-scale event set — by default 200k enterprises, 4M inspections, 12M
+hazards and smaller tables, as canonical frames — then times ``build_features`` for one as-of date
+and for 12 monthly as-of dates, and compares with the floor: a single numpy pass summing one column by
+enterprise over the same events (``np.bincount`` on enterprise codes computed beforehand).
+
+Each measured build runs in a forked child process so that its peak memory can be read
+(``ru_maxrss`` of the child minus the resident size inherited from the parent: the memory the build
+adds on top of the input tables). Times are medians over ``--repeat`` runs.
+
+    .venv/bin/python benchmarks/features.py                  # synthetic events of the default sizes
+    .venv/bin/python benchmarks/features.py --world          # data_samples.world.generate_world
+    .venv/bin/python benchmarks/features.py --enterprises 20000 --inspections 400000 --hazards 1200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.build import _codes, build_features  # noqa: E402
+from features.contract import (  # noqa: E402
+    CREDIT_GRADES,
+    INSPECTION_KINDS,
+    SECTOR_CODES,
+    VIOLATION_KINDS,
+)
+
+START = np.datetime64("2019-01-01")
+END = np.datetime64("2025-01-01")
+
+
+# ---------------------------------------------------------------------------------------------
+# A simple synthetic event set (until/unless the world generator is used)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ids(prefix: str, n: int) -> pd.Series:
+    numbers = pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
+    return pd.Series(pc.binary_join_element_wise(prefix, numbers, ""), dtype="str")
+
+
+def _dates(days: np.ndarray) -> pd.Series:
+    return pd.Series((START + days.astype("timedelta64[D]")).astype("datetime64[ns]"))
+
+
+def _late(rng: np.random.Generator, event_days: np.ndarray, share_late: float, max_lag: int) -> np.ndarray:
+    """Knowledge days: most records entered the same day, ``share_late`` of them 1..max_lag days later."""
+    lag = np.where(rng.random(len(event_days)) < share_late, rng.integers(1, max_lag + 1, len(event_days)), 0)
+    return event_days + lag
+
+
+def synthetic_tables(n_enterprises: int, n_inspections: int, n_hazards: int, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Random canonical frames of the requested sizes (not a realistic world: sizes and dtypes only)."""
+    rng = np.random.default_rng(seed)
+    span = int((END - START).astype(int))
+    enterprise_ids = _ids("E", n_enterprises)
+    founded = rng.integers(-20 * 365, span, n_enterprises)
+    closed = np.where(rng.random(n_enterprises) < 0.03, founded + rng.integers(30, 5000, n_enterprises), -1)
+    enterprises = pd.DataFrame({
+        "enterprise_id": enterprise_ids,
+        "name": enterprise_ids,
+        "uscc": pd.Series(pd.NA, index=range(n_enterprises), dtype="str"),
+        "sector": pd.Series(rng.choice(np.array(SECTOR_CODES), n_enterprises), dtype="str"),
+        "township": pd.Series(rng.choice(np.array([f"T{i:03d}" for i in range(200)]), n_enterprises), dtype="str"),
+        "employees": pd.array(rng.integers(1, 2000, n_enterprises), dtype="Int64"),
+        "founded_on": _dates(founded),
+        "closed_on": _dates(closed).where(closed >= 0),
+        **{flag: pd.array(rng.random(n_enterprises) < 0.1, dtype="boolean")
+           for flag in ("major_hazard_source", "dust_explosion", "ammonia_refrigeration", "confined_space")},
+        "x_capital_wan": rng.lognormal(5, 1, n_enterprises),
+    })
+
+    def events(prefix: str, n: int, *, share_late: float = 0.3, max_lag: int = 30):
+        """(frame with id and enterprise_id, event days, knowledge days) of ``n`` random events."""
+        owner = rng.integers(0, n_enterprises, n)
+        day = rng.integers(0, span, n)
+        frame = pd.DataFrame({
+            f"{prefix}_id": _ids(prefix[0].upper(), n),
+            "enterprise_id": pd.Series(pa.array(enterprise_ids).take(pa.array(owner)), dtype="str"),
+        })
+        return frame, day, _late(rng, day, share_late, max_lag)
+
+    inspections, day, known = events("inspection", n_inspections)
+    takers = rng.integers(0, 6, n_inspections)
+    inspections = inspections.assign(
+        inspected_on=_dates(day),
+        department=pd.Series(rng.choice(np.array(["应急", "住建", "交通", "消防"]), n_inspections), dtype="str"),
+        kind=pd.Series(rng.choice(np.array(INSPECTION_KINDS), n_inspections), dtype="str"),
+        n_inspectors=pd.array(rng.integers(2, 4, n_inspections), dtype="Int64"),
+        exam_takers=pd.array(takers, dtype="Int64"),
+        exam_passed=pd.array(rng.binomial(takers, 0.8), dtype="Int64"),
+        recorded_on=_dates(known),
+    )
+
+    # Hazards are found by inspections: same enterprise and date as a random inspection.
+    source = rng.integers(0, n_inspections, n_hazards)
+    found = day[source]
+    major = rng.random(n_hazards) < 0.015
+    deadline = found + np.where(major, 60, 15)
+    rectified = deadline + rng.integers(-14, 10, n_hazards)
+    rectified = np.where((rectified > span) | (rng.random(n_hazards) < 0.02), -1, np.maximum(rectified, found))
+    hazards = pd.DataFrame({
+        "hazard_id": _ids("H", n_hazards),
+        "enterprise_id": inspections["enterprise_id"].take(source).reset_index(drop=True),
+        "inspection_id": inspections["inspection_id"].take(source).reset_index(drop=True),
+        "found_on": _dates(found),
+        "level": pd.Series(np.where(major, "major", "general"), dtype="str"),
+        "category": pd.Series(pd.NA, index=range(n_hazards), dtype="str"),
+        "rectify_by": _dates(deadline),
+        "rectified_on": _dates(rectified).where(rectified >= 0),
+        "recorded_on": _dates(_late(rng, found, 0.3, 30)),
+    })
+
+    def small(prefix: str, n: int, date_column: str, **columns: Callable[[int], object]) -> pd.DataFrame:
+        frame, day, known = events(prefix, n, share_late=0.2, max_lag=90)
+        frame[date_column] = _dates(day)
+        for name, make in columns.items():
+            frame[name] = make(n)
+        frame["recorded_on"] = _dates(known)
+        return frame
+
+    boolean = lambda p: lambda n: pd.array(rng.random(n) < p, dtype="boolean")  # noqa: E731
+    violations = small("violation", n_hazards // 12, "found_on",
+                       inspection_id=lambda n: pd.Series(pd.NA, index=range(n), dtype="str"),
+                       kind=lambda n: pd.Series(rng.choice(np.array(VIOLATION_KINDS), n), dtype="str"))
+    accidents = small("accident", n_enterprises // 10, "occurred_on",
+                      grade=lambda n: pd.Series(rng.choice(np.array(["general", "larger"]), n, p=[0.97, 0.03]), dtype="str"),
+                      deaths=lambda n: pd.array(rng.binomial(1, 0.05, n), dtype="Int64"),
+                      serious_injuries=lambda n: pd.array(np.zeros(n, dtype=int), dtype="Int64"),
+                      direct_loss_yuan=lambda n: rng.lognormal(10, 1, n),
+                      road_traffic=boolean(0.2), concealed=boolean(0.02))
+    penalties = small("penalty", n_enterprises // 2, "decided_on",
+                      amount_yuan=lambda n: rng.lognormal(9, 1, n),
+                      person_penalized=boolean(0.3), suspension=boolean(0.05))
+    kinds = np.array(["standardization", "blacklist", "redlist", "credit_grade", "insurance", "commitment"])
+    credit_kind = rng.choice(kinds, 2 * n_enterprises)
+    credit_value = np.where(credit_kind == "standardization", rng.choice(np.array(["1", "2", "3"]), len(credit_kind)),
+                            np.where(credit_kind == "credit_grade", rng.choice(np.array(CREDIT_GRADES), len(credit_kind)), "true"))
+    credit_records = small("record", 2 * n_enterprises, "valid_from",
+                           kind=lambda n: pd.Series(credit_kind, dtype="str"),
+                           value=lambda n: pd.Series(credit_value, dtype="str"))
+    credit_records["valid_to"] = credit_records["valid_from"] + pd.to_timedelta(rng.integers(180, 1100, len(credit_kind)), unit="D")
+    complaints = small("complaint", n_enterprises // 2, "received_on", substantiated=boolean(0.4))
+    return {
+        "enterprises": enterprises, "inspections": inspections, "hazards": hazards, "violations": violations,
+        "accidents": accidents, "penalties": penalties, "credit_records": credit_records, "complaints": complaints,
+    }
+
+
+def world_tables(n_enterprises: int, years: int, seed: int) -> dict[str, pd.DataFrame]:
+    from data_samples.world import generate_world  # another engineer's module; optional
+
+    tables = generate_world(n_enterprises, years, seed)
+    return {name: frame for name, frame in tables.items() if name != "truth"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _child(task: Callable[[], object], queue: multiprocessing.Queue) -> None:
+    inherited = _rss_mb()
+    started = time.perf_counter()
+    task()
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((elapsed, peak - inherited))
+
+
+def measure(task: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(median seconds, max extra peak MB) of ``task`` over ``repeat`` forked runs."""
+    context = multiprocessing.get_context("fork")
+    times, peaks = [], []
+    for _ in range(repeat):
+        queue = context.Queue()
+        process = context.Process(target=_child, args=(task, queue))
+        process.start()
+        elapsed, peak = queue.get()
+        process.join()
+        times.append(elapsed)
+        peaks.append(peak)
+    return statistics.median(times), max(peaks)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", action="store_true", help="use data_samples.world.generate_world")
+    parser.add_argument("--enterprises", type=int, default=200_000)
+    parser.add_argument("--inspections", type=int, default=4_000_000)
+    parser.add_argument("--hazards", type=int, default=12_000_000)
+    parser.add_argument("--years", type=int, default=6, help="years of history (--world)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    if args.world:
+        tables = world_tables(args.enterprises, args.years, args.seed)
+    else:
+        tables = synthetic_tables(args.enterprises, args.inspections, args.hazards, args.seed)
+    print(f"data: {time.perf_counter() - started:.1f} s to make; "
+          + ", ".join(f"{name} {len(frame):,}" for name, frame in tables.items()))
+    print(f"input tables resident: {_rss_mb():,.0f} MB")
+
+    last_event = max(frame[c].max() for frame in tables.values() for c in frame.columns
+                     if c.endswith("_on") and c not in ("founded_on", "closed_on", "recorded_on", "rectified_on"))
+    last = (pd.Timestamp(last_event) + pd.Timedelta(days=1)).normalize()
+    one_date = [last]
+    monthly = list(pd.date_range(end=last, periods=12, freq="MS")) if last.day == 1 else \
+        [last - pd.DateOffset(months=i) for i in range(11, -1, -1)]
+
+    ids = pd.Index(tables["enterprises"]["enterprise_id"].sort_values())
+    event_tables = [frame for name, frame in tables.items() if name != "enterprises"]
+    codes = [_codes(frame["enterprise_id"], ids) for frame in event_tables]
+    hazard_codes = _codes(tables["hazards"]["enterprise_id"], ids)
+    weights = np.ones(len(hazard_codes))
+
+    def floor_all() -> None:
+        for code in codes:
+            np.bincount(code, weights=np.ones(len(code)), minlength=len(ids))
+
+    def floor_with_mapping() -> None:
+        for frame in event_tables:
+            np.bincount(_codes(frame["enterprise_id"], ids), minlength=len(ids))
+
+    floor_hazards, _ = measure(lambda: np.bincount(hazard_codes, weights=weights, minlength=len(ids)), args.repeat)
+    floor_events, _ = measure(floor_all, args.repeat)
+    floor_mapped, _ = measure(floor_with_mapping, args.repeat)
+    one, one_mb = measure(lambda: build_features(tables, one_date), args.repeat)
+    twelve, twelve_mb = measure(lambda: build_features(tables, monthly), args.repeat)
+    n_events = sum(len(frame) for frame in event_tables)
+    print(f"floor: np.bincount over hazards ({len(hazard_codes):,} rows): {floor_hazards * 1000:.0f} ms; "
+          f"over all {n_events:,} event rows: {floor_events * 1000:.0f} ms; "
+          f"including mapping ids to codes: {floor_mapped * 1000:.0f} ms")
+    print(f"1 as-of date ({one_date[0].date()}):  {one:.2f} s, peak +{one_mb:,.0f} MB; "
+          f"{one / floor_events:.1f}x the all-events floor, {one / floor_hazards:.0f}x the hazards-only floor, "
+          f"{one / floor_mapped:.1f}x the floor with id mapping")
+    print(f"12 monthly dates ({monthly[0].date()} .. {monthly[-1].date()}): {twelve:.2f} s, peak +{twelve_mb:,.0f} MB; "
+          f"{twelve / one:.1f}x one date")
+
+
+if __name__ == "__main__":
+    main()

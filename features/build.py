@@ -1,0 +1,952 @@
+"""Point-in-time features: one row per active enterprise and as-of date (DESIGN.md §5).
+
+Time semantics (the rules every feature follows)
+------------------------------------------------
+- An event counts for as-of date ``a`` only if it was **known before** ``a``: both its event date
+  (``inspected_on``, ``found_on``, ``occurred_on``, ``decided_on``, ``valid_from``, ``received_on``) and its
+  ``recorded_on`` are strictly before ``a``. (A record dated before ``a`` but entered on or after ``a`` is
+  invisible as of ``a``.)
+- A window of ``w`` days is ``[a - w days, a)`` on the event date; "prior" windows of trends are
+  ``[a - 2w, a - w)``, still restricted to events known before ``a``.
+- State features (unrectified hazards, credit state, days since the last event) use the same knowledge
+  rule: a major hazard counts as rectified only if ``rectified_on < a``; a credit record is active if
+  ``valid_from < a``, ``recorded_on < a`` and it has not ended (``valid_to`` empty or ``>= a``).
+- Rows: an enterprise is scored as of ``a`` unless it was not yet founded (``founded_on >= a``) or had
+  already closed (``closed_on < a``; closing on ``a`` itself is not known before ``a``). Empty dates
+  mean "founded long ago" and "still open".
+- A missing optional table gives NaN for every feature drawn from it (never silent zeros); a present
+  table in which an enterprise has no events gives zero counts. Ratios with a zero denominator are NaN.
+
+How it is computed (fast, and ready for Dask)
+---------------------------------------------
+Windows are read at a handful of "cut days": every as-of date minus every window bound. Each event
+table is mapped once to enterprise codes and day numbers; each event falls in a bucket (how many cut
+days are on or before its date, from a small lookup table). One ``np.bincount`` per quantity over
+``enterprise × bucket`` and a cumulative sum along the buckets give "sum before each cut day" for every
+enterprise, and a window sum is a difference of two of those — for all enterprises and all as-of dates
+in the same pass, with no sort and no loop over enterprises or events. Records entered late (dated
+before an as-of date, recorded on or after it) are found once per date and subtracted. "Days since the
+last event" sorts the table once by (enterprise, date) (one packed int64 key) and uses
+``np.searchsorted``.
+
+The aggregations registered with ``stage="enterprise"`` only read the enterprise's own events: they can
+run partition-wise (e.g. Dask partitioned by ``enterprise_id``). Those with ``stage="cross_enterprise"``
+(sector-mean shrinkage, peer context) combine enterprises and run as a second step, from the window sums
+of the first and the (small) accidents table.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.catalog import (
+    DEFAULT_WINDOWS,
+    NO_LEVEL,
+    Feature,
+    Quantity,
+    Where,
+    catalog_for,
+    extra_features,
+)
+from features.contract import TABLE_BY_NAME, TABLES, accident_grade
+from features.errors import DataError, MissingInputError
+
+DEFAULT_SHRINKAGE_STRENGTH = 5.0
+"""Pseudo-inspections of the sector mean added to each enterprise's own record (see :func:`_shrunk_rate`)."""
+
+DAYS_PER_YEAR = 365.25
+
+_FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "否", "无", "none", "0.0"})
+
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dates and rows
+# ---------------------------------------------------------------------------------------------
+
+
+def as_of_index(as_of_dates: object) -> pd.DatetimeIndex:
+    """The as-of dates as a sorted, duplicate-free ``DatetimeIndex`` of midnights (``datetime64[ns]``)."""
+    if isinstance(as_of_dates, (str, pd.Timestamp, np.datetime64)) or not isinstance(as_of_dates, Iterable):
+        as_of_dates = [as_of_dates]
+    dates = pd.DatetimeIndex(pd.to_datetime(list(as_of_dates))).astype("datetime64[ns]")
+    if len(dates) == 0:
+        raise ValueError("as_of_dates is empty: give at least one date")
+    if dates.hasnans:
+        raise ValueError("as_of_dates contains a missing date")
+    if (dates != dates.normalize()).any():
+        raise ValueError("as_of dates must be whole days (midnight), got times of day")
+    return dates.unique().sort_values()
+
+
+def _days(values: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(days since 1970 as int64, missing mask) of a datetime column."""
+    array = np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]")
+    missing = np.isnat(array)
+    return array.view(np.int64), missing
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Query rows: one per (group, as-of date) — groups are enterprises or peer groups (sector, township).
+
+    ``lookup[group, date_index]`` is the row of that pair, or -1 when the pair is not a row (an enterprise
+    not active at the date).
+    """
+
+    group: np.ndarray  # int64, per row
+    date_index: np.ndarray  # int64, per row
+    day: np.ndarray  # int64 days since 1970 of the row's as-of date
+    lookup: np.ndarray  # int64 [n_groups, n_dates]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.group)
+
+    @property
+    def n_groups(self) -> int:
+        return self.lookup.shape[0]
+
+
+def _full_grid(n_groups: int, as_of_days: np.ndarray) -> Grid:
+    n_dates = len(as_of_days)
+    group = np.repeat(np.arange(n_groups, dtype=np.int64), n_dates)
+    date_index = np.tile(np.arange(n_dates, dtype=np.int64), n_groups)
+    return Grid(group, date_index, as_of_days[date_index], np.arange(n_groups * n_dates).reshape(n_groups, n_dates))
+
+
+@dataclass(frozen=True)
+class ActiveRows:
+    """The rows of a feature (or label) frame: active enterprises × as-of dates, ordered by (id, date)."""
+
+    enterprises: pd.DataFrame  # sorted by enterprise_id, index 0..n-1 (row i has code i)
+    ids: pd.Index
+    dates: pd.DatetimeIndex
+    grid: Grid
+
+    @property
+    def index(self) -> pd.MultiIndex:
+        return pd.MultiIndex(
+            levels=[self.ids, self.dates],
+            codes=[self.grid.group, self.grid.date_index],
+            names=["enterprise_id", "as_of"],
+            verify_integrity=False,
+        )
+
+
+def active_rows(enterprises: pd.DataFrame, as_of_dates: object) -> ActiveRows:
+    """Enterprises active at each as-of date ``a``: ``founded_on < a`` (or empty) and not ``closed_on < a``."""
+    dates = as_of_index(as_of_dates)
+    if enterprises["enterprise_id"].isna().any():
+        raise DataError("enterprises: enterprise_id is empty in some rows")
+    if enterprises["enterprise_id"].duplicated().any():
+        duplicated = enterprises.loc[enterprises["enterprise_id"].duplicated(), "enterprise_id"].iloc[0]
+        raise DataError(f"enterprises: enterprise_id {duplicated!r} appears more than once")
+    ordered = enterprises.sort_values("enterprise_id", kind="stable").reset_index(drop=True)
+    as_of_days, _ = _days(dates)
+    founded, founded_missing = _days(_column(ordered, "founded_on", "datetime64[ns]"))
+    closed, closed_missing = _days(_column(ordered, "closed_on", "datetime64[ns]"))
+    started = founded_missing[:, None] | (founded[:, None] < as_of_days[None, :])
+    open_ = closed_missing[:, None] | (closed[:, None] >= as_of_days[None, :])
+    active = started & open_
+    group, date_index = np.nonzero(active)
+    lookup = np.full(active.shape, -1, dtype=np.int64)
+    lookup[group, date_index] = np.arange(len(group))
+    grid = Grid(group.astype(np.int64), date_index.astype(np.int64), as_of_days[date_index], lookup)
+    return ActiveRows(ordered, pd.Index(ordered["enterprise_id"].astype("str")), dates, grid)
+
+
+def _column(frame: pd.DataFrame, name: str, dtype: str | None = None) -> pd.Series:
+    """``frame[name]``, or an all-missing column when a non-canonical frame lacks it."""
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series(pd.NaT if dtype == "datetime64[ns]" else pd.NA, index=frame.index, dtype=dtype or "object")
+
+
+def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each id in ``index`` (int64; -1 when absent)."""
+    try:
+        values = pa.array(ids)
+        found = pc.index_in(values, value_set=pa.array(index).cast(values.type))
+    except (TypeError, ValueError, pa.ArrowException):  # e.g. non-string ids: slower pandas path
+        return index.get_indexer(ids.astype("str")).astype(np.int64)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cut days and cumulative sums
+# ---------------------------------------------------------------------------------------------
+
+
+class CutDays:
+    """The days at which sums are read: every as-of date shifted back by every window offset.
+
+    A window sum over ``[a - start, a - end)`` is (sum of events before ``a - end``) − (sum before
+    ``a - start``), so "sum before each cut day" per group is all any window needs. Events are put in
+    buckets — the number of cut days on or before the event's day — through a lookup table over the
+    day range, counted per (group, bucket) with one ``np.bincount`` and accumulated along the buckets.
+    No sort, and the same pass serves every as-of date.
+    """
+
+    def __init__(self, as_of_days: np.ndarray, offsets: Iterable[int]) -> None:
+        self.offsets = tuple(sorted(set(offsets)))
+        shifted = as_of_days[:, None] - np.asarray(self.offsets, dtype=np.int64)[None, :]
+        self.days = np.unique(shifted)
+        self.column = {o: np.searchsorted(self.days, as_of_days - o) for o in self.offsets}
+        self._origin = int(self.days[0]) - 1
+        self._lookup = np.searchsorted(self.days, np.arange(self._origin, int(self.days[-1]) + 1), side="right")
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def bucket(self, day: np.ndarray) -> np.ndarray:
+        """Number of cut days ``<= day`` for each event day (0 … len(self))."""
+        index = day - self._origin
+        np.clip(index, 0, len(self._lookup) - 1, out=index)
+        return self._lookup[index]
+
+
+def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_groups: int, n_cuts: int) -> np.ndarray:
+    """``C[g, j]`` = sum of ``weights`` (or count) of events of group g dated before cut day j.
+
+    ``bins`` is ``group * (n_cuts + 1) + bucket`` per event.
+    """
+    histogram = np.bincount(bins, weights, minlength=n_groups * (n_cuts + 1)).reshape(n_groups, n_cuts + 1)
+    return np.cumsum(histogram[:, :n_cuts], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Event tables
+# ---------------------------------------------------------------------------------------------
+
+
+class EventSource:
+    """One event table prepared for counting: enterprise codes, event days, knowledge days.
+
+    ``point_in_time=True`` (features): an event is known from ``max(event date, recorded_on)``.
+    ``point_in_time=False`` (labels): knowledge dates are ignored, except that ``known_before`` drops
+    rows recorded on or after a cutoff before anything else.
+    """
+
+    def __init__(self, name: str, frame: pd.DataFrame, rows: ActiveRows, *, point_in_time: bool,
+                 known_before: pd.Timestamp | None = None) -> None:
+        spec = TABLE_BY_NAME[name]
+        code = _codes(frame["enterprise_id"], rows.ids)
+        day, day_missing = _days(frame[spec.event_date])
+        keep = (code >= 0) & ~day_missing
+        recorded, recorded_missing = _days(_column(frame, "recorded_on", "datetime64[ns]"))
+        if known_before is not None:
+            keep &= recorded_missing | (recorded < _days(pd.DatetimeIndex([known_before]))[0][0])
+        if not keep.all():
+            frame, code, day = frame[keep].reset_index(drop=True), code[keep], day[keep]
+            recorded, recorded_missing = recorded[keep], recorded_missing[keep]
+        self.name = name
+        self.frame = frame
+        self.code = code
+        self.day = day
+        if point_in_time:
+            recorded[recorded_missing] = np.iinfo(np.int64).min
+            self.known = np.maximum(day, recorded, out=recorded)
+        else:
+            self.known = day
+        self._as_of_days, _ = _days(rows.dates)
+        self._inflight: tuple[np.ndarray, np.ndarray] | None = None
+        self._masks: dict[tuple[Where, ...], np.ndarray] = {}
+        self._values: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def mask(self, where: tuple[Where, ...]) -> np.ndarray | None:
+        """Events matching all filters (missing values never match; ``negate`` keeps them); None: all."""
+        if not where:
+            return None
+        if where not in self._masks:
+            mask = np.ones(len(self), dtype=bool)
+            for condition in where:
+                column = _graded(self.frame) if condition.column == "grade" else _column(self.frame, condition.column)
+                matches = column.isin(list(condition.values)).to_numpy(dtype=bool, na_value=False)
+                mask &= ~matches if condition.negate else matches
+            self._masks[where] = mask
+        return self._masks[where]
+
+    def values(self, column: str) -> np.ndarray:
+        """A value column as float64, missing values as 0 (they add nothing to sums)."""
+        if column not in self._values:
+            numbers = pd.to_numeric(_column(self.frame, column), errors="coerce")
+            self._values[column] = numbers.to_numpy(dtype=np.float64, na_value=0.0)
+        return self._values[column]
+
+    def dates(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(days, missing) of another date column of the table (e.g. ``rectified_on``)."""
+        return _days(_column(self.frame, column, "datetime64[ns]"))
+
+    def inflight(self) -> tuple[np.ndarray, np.ndarray]:
+        """(event, as-of date index) pairs: events dated before the date but recorded on or after it."""
+        if self._inflight is None:
+            late = np.flatnonzero(self.known > self.day)
+            if len(late):
+                first, last = self._as_of_days.min(), self._as_of_days.max()
+                late = late[(self.day[late] < last) & (self.known[late] >= first)]
+            events, date_indices = [], []
+            for date_index, as_of in enumerate(self._as_of_days):
+                hit = late[(self.day[late] < as_of) & (self.known[late] >= as_of)]
+                events.append(hit)
+                date_indices.append(np.full(len(hit), date_index, dtype=np.int64))
+            self._inflight = (np.concatenate(events), np.concatenate(date_indices))
+        return self._inflight
+
+
+def _graded(accidents: pd.DataFrame) -> pd.Series:
+    """Accident grades, derived from casualties and loss (Decree 493) where the grade is empty."""
+    grade = _column(accidents, "grade")
+    missing = grade.isna()
+    if not missing.any():
+        return grade
+    numbers = {c: pd.to_numeric(_column(accidents, c)[missing]).fillna(0)
+               for c in ("deaths", "serious_injuries", "direct_loss_yuan")}
+    derived = [
+        accident_grade(int(d), int(s), float(loss))
+        for d, s, loss in zip(numbers["deaths"], numbers["serious_injuries"], numbers["direct_loss_yuan"], strict=True)
+    ]
+    grade = grade.astype("object").copy()
+    grade[missing] = derived
+    return grade
+
+
+# ---------------------------------------------------------------------------------------------
+# Sorted timeline (for "days since the last event")
+# ---------------------------------------------------------------------------------------------
+
+
+class Timeline:
+    """Events sorted by (enterprise, event day) with their knowledge lag, packed in one int64 key.
+
+    Answers "which is the last event known before ``a``": the last event dated before ``a``, stepping
+    back over the (few) ones recorded on or after ``a``.
+    """
+
+    def __init__(self, group: np.ndarray, day: np.ndarray, lag: np.ndarray, n_groups: int) -> None:
+        n = len(group)
+        self.origin = int(day.min()) if n else 0
+        offset = day - self.origin
+        self.max_offset = int(offset.max()) if n else 0
+        self.day_bits = (self.max_offset + 1).bit_length()
+        group_bits = max(n_groups - 1, 1).bit_length()
+        lag_bits = int(lag.max()).bit_length() if n else 0
+        if group_bits + self.day_bits + lag_bits <= 62:
+            self.lag_bits = lag_bits
+            self.keys = (group << (self.day_bits + lag_bits)) | (offset << lag_bits) | lag
+            self.keys.sort()
+            self._lag = None
+        else:  # too many bits to pack the lag: sort (group, day) and carry the lag along
+            self.lag_bits = 0
+            composite = (group << self.day_bits) | offset
+            order = np.argsort(composite, kind="stable")
+            self.keys, self._lag = composite[order], lag[order]
+        self.starts = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=n_groups))))
+
+    def positions(self, group: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Index of the first event of ``group`` dated on or after ``day``."""
+        offset = np.clip(day - self.origin, 0, self.max_offset + 1)
+        return np.searchsorted(self.keys, (group << (self.day_bits + self.lag_bits)) | (offset << self.lag_bits))
+
+    def day_at(self, index: np.ndarray) -> np.ndarray:
+        return ((self.keys[index] >> self.lag_bits) & ((1 << self.day_bits) - 1)) + self.origin
+
+    def lag_at(self, index: np.ndarray) -> np.ndarray:
+        if self._lag is not None:
+            return self._lag[index]
+        return self.keys[index] & ((1 << self.lag_bits) - 1)
+
+    def days_since_last_known(self, group: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+        """Per query, ``as_of`` minus the day of the group's last event dated and recorded before it (NaN: none)."""
+        start = self.starts[group]
+        candidate = self.positions(group, as_of) - 1
+        pending = np.flatnonzero(candidate >= start)
+        while len(pending):  # step back over events not yet recorded at the as-of date
+            unknown = self.day_at(candidate[pending]) + self.lag_at(candidate[pending]) >= as_of[pending]
+            pending = pending[unknown]
+            candidate[pending] -= 1
+            pending = pending[candidate[pending] >= start[pending]]
+        found = candidate >= start
+        result = np.full(len(group), np.nan)
+        result[found] = as_of[found] - self.day_at(candidate[found])
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The build context: caches shared by all aggregations of one build
+# ---------------------------------------------------------------------------------------------
+
+Grouping = Literal["enterprise", "sector", "township"]
+
+_MATRICES_KEPT = 6  # cumulative matrices kept for reuse (each n_groups × cut days)
+
+
+class FeatureContext:
+    """Everything the aggregations read: the rows, prepared event tables and cached sums.
+
+    All sums follow the module's time semantics. ``grouping`` selects whose events are summed: the
+    row's enterprise (default) or all enterprises of a peer group (``sector``, ``township``).
+    ``offsets`` are the window bounds (days before the as-of date) the build will ask for; others
+    still work, at the cost of one more pass. The sums of the quantities in ``keep`` stay cached for the
+    whole build (those read again by the cross-enterprise step); others are recomputed when evicted.
+    """
+
+    def __init__(self, data: Mapping[str, pd.DataFrame], as_of_dates: object, *,
+                 offsets: Iterable[int] = (0,), keep: Iterable[Quantity] = (),
+                 shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+                 point_in_time: bool = True, known_before: pd.Timestamp | None = None) -> None:
+        for spec in TABLES:
+            if spec.required_file and spec.name not in data:
+                raise MissingInputError(f"required table {spec.name!r} is missing from the data")
+        self.data = data
+        self.rows = active_rows(data["enterprises"], as_of_dates)
+        self.as_of_days, _ = _days(self.rows.dates)
+        self.cuts = CutDays(self.as_of_days, offsets)
+        self.shrinkage_strength = float(shrinkage_strength)
+        self.point_in_time = point_in_time
+        self.known_before = known_before
+        self._sources: dict[str, EventSource] = {}
+        self._groups: dict[str, tuple[np.ndarray, int]] = {}
+        self._grids: dict[str, Grid] = {"enterprise": self.rows.grid}
+        self._cache: dict[tuple, object] = {}
+        self._matrices: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._kept_quantities = set(keep)
+        self._kept_matrices: dict[tuple, np.ndarray] = {}
+
+    # -- tables and groups ------------------------------------------------------------------------
+
+    def has(self, table: str) -> bool:
+        return table in self.data
+
+    def source(self, table: str) -> EventSource:
+        if table not in self._sources:
+            self._sources[table] = EventSource(
+                table, self.data[table], self.rows, point_in_time=self.point_in_time, known_before=self.known_before
+            )
+        return self._sources[table]
+
+    def group_of_enterprise(self, grouping: Grouping) -> tuple[np.ndarray | None, int]:
+        """(group code per enterprise code, -1 when missing — None for the identity; number of groups)."""
+        if grouping == "enterprise":
+            return None, len(self.rows.ids)
+        if grouping not in self._groups:
+            codes, uniques = pd.factorize(_column(self.rows.enterprises, grouping), sort=True)
+            self._groups[grouping] = (codes.astype(np.int64), len(uniques))
+        return self._groups[grouping]
+
+    def grid(self, grouping: Grouping) -> Grid:
+        if grouping not in self._grids:
+            _, n_groups = self.group_of_enterprise(grouping)
+            self._grids[grouping] = _full_grid(n_groups, self.as_of_days)
+        return self._grids[grouping]
+
+    def _memo(self, key: tuple, compute: Callable[[], object]) -> object:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def _event_groups(self, table: str, grouping: Grouping) -> np.ndarray:
+        group_of, _ = self.group_of_enterprise(grouping)
+        code = self.source(table).code
+        return code if group_of is None else self._memo(("groups", table, grouping), lambda: group_of[code])
+
+    # -- window sums ----------------------------------------------------------------------------------
+
+    def _cuts_for(self, offsets: tuple[int, ...]) -> CutDays:
+        if all(o in self.cuts.column for o in offsets):
+            return self.cuts
+        return self._memo(("cuts", offsets), lambda: CutDays(self.as_of_days, offsets))
+
+    def _bins(self, table: str, grouping: Grouping, cuts: CutDays) -> np.ndarray:
+        """Per event ``group * (cuts + 1) + bucket`` (-1 for events of no group)."""
+
+        def compute() -> np.ndarray:
+            group = self._event_groups(table, grouping)
+            bins = group * (len(cuts) + 1) + cuts.bucket(self.source(table).day)
+            return bins if grouping == "enterprise" else np.where(group >= 0, bins, -1)
+
+        return self._memo(("bins", table, grouping, cuts.offsets), compute)
+
+    def _cumulative(self, quantity: Quantity, grouping: Grouping, cuts: CutDays) -> np.ndarray:
+        """Sum of the quantity over events dated before each cut day, per group (``[groups, cuts]``)."""
+        key = (quantity, grouping, cuts.offsets)
+        if key in self._kept_matrices:
+            return self._kept_matrices[key]
+        if key in self._matrices:
+            self._matrices.move_to_end(key)
+            return self._matrices[key]
+        source = self.source(quantity.source)
+        bins = self._bins(quantity.source, grouping, cuts)
+        weights = source.values(quantity.value) if quantity.value else None
+        selected = source.mask(quantity.where)
+        if grouping != "enterprise":
+            selected = bins >= 0 if selected is None else selected & (bins >= 0)
+        if selected is not None:
+            bins = bins[selected]
+            weights = weights[selected] if weights is not None else None
+        matrix = _cumulative_before(bins, weights, self.grid(grouping).n_groups, len(cuts))
+        if quantity in self._kept_quantities:
+            self._kept_matrices[key] = matrix
+        else:
+            self._matrices[key] = matrix
+            if len(self._matrices) > _MATRICES_KEPT:
+                self._matrices.popitem(last=False)
+        return matrix
+
+    def _read_at(self, matrix: np.ndarray, cuts: CutDays, grouping: Grouping, offset: int) -> np.ndarray:
+        """Per row, the matrix entry of the row's group at cut day ``a - offset``."""
+
+        def flat_index() -> np.ndarray:
+            grid = self.grid(grouping)
+            return grid.group * len(cuts) + cuts.column[offset][grid.date_index]
+
+        return matrix.ravel()[self._memo(("read", grouping, cuts.offsets, offset), flat_index)]
+
+    def _inflight_rows(self, table: str, where: tuple[Where, ...], grouping: Grouping) -> tuple[np.ndarray, np.ndarray]:
+        """(event, row) pairs: events matching ``where``, dated before the row's date, recorded on or after it."""
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            source = self.source(table)
+            events, date_index = source.inflight()
+            selected = source.mask(where)
+            if selected is not None:
+                events, date_index = events[selected[events]], date_index[selected[events]]
+            group = self._event_groups(table, grouping)[events]
+            row = np.where(group >= 0, self.grid(grouping).lookup[np.maximum(group, 0), date_index], -1)
+            return events[row >= 0], row[row >= 0]
+
+        return self._memo(("inflight", table, where, grouping), compute)
+
+    def window_sum(self, quantity: Quantity, start_days: int, end_days: int = 0,
+                   grouping: Grouping = "enterprise") -> np.ndarray:
+        """Per row, the quantity over events dated in ``[a - start_days, a - end_days)`` and known before ``a``.
+
+        ``a`` is the row's as-of date. Negative offsets look forward (labels: ``start_days=0,
+        end_days=-horizon``). Float64, zero where the group has no such events.
+        """
+        cuts = self._cuts_for((start_days, end_days))
+        matrix = self._cumulative(quantity, grouping, cuts)
+        total = (self._read_at(matrix, cuts, grouping, end_days)
+                 - self._read_at(matrix, cuts, grouping, start_days)).astype(np.float64)
+        events, row = self._inflight_rows(quantity.source, quantity.where, grouping)
+        if len(events):
+            source = self.source(quantity.source)
+            as_of = self.grid(grouping).day[row]
+            day = source.day[events]
+            in_window = (day >= as_of - start_days) & (day < as_of - end_days)
+            weights = source.values(quantity.value)[events[in_window]] if quantity.value else None
+            total -= np.bincount(row[in_window], weights=weights, minlength=len(total))
+        return total
+
+    def count_before(self, name: str, table: str,
+                     derived_day: Callable[[EventSource], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Per row, how many events of ``table`` have a derived day ``< a``.
+
+        ``derived_day(source)`` returns (selected event positions, their day): for state features whose
+        day is a maximum of dates, e.g. "known and rectified before a" is ``max(known, rectified_on) < a``.
+        """
+
+        def compute() -> np.ndarray:
+            source = self.source(table)
+            selected, day = derived_day(source)
+            cuts = self._cuts_for((0,))
+            bins = source.code[selected] * (len(cuts) + 1) + cuts.bucket(day)
+            matrix = _cumulative_before(bins, None, len(self.rows.ids), len(cuts))
+            return self._read_at(matrix, cuts, "enterprise", 0).astype(np.float64)
+
+        return self._memo(("count_before", name), compute)
+
+    def days_since_last(self, table: str, where: tuple[Where, ...]) -> np.ndarray:
+        """Days from the last event known before ``a`` (event date and recorded_on < a) to ``a``; NaN if none."""
+        source = self.source(table)
+        selected = source.mask(where)
+        keep = slice(None) if selected is None else selected
+        timeline = Timeline(source.code[keep], source.day[keep], (source.known - source.day)[keep], len(self.rows.ids))
+        grid = self.rows.grid
+        return timeline.days_since_last_known(grid.group, grid.day)
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregations (registered by the name used in the catalog)
+# ---------------------------------------------------------------------------------------------
+
+Stage = Literal["enterprise", "cross_enterprise"]
+Column = np.ndarray | pd.Categorical
+
+
+def _window_offsets(feature: Feature) -> tuple[int, ...]:
+    return (feature.window_days, 0) if feature.window_days else ()
+
+
+def _trend_offsets(feature: Feature) -> tuple[int, ...]:
+    return (2 * feature.window_days, feature.window_days, 0)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A builder function, its stage and the window bounds it reads (days before the as-of date).
+
+    ``stage="enterprise"``: reads only the enterprise's own records (partition-safe);
+    ``stage="cross_enterprise"``: combines enterprises (sector means, peers) in a second step.
+    """
+
+    compute: Callable[[FeatureContext, Feature], Column]
+    stage: Stage = "enterprise"
+    offsets: Callable[[Feature], tuple[int, ...]] = _window_offsets
+
+
+AGGREGATIONS: dict[str, Aggregation] = {}
+
+
+def aggregation(name: str, stage: Stage = "enterprise",
+                offsets: Callable[[Feature], tuple[int, ...]] = _window_offsets) -> Callable:
+    """Register the decorated function as the builder of aggregation ``name``."""
+
+    def register(function: Callable[[FeatureContext, Feature], Column]) -> Callable:
+        AGGREGATIONS[name] = Aggregation(function, stage, offsets)
+        return function
+
+    return register
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator != 0, numerator / np.where(denominator != 0, denominator, 1), np.nan)
+
+
+@aggregation("window_sum")
+def _window_sum(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Count (or sum of ``value``) of events dated in ``[a - window, a)``, known before ``a``."""
+    return ctx.window_sum(feature.measure, feature.window_days)
+
+
+@aggregation("window_ratio")
+def _window_ratio(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """``measure / per`` over the window; NaN when ``per`` is zero (e.g. no inspection, no exam taker)."""
+    return _ratio(ctx.window_sum(feature.measure, feature.window_days), ctx.window_sum(feature.per, feature.window_days))
+
+
+@aggregation("window_change", offsets=_trend_offsets)
+def _window_change(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Sum over ``[a - w, a)`` minus sum over ``[a - 2w, a - w)`` (both known before ``a``)."""
+    w = feature.window_days
+    return ctx.window_sum(feature.measure, w) - ctx.window_sum(feature.measure, 2 * w, w)
+
+
+@aggregation("days_since_last")
+def _days_since_last(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Days between the last event known before ``a`` and ``a`` (>= 1); NaN when there is none."""
+    return ctx.days_since_last(feature.source, feature.where)
+
+
+def _selected(source: EventSource, where: tuple[Where, ...]) -> np.ndarray:
+    mask = source.mask(where)
+    return np.arange(len(source)) if mask is None else np.flatnonzero(mask)
+
+
+def _latest_day(source: EventSource, selected: np.ndarray, *columns: str) -> tuple[np.ndarray, np.ndarray]:
+    """(events among ``selected`` with all ``columns`` filled, the latest of their knowledge day and columns)."""
+    day = source.known[selected]
+    filled = np.ones(len(selected), dtype=bool)
+    for column in columns:
+        other, missing = _days(_column(source.frame, column, "datetime64[ns]").to_numpy()[selected])
+        filled &= ~missing
+        day = np.maximum(day, other)
+    return selected[filled], day[filled]
+
+
+@aggregation("unrectified", offsets=lambda feature: (0,))
+def _unrectified(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Hazards known before ``a`` (found_on, recorded_on < a) and not rectified before ``a``.
+
+    A hazard counts as rectified only if ``rectified_on < a``: an empty ``rectified_on`` or one on or
+    after ``a`` is "not rectified as of a". Counted as known − (known and rectified), where "known and
+    rectified before a" means ``max(known, rectified_on) < a``.
+    """
+    name = str(feature.measure)
+
+    def known(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
+        return _latest_day(source, _selected(source, feature.where))
+
+    def rectified(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
+        return _latest_day(source, _selected(source, feature.where), "rectified_on")
+
+    return ctx.count_before(f"known {name}", "hazards", known) - ctx.count_before(f"rectified {name}", "hazards", rectified)
+
+
+@aggregation("overdue", offsets=lambda feature: (0,))
+def _overdue(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Hazards known before ``a`` whose deadline ``rectify_by < a`` passed and not rectified before ``a``.
+
+    A hazard without a deadline is never overdue. Counted as (known, deadline passed) −
+    (known, deadline passed, rectified), each "before a" by the latest of its dates.
+    """
+    name = str(feature.measure)
+
+    def deadline(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
+        return _latest_day(source, _selected(source, feature.where), "rectify_by")
+
+    def deadline_and_rectified(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
+        return _latest_day(source, _selected(source, feature.where), "rectify_by", "rectified_on")
+
+    return (ctx.count_before(f"deadline {name}", "hazards", deadline)
+            - ctx.count_before(f"deadline rectified {name}", "hazards", deadline_and_rectified))
+
+
+def _active_credit_records(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Per row, the position of the latest active credit record of the feature's kind (-1: none).
+
+    Active as of ``a``: ``valid_from < a``, ``recorded_on < a`` and ``valid_to`` empty or ``>= a``
+    (``valid_to`` is the last valid day). "Latest" is the largest ``valid_from``, then the latest known.
+    """
+
+    def compute() -> np.ndarray:
+        source = ctx.source("credit_records")
+        selected = _selected(source, feature.where)
+        until, until_missing = source.dates("valid_to")
+        order = selected[np.lexsort((selected, source.known[selected], source.day[selected], source.code[selected]))]
+        grid = ctx.rows.grid
+        latest = np.full(grid.n_rows, -1, dtype=np.int64)
+        for date_index, as_of in enumerate(ctx.as_of_days):
+            active = order[(source.known[order] < as_of) & (until_missing[order] | (until[order] >= as_of))]
+            code = source.code[active]
+            last = np.r_[code[1:] != code[:-1], True] if len(active) else np.zeros(0, dtype=bool)
+            row = grid.lookup[code[last], date_index]
+            latest[row[row >= 0]] = active[last][row >= 0]
+        return latest
+
+    return ctx._memo(("credit", feature.where), compute)
+
+
+@aggregation("credit_flag", offsets=lambda feature: ())
+def _credit_flag(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """1 if a record of the kind is active as of ``a`` (and its value is not a "no"), else 0."""
+    latest = _active_credit_records(ctx, feature)
+    value = _column(ctx.source("credit_records").frame, "value").astype("str").str.strip().str.lower()
+    affirmative = ~value.isin(_FALSE_WORDS).to_numpy(dtype=bool, na_value=False)
+    has = latest >= 0
+    result = np.zeros(len(latest))
+    result[has] = affirmative[latest[has]]
+    return result
+
+
+@aggregation("credit_level", offsets=lambda feature: ())
+def _credit_level(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """1-based position of the latest active record's value in ``levels``.
+
+    Without an active record: the position of ``"none"`` if ``levels`` has it (e.g. no standardization
+    level = 4), else NaN. Values not in ``levels`` give NaN.
+    """
+    latest = _active_credit_records(ctx, feature)
+    value = _column(ctx.source("credit_records").frame, "value").astype("str").str.strip().str.upper()
+    levels = [level.upper() for level in feature.levels]
+    rank = value.map({level: i + 1.0 for i, level in enumerate(levels)}).to_numpy(dtype=np.float64, na_value=np.nan)
+    none_rank = levels.index(NO_LEVEL.upper()) + 1.0 if NO_LEVEL.upper() in levels else np.nan
+    result = np.full(len(latest), none_rank)
+    has = latest >= 0
+    result[has] = rank[latest[has]]
+    return result
+
+
+@aggregation("attribute", offsets=lambda feature: ())
+def _attribute(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """An enterprise column as a number (booleans as 1/0; missing as NaN)."""
+    values = _column(ctx.rows.enterprises, feature.value)
+    if pd.api.types.is_bool_dtype(values):
+        numbers = values.astype("boolean").to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return numbers[ctx.rows.grid.group]
+
+
+@aggregation("category", offsets=lambda feature: ())
+def _category(ctx: FeatureContext, feature: Feature) -> pd.Categorical:
+    """An enterprise column as a categorical with the feature's ``levels`` (other values become missing)."""
+    values = _column(ctx.rows.enterprises, feature.value)
+    codes = pd.Categorical(values.astype("str").where(values.notna()), categories=list(feature.levels)).codes
+    return pd.Categorical.from_codes(codes[ctx.rows.grid.group], categories=list(feature.levels))
+
+
+@aggregation("age_years", offsets=lambda feature: ())
+def _age_years(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Years from ``founded_on`` to ``a`` (365.25-day years); NaN when the founding date is unknown."""
+    founded, missing = _days(_column(ctx.rows.enterprises, feature.value, "datetime64[ns]"))
+    grid = ctx.rows.grid
+    age = (grid.day - founded[grid.group]) / DAYS_PER_YEAR
+    return np.where(missing[grid.group], np.nan, age)
+
+
+def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_days: int) -> np.ndarray:
+    """Empirical-Bayes rate of ``measure`` per ``per`` over ``[a - start, a - end)``, shrunk to the sector.
+
+    ``rate = (x + m·μ) / (n + m)``: ``x`` the enterprise's count (e.g. major hazards), ``n`` its exposure
+    (inspections), ``m`` the shrinkage strength in pseudo-inspections, ``μ = Σx / Σn`` over the active
+    enterprises of the same sector at the same as-of date. This is the posterior mean of a Poisson rate
+    under a Gamma prior with mean ``μ`` and weight ``m``: an enterprise with little exposure is pulled
+    toward its sector's mean, with none it gets the mean. ``m = 0`` gives the raw ratio (NaN when
+    ``n = 0``); NaN too where the sector has no exposure at all.
+    """
+    x = ctx.window_sum(feature.measure, start_days, end_days)
+    n = ctx.window_sum(feature.per, start_days, end_days)
+    m = ctx.shrinkage_strength
+    if m == 0:
+        return _ratio(x, n)
+    sector, n_sectors = ctx.group_of_enterprise("sector")
+    grid = ctx.rows.grid
+    n_dates = len(ctx.rows.dates)
+    cell = np.where(sector[grid.group] >= 0, sector[grid.group] * n_dates + grid.date_index, -1)
+    known = cell >= 0
+    cells = n_sectors * n_dates
+    mean = _ratio(np.bincount(cell[known], x[known], cells), np.bincount(cell[known], n[known], cells))
+    prior = np.where(known, mean[np.maximum(cell, 0)], np.nan)
+    return (x + m * prior) / (n + m)
+
+
+@aggregation("shrunk_rate", stage="cross_enterprise")
+def _shrunk_rate_window(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Shrunk rate over ``[a - window, a)`` (see :func:`_shrunk_rate`)."""
+    return _shrunk_rate(ctx, feature, feature.window_days, 0)
+
+
+@aggregation("rate_change", stage="cross_enterprise", offsets=_trend_offsets)
+def _rate_change(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Shrunk rate over ``[a - w, a)`` minus shrunk rate over ``[a - 2w, a - w)`` (each to its sector mean)."""
+    w = feature.window_days
+    return _shrunk_rate(ctx, feature, w, 0) - _shrunk_rate(ctx, feature, 2 * w, w)
+
+
+@aggregation("peer_sum", stage="cross_enterprise")
+def _peer_sum(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """The window sum over all *other* enterprises of the row's ``group_by`` group (sector, township).
+
+    Peers include enterprises not active at ``a`` (a closed firm's accident still teaches its peers).
+    NaN when the enterprise's group is unknown.
+    """
+    group_of, _ = ctx.group_of_enterprise(feature.group_by)
+    grid = ctx.rows.grid
+    group = group_of[grid.group]
+    group_total = ctx.window_sum(feature.measure, feature.window_days, grouping=feature.group_by)
+    own = ctx.window_sum(feature.measure, feature.window_days)
+    peer_rows = ctx.grid(feature.group_by).lookup[np.maximum(group, 0), grid.date_index]
+    return np.where(group >= 0, group_total[peer_rows] - own, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def build_features(
+    data: Mapping[str, pd.DataFrame],
+    as_of_dates: object,
+    *,
+    catalog: Sequence[Feature] | None = None,
+    windows: Sequence[int] | None = None,
+    shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Point-in-time features of every active enterprise at every as-of date.
+
+    Parameters
+    ----------
+    data
+        Canonical frames (:mod:`features.frames`) by table name; ``enterprises`` and ``inspections`` are
+        required, other tables optional (their features are then NaN).
+    as_of_dates
+        One date or several. Features as of ``a`` use only events with event date **and** ``recorded_on``
+        strictly before ``a``; windows are ``[a - w days, a)``.
+    catalog
+        The features to build (default: :data:`features.catalog.CATALOG`, or ``catalog_for(windows)``).
+        Extra ``x_*`` enterprise columns are added as features in any case.
+    windows
+        Look-back windows in days for the default catalog (give ``catalog`` or ``windows``, not both).
+    shrinkage_strength
+        Pseudo-inspections pulling per-inspection rates toward the sector mean (0: raw ratios).
+    progress
+        Called with a short message after each feature.
+
+    Returns
+    -------
+    DataFrame indexed by ``(enterprise_id, as_of)``, one row per enterprise active at the date (founded
+    before it, not closed before it), sorted by id then date; one column per feature in catalog order
+    (then ``x_*`` extras): float64, except categorical features (``sector``, text ``x_*``).
+    """
+    if catalog is not None and windows is not None:
+        raise ValueError("give either catalog or windows, not both (catalog_for(windows) builds a catalog)")
+    if shrinkage_strength < 0:
+        raise ValueError(f"shrinkage_strength must be >= 0, got {shrinkage_strength}")
+    features = tuple(catalog) if catalog is not None else catalog_for(windows or DEFAULT_WINDOWS)
+    if "enterprises" not in data:
+        raise MissingInputError("required table 'enterprises' is missing from the data")
+    names = {f.name for f in features}
+    features += tuple(f for f in extra_features(data["enterprises"]) if f.name not in names)
+    _check_catalog(features)
+    offsets = {0} | {o for f in features for o in AGGREGATIONS[f.aggregation].offsets(f)}
+    read_again = {q for f in features if AGGREGATIONS[f.aggregation].stage == "cross_enterprise"
+                  for q in (f.measure, f.per) if q is not None}
+    ctx = FeatureContext(data, as_of_dates, offsets=offsets, keep=read_again, shrinkage_strength=shrinkage_strength)
+
+    numeric = [f.name for f in features if f.kind == "numeric"]
+    position = {name: i for i, name in enumerate(numeric)}
+    block = np.empty((ctx.rows.grid.n_rows, len(numeric)), dtype=np.float64, order="F")
+    categorical: dict[str, pd.Categorical] = {}
+    done = 0
+    for stage in ("enterprise", "cross_enterprise"):
+        for feature in features:
+            if AGGREGATIONS[feature.aggregation].stage != stage:
+                continue
+            values = _compute(ctx, feature)
+            if feature.kind == "numeric":
+                block[:, position[feature.name]] = values
+            else:
+                categorical[feature.name] = values
+            done += 1
+            if progress is not None:
+                progress(f"features {done}/{len(features)}: {feature.name}")
+
+    frame = pd.DataFrame(block, index=ctx.rows.index, columns=numeric, copy=False)
+    for i, feature in enumerate(features):  # categoricals go in at their catalog position
+        if feature.kind == "categorical":
+            frame.insert(i, feature.name, categorical[feature.name])
+    return frame
+
+
+def _check_catalog(features: Sequence[Feature]) -> None:
+    seen: set[str] = set()
+    for feature in features:
+        if feature.name in seen:
+            raise ValueError(f"duplicate feature name {feature.name!r}")
+        seen.add(feature.name)
+        if feature.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"feature {feature.name!r}: unknown aggregation {feature.aggregation!r} "
+                f"(known: {', '.join(sorted(AGGREGATIONS))})"
+            )
+        for table in _tables_needed(feature):
+            if table not in TABLE_BY_NAME:
+                raise ValueError(f"feature {feature.name!r}: unknown source table {table!r}")
+
+
+def _tables_needed(feature: Feature) -> tuple[str, ...]:
+    return (feature.source,) + ((feature.per.source,) if feature.per else ())
+
+
+def _compute(ctx: FeatureContext, feature: Feature) -> Column:
+    """The feature's column; all missing when a table it reads is absent (never silent zeros)."""
+    if not all(ctx.has(table) for table in _tables_needed(feature)):
+        if feature.kind == "categorical":
+            return pd.Categorical.from_codes(np.full(ctx.rows.grid.n_rows, -1), categories=list(feature.levels))
+        return np.full(ctx.rows.grid.n_rows, np.nan)
+    return AGGREGATIONS[feature.aggregation].compute(ctx, feature)

@@ -1,0 +1,637 @@
+"""Validated, idempotent import of the data contract (DESIGN.md §3) into the database.
+
+:func:`import_directory` reads ``<table>.csv`` or ``<table>.xlsx`` for every contract table (plus the
+optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk with
+:class:`features.validate.TableValidator`, upserts the good rows by key and writes the bad ones to the
+``quarantine`` table. Guarantees:
+
+- **Stops before writing** when a required file (enterprises, inspections) or a required column is absent
+  (:class:`~features.errors.MissingInputError`, naming file and column); every file's header is read first.
+- **Loses nothing**: every refused row goes to quarantine with file, line, column, value, reason, the rule
+  that failed, its key (``row_key``) and the whole raw row (``raw``).
+- **Idempotent**: rows are upserted by key (``INSERT ... ON CONFLICT DO UPDATE``, skipping rows whose values
+  are unchanged); a key's quarantine entries are replaced by this import's verdict on that key, so
+  re-importing the same files changes nothing, and a corrected row replaces its quarantined twin.
+  Keyless bad rows (no key, or a key too long to store) are matched on file, line, column and reason.
+- **All or nothing**: one transaction for the whole import.
+- **Bounded memory**: files are read in chunks of ``chunk_rows``; only key hashes survive between chunks.
+  Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
+  SQLite ``executemany`` of an upsert on the DBAPI connection. A reader thread reads and validates the
+  next chunk while the current one is written (only the calling thread touches the database).
+
+Columns a file does not have are left alone on update (a file without ``township`` does not erase the
+townships already stored); ``x_*`` columns of enterprises are stored together in the ``extras`` JSON column
+(as text; :func:`features.store.load_tables` turns all-numeric ones back into numbers). Line numbers count
+CSV records (header = line 1), which equal physical lines unless a quoted cell spans lines; for ``.xlsx``
+they are sheet rows. Dates ``recorded_on`` left empty stay empty in the database (they mean "the event
+date"; :func:`features.frames.canonical_frame` fills them when reading).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+
+from features.contract import TABLES, TRUTH_TABLE
+from features.errors import DataError, MissingInputError, RiskgradeError
+from features.schema import create_schema, quarantine
+from features.validate import (
+    ChunkResult,
+    TableValidator,
+    ValidationContext,
+    check_header,
+    ignored_columns,
+    key_columns,
+)
+
+__all__ = [
+    "ImportSummary",
+    "Progress",
+    "Source",
+    "TableImport",
+    "find_sources",
+    "import_directory",
+    "iter_validated",
+    "read_chunks",
+    "reported",
+]
+
+#: ``progress(table, rows_done, rows_total_or_None)``, called at the start, after every chunk has been handled
+#: and at the end of each file (a CSV's total is estimated from its line count; the last call has the exact
+#: count as total). Always called from the caller's thread.
+Progress = Callable[[str, int, "int | None"], None]
+
+_EXTENSIONS = (".csv", ".xlsx")
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableImport:
+    """What happened to one file: rows read (blank lines skipped), loaded (upserted), quarantined (rows
+    with at least one problem), identical duplicates dropped, and quarantined cells per rule."""
+
+    table: str
+    source_file: str
+    rows_read: int
+    loaded: int
+    quarantined: int
+    identical_duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    ignored_columns: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """Per-table outcome of an import (or of :func:`features.store.read_directory`)."""
+
+    tables: tuple[TableImport, ...]
+    seconds: float = 0.0
+
+    def __getitem__(self, table: str) -> TableImport:
+        for item in self.tables:
+            if item.table == table:
+                return item
+        raise KeyError(f"no file of table {table!r} was imported; imported: {[t.table for t in self.tables]}")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Warnings of every file (columns ignored), in import order."""
+        return tuple(w for item in self.tables for w in item.warnings)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(item.quarantined for item in self.tables)
+
+    @property
+    def loaded(self) -> int:
+        return sum(item.loaded for item in self.tables)
+
+    def to_table(self) -> pd.DataFrame:
+        """One row per file: rows read / loaded / quarantined / identical duplicates dropped, quarantined cells
+        per rule (most frequent first) and the columns ignored."""
+        counts = ("read", "loaded", "quarantined", "identical dups")
+        rows = [
+            {
+                "table": item.table,
+                "file": item.source_file,
+                "read": item.rows_read,
+                "loaded": item.loaded,
+                "quarantined": item.quarantined,
+                "identical dups": item.identical_duplicates,
+                "reasons": ", ".join(f"{rule} {n}" for rule, n in sorted(item.reasons.items(), key=lambda x: -x[1])),
+                "ignored columns": ", ".join(item.ignored_columns),
+            }
+            for item in self.tables
+        ]
+        frame = pd.DataFrame(rows, columns=["table", "file", *counts, "reasons", "ignored columns"])
+        return frame.astype({c: "int64" for c in counts})
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: its table, path, header and the warnings its header raised."""
+
+    table: str
+    path: Path
+    header: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def find_sources(directory: str | Path, *, tables: Sequence[str] | None = None) -> tuple[Source, ...]:
+    """The input files in ``directory``, enterprises first, each with its header checked.
+
+    Raises :class:`~features.errors.MissingInputError` for a missing required file or column and
+    :class:`~features.errors.DataError` for an ambiguous (both ``.csv`` and ``.xlsx``) or unreadable file —
+    before anything is written. ``tables`` restricts the optional tables looked for (required ones are
+    always read; ``truth`` is looked for unless ``tables`` excludes it).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MissingInputError(f"input directory {directory} does not exist")
+    sources = []
+    for spec in (*TABLES, TRUTH_TABLE):
+        if tables is not None and spec.name not in tables and not spec.required_file:
+            continue
+        found = [directory / f"{spec.name}{ext}" for ext in _EXTENSIONS if (directory / f"{spec.name}{ext}").is_file()]
+        if len(found) > 1:
+            raise DataError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one of them")
+        if not found:
+            if spec.required_file:
+                raise MissingInputError(
+                    f"{directory}: required file {spec.name}.csv (or {spec.name}.xlsx) is missing")
+            continue
+        header = _read_header(found[0], spec.name)
+        sources.append(Source(spec.name, found[0], header, check_header(spec.name, header, found[0].name)))
+    return tuple(sources)
+
+
+def read_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Raw cells of ``source`` as text frames of at most ``chunk_rows`` rows, indexed by 1-based line number
+    (the header is line 1), with the header's (stripped) column names."""
+    reader = _CHUNK_READERS[source.path.suffix.lower()]
+    yield from reader(source, chunk_rows)
+
+
+def _read_header(path: Path, table: str) -> tuple[str, ...]:
+    """The stripped column names of the first row; empty ones become ``Unnamed: <i>`` (as pandas names them)."""
+    if path.suffix.lower() == ".xlsx":
+        with _open_sheet(path, table) as sheet:
+            first = [_cell_text(v) for v in next(sheet.iter_rows(values_only=True, max_row=1), ())]
+        while first and not first[-1].strip():
+            first.pop()
+    else:
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                first = next(csv.reader(handle), [])
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path.name} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from exc
+    return tuple(h.strip() or f"Unnamed: {i}" for i, h in enumerate(first))
+
+
+def _csv_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    try:
+        reader = pd.read_csv(
+            source.path, dtype=str, na_filter=False, keep_default_na=False, skip_blank_lines=False,
+            encoding="utf-8-sig", chunksize=chunk_rows, on_bad_lines="error",
+        )
+        with reader:
+            for chunk in reader:
+                chunk.index = chunk.index + 2  # header is line 1
+                chunk.columns = list(source.header)  # the names check_header saw
+                yield chunk
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source.name} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{source.name} cannot be parsed as CSV: {exc}; check the quoting of that line") from exc
+    except pd.errors.EmptyDataError:
+        return
+
+
+def _xlsx_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    names = list(source.header)
+    width = len(names)
+    with _open_sheet(source.path, source.table) as sheet:
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        for line, values in enumerate(sheet.iter_rows(min_row=2, values_only=True), start=2):
+            cells = [_cell_text(v) for v in values[:width]]
+            rows.append(cells + [""] * (width - len(cells)))
+            lines.append(line)
+            if len(rows) >= chunk_rows:
+                yield _text_frame(rows, names, lines)
+                lines, rows = [], []
+        if rows:
+            yield _text_frame(rows, names, lines)
+
+
+_CHUNK_READERS = {".csv": _csv_chunks, ".xlsx": _xlsx_chunks}
+
+
+def _text_frame(rows: list[list[str]], names: list[str], lines: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=names, index=pd.Index(lines, dtype="int64"), dtype="str")
+
+
+class _open_sheet:
+    """The worksheet named like the table, else the first one (read-only, cached values of formulas)."""
+
+    def __init__(self, path: Path, table: str):
+        self.path, self.table = path, table
+
+    def __enter__(self):
+        import openpyxl
+
+        try:
+            self.book = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        except Exception as exc:  # zipfile/openpyxl raise many kinds
+            raise DataError(f"{self.path.name} cannot be opened as an Excel workbook: {exc}") from exc
+        names = self.book.sheetnames
+        return self.book[self.table] if self.table in names else self.book.worksheets[0]
+
+    def __exit__(self, *exc_info):
+        self.book.close()
+
+
+def _cell_text(value) -> str:
+    """An Excel cell as the text a CSV export would hold (dates ISO, whole numbers without ``.0``)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _estimate_rows(source: Source) -> int | None:
+    if source.path.suffix.lower() == ".xlsx":
+        with _open_sheet(source.path, source.table) as sheet:
+            return max(sheet.max_row - 1, 0) if sheet.max_row else None
+    newlines, last = 0, b"\n"
+    with source.path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    return max(newlines - (1 if last == b"\n" else 0), 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of a whole directory (shared with features.store.read_directory)
+# ---------------------------------------------------------------------------------------------
+
+
+def iter_validated(
+    sources: Sequence[Source],
+    *,
+    today: date,
+    known_enterprises: Callable[[], pd.Index],
+    in_database: bool,
+    uscc_allowlist: frozenset[str] = frozenset(),
+    chunk_rows: int = 200_000,
+) -> Iterator[tuple[Source, TableValidator, Iterator[ChunkResult]]]:
+    """One ``(source, validator, chunks)`` per file, in order; ``chunks`` reads and validates the file lazily
+    and must be used up before the next file is asked for.
+
+    ``known_enterprises()`` is called once, when the first non-enterprise file comes up — after the
+    consumer has handled every enterprise chunk — and gives the ids an ``enterprise_id`` may refer to.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    known: pd.Index | None = None
+    quarantined_enterprises: dict[str, int] = {}
+    enterprises_file = "the enterprises file"
+    for source in sources:
+        if source.table == "enterprises":
+            enterprises_file = source.name
+        elif known is None:
+            known = known_enterprises()
+        context = ValidationContext(
+            today=today,
+            known_enterprises=None if source.table == "enterprises" else known,
+            quarantined_enterprises=quarantined_enterprises,
+            enterprises_source=enterprises_file,
+            in_database=in_database,
+            uscc_allowlist=uscc_allowlist,
+        )
+        validator = TableValidator(source.table, header=source.header, source_file=source.name, context=context)
+        yield source, validator, _validate_file(source, validator, chunk_rows, quarantined_enterprises)
+
+
+def _validate_file(source: Source, validator: TableValidator, chunk_rows: int,
+                   quarantined_enterprises: dict[str, int]) -> Iterator[ChunkResult]:
+    for chunk in read_chunks(source, chunk_rows):
+        result = validator.validate(chunk)
+        if source.table == "enterprises":  # for a clearer reason on the events of a quarantined enterprise
+            for key, line in zip(result.issues["row_key"], result.issues["line"]):
+                if key is not None:
+                    quarantined_enterprises.setdefault(key, int(line))
+        yield result
+
+
+def reported(chunks: Iterable[ChunkResult], source: Source, progress: Progress | None) -> Iterator[ChunkResult]:
+    """``chunks``, calling ``progress(table, rows_done, rows_total_or_None)`` before the first chunk, after
+    the consumer has handled each chunk, and at the end (with the exact count as total)."""
+    if progress is None:
+        yield from chunks
+        return
+    total = _estimate_rows(source)
+    done = 0
+    progress(source.table, 0, total)
+    for result in chunks:
+        yield result
+        done += result.rows_read
+        progress(source.table, done, max(total or 0, done))
+    progress(source.table, done, done)
+
+
+def _prefetched(items: Iterator[ChunkResult], depth: int = 1) -> Iterator[ChunkResult]:
+    """``items`` produced by a worker thread up to ``depth`` ahead, so that reading and validating the next
+    chunk overlaps writing this one (the database drivers release the GIL while they work). Exceptions of
+    the worker are raised here; closing this generator stops the worker."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((None, exc))
+
+    worker = threading.Thread(target=work, name="riskgrade-import-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = handoff.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        items.close()
+
+
+def _table_import(source: Source, validator: TableValidator, loaded: int) -> TableImport:
+    return TableImport(
+        table=source.table,
+        source_file=source.name,
+        rows_read=validator.rows_read,
+        loaded=loaded,
+        quarantined=validator.quarantined_rows,
+        identical_duplicates=validator.identical_duplicates,
+        reasons=dict(validator.rule_counts),
+        ignored_columns=ignored_columns(source.table, source.header),
+        warnings=source.warnings,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Import into the database
+# ---------------------------------------------------------------------------------------------
+
+
+def import_directory(
+    engine: sa.Engine,
+    directory: str | Path,
+    *,
+    today: date,
+    uscc_allowlist: frozenset[str] = frozenset(),
+    chunk_rows: int = 200_000,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Validate the files in ``directory`` and load them into ``engine``'s database in one transaction.
+
+    ``today``: event and knowledge dates after it are refused (``future_date``). ``uscc_allowlist``: USCCs
+    accepted despite a failing check character. ``chunk_rows``: rows per chunk (memory is bounded by it).
+    ``progress(table, rows_done, rows_total_or_None)``: optional progress callback.
+
+    Returns an :class:`ImportSummary`. Raises :class:`~features.errors.MissingInputError` (nothing written)
+    for a missing required file or column, :class:`~features.errors.DataError` for a file that cannot be
+    read as CSV/Excel (the transaction is rolled back).
+    """
+    started = time.perf_counter()
+    sources = find_sources(directory)
+    writer_type = _WRITERS.get(engine.dialect.name)
+    if writer_type is None:
+        raise RiskgradeError(f"importing into {engine.dialect.name} is not supported (use SQLite or PostgreSQL)")
+    create_schema(engine)
+    imported_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    results = []
+    with engine.begin() as conn, closing(writer_type(conn)) as writer:
+        files = iter_validated(
+            sources,
+            today=today,
+            known_enterprises=lambda: _enterprise_ids(conn),
+            in_database=True,
+            uscc_allowlist=uscc_allowlist,
+            chunk_rows=chunk_rows,
+        )
+        for source, validator, chunks in files:
+            book = _QuarantineBook(conn, source.table, imported_at)
+            loaded = 0
+            with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
+                for result in reported(prefetched, source, progress):
+                    book.record(result)
+                    if len(result.good):
+                        writer.upsert(source.table, _db_frame(validator, result.good))
+                    loaded += len(result.good)
+            results.append(_table_import(source, validator, loaded))
+    return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
+
+
+def _enterprise_ids(conn: sa.Connection) -> pd.Index:
+    ids = conn.execute(sa.text("SELECT enterprise_id FROM enterprises")).scalars().all()
+    return pd.Index(ids, dtype="str")
+
+
+class _QuarantineBook:
+    """Keeps one table's quarantine entries in step with this import's verdicts."""
+
+    def __init__(self, conn: sa.Connection, table: str, imported_at: datetime):
+        self.conn, self.table, self.imported_at = conn, table, imported_at
+        q = quarantine.c
+        existing = conn.execute(
+            sa.select(q.row_key, q.source_file, q.line, q.column_name, q.reason).where(q.table_name == table)
+        ).all()
+        self.keyed = pd.Index(sorted({row.row_key for row in existing if row.row_key is not None}), dtype="str")
+        self.keyless = {tuple(row[1:]) for row in existing if row.row_key is None}
+
+    def record(self, result: ChunkResult) -> None:
+        """Drop the old entries of keys this import has a verdict on; add this chunk's issues."""
+        if len(self.keyed):
+            stale = result.first_keys[result.first_keys.isin(self.keyed)].tolist()
+            if stale:
+                q = quarantine.c
+                self.conn.execute(
+                    quarantine.delete().where(q.table_name == self.table, q.row_key == sa.bindparam("stale_key")),
+                    [{"stale_key": key} for key in stale],
+                )
+        issues = result.issues
+        if not len(issues):
+            return
+        records = []
+        for issue in issues.to_dict("records"):
+            if issue["row_key"] is None:
+                identity = (issue["source_file"], issue["line"], issue["column_name"], issue["reason"])
+                if identity in self.keyless:
+                    continue
+                self.keyless.add(identity)
+            issue.update(imported_at=self.imported_at, line=int(issue["line"]))
+            records.append(issue)
+        if records:
+            self.conn.execute(quarantine.insert(), records)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk upserts
+# ---------------------------------------------------------------------------------------------
+
+
+def _db_frame(validator: TableValidator, good: pd.DataFrame) -> pd.DataFrame:
+    """The columns to write: key, the contract columns the file has, and ``extras`` (JSON) if it has any."""
+    columns = list(dict.fromkeys([*validator.key_columns, *validator.columns_present]))
+    frame = good[columns]
+    if validator.extra_columns:
+        extras = good[list(validator.extra_columns)].astype(object)
+        extras = extras.where(extras.notna(), None)
+        texts = [json.dumps(row, ensure_ascii=False, sort_keys=True) for row in extras.to_dict("records")]
+        frame = frame.assign(extras=pd.Series(texts, index=good.index, dtype=object))
+    return frame
+
+
+def _upsert_sql(dialect: sa.Dialect, table: str, columns: Sequence[str], source: str) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` that leaves unchanged rows untouched."""
+    quote = dialect.identifier_preparer.quote
+    key = key_columns(table)
+    names = ", ".join(quote(c) for c in columns)
+    conflict = f"ON CONFLICT ({', '.join(quote(k) for k in key)})"
+    updates = [c for c in columns if c not in key]
+    head = f"INSERT INTO {quote(table)} ({names}) {source} {conflict}"
+    if not updates:
+        return f"{head} DO NOTHING"
+    assignments = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates)
+    if dialect.name == "postgresql":
+        def side(prefix: str) -> str:  # json has no equality operator: compare its text
+            return ", ".join(f"{prefix}.{quote(c)}" + ("::text" if c == "extras" else "") for c in updates)
+
+        changed = f"({side(quote(table))}) IS DISTINCT FROM ({side('excluded')})"
+    else:
+        changed = " OR ".join(f"{quote(table)}.{quote(c)} IS NOT excluded.{quote(c)}" for c in updates)
+    return f"{head} DO UPDATE SET {assignments} WHERE {changed}"
+
+
+class _SQLiteWriter:
+    """``executemany`` of an upsert on the DBAPI connection (inside the import's transaction)."""
+
+    def __init__(self, conn: sa.Connection):
+        self.dialect = conn.dialect
+        self.cursor = conn.connection.dbapi_connection.cursor()
+        self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
+        self.cursor.execute("PRAGMA cache_size = -262144")  # 256 MB page cache while importing: indexes stay hot
+        self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def close(self) -> None:
+        self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
+        self.cursor.close()
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> None:
+        columns = tuple(frame.columns)
+        sql = self._sql.get((table, columns))
+        if sql is None:
+            values = f"VALUES ({', '.join('?' for _ in columns)})"
+            sql = self._sql[table, columns] = _upsert_sql(self.dialect, table, columns, values)
+        self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in columns)))
+
+
+class _PostgresWriter:
+    """``COPY`` into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
+
+    def __init__(self, conn: sa.Connection):
+        self.dialect = conn.dialect
+        self.cursor = conn.connection.dbapi_connection.cursor()
+        self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
+
+    def close(self) -> None:
+        self.cursor.close()
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> None:
+        quote = self.dialect.identifier_preparer.quote
+        stage = quote(f"rg_stage_{table}")
+        if table not in self._staged:
+            self.cursor.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {quote(table)}) ON COMMIT DROP")
+            self._staged.add(table)
+        names = ", ".join(quote(c) for c in frame.columns)
+        with self.cursor.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(_csv_bytes(frame))
+        self.cursor.execute(_upsert_sql(self.dialect, table, list(frame.columns), f"SELECT {names} FROM {stage}"))
+        self.cursor.execute(f"TRUNCATE {stage}")
+
+
+_WRITERS: dict[str, type] = {"sqlite": _SQLiteWriter, "postgresql": _PostgresWriter}
+
+
+def _csv_bytes(frame: pd.DataFrame) -> memoryview:
+    """``frame`` as headerless CSV for ``COPY ... (FORMAT csv)``: missing values unquoted-empty (NULL), dates
+    ISO, booleans true/false. Written by Arrow's CSV writer (several times faster than ``DataFrame.to_csv``)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns = [pc.cast(column, pa.date32()) if pa.types.is_timestamp(column.type) else column
+               for column in table.columns]
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(pa.table(columns, names=table.column_names), sink,
+                     write_options=pa_csv.WriteOptions(include_header=False))
+    return memoryview(sink.getvalue())
+
+
+def _python_values(values: pd.Series) -> list:
+    """Plain Python values for the sqlite3 driver: ``None`` for missing, ISO text for dates, 0/1 for bools."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        text = values.to_numpy().astype("datetime64[D]").astype(str).astype(object)
+        text[values.isna().to_numpy()] = None
+        return text.tolist()
+    return values.to_numpy(dtype=object, na_value=None).tolist()

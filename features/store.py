@@ -1,0 +1,231 @@
+"""Reading the contract tables as canonical frames: from the database, or straight from a directory.
+
+- :func:`load_tables` reads what :func:`features.importer.import_directory` stored.
+- :func:`read_directory` validates CSV/xlsx files without a database (same validation code path as the
+  import: :func:`features.importer.iter_validated`), for analysts and benchmarks.
+- :func:`quarantine_frame` reads the quarantine table.
+
+Frames are canonical (:func:`features.frames.canonical_frame`): contract columns in canonical dtypes,
+``recorded_on`` filled with the event date where empty, and the enterprises' ``x_*`` extras as ordinary
+columns (sorted by name) — numeric (``float64``) when every non-empty value is a number, text otherwise.
+Rows come sorted by key. An optional table that is absent or empty is left out of the mapping (the bureau
+has no such data: its features are absent, not zero); ``enterprises`` and ``inspections`` are always there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from features.contract import TABLE_BY_NAME, TABLES, TRUTH_TABLE
+from features.frames import canonical_frame, spec_for
+from features.importer import Progress, find_sources, iter_validated, reported
+from features.schema import quarantine
+from features.validate import ISSUE_COLUMNS, key_columns
+
+__all__ = ["load_tables", "quarantine_frame", "read_directory"]
+
+_EXTRAS = "extras"
+
+
+def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The contract tables stored in ``engine``'s database, as canonical frames keyed by table name.
+
+    ``tables``: names to read (default: every contract table; add ``"truth"`` to get a synthetic world's
+    hidden truth). Absent or empty optional tables are omitted. Reads in bulk: PostgreSQL through
+    ``COPY ... TO STDOUT``, SQLite through the DBAPI cursor.
+    """
+    names = _table_names(tables)
+    reader = _READERS.get(engine.dialect.name, _read_generic)
+    out = {}
+    with engine.connect() as conn:
+        for name in names:
+            spec = spec_for(name)
+            columns = list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else [])
+            frame = reader(conn, name, columns)
+            if frame.empty and not spec.required_file:
+                continue
+            out[name] = _canonical(name, _typed(name, frame))
+    return out
+
+
+def read_directory(
+    directory: str | Path,
+    *,
+    today: date,
+    uscc_allowlist: frozenset[str] = frozenset(),
+    tables: Iterable[str] | None = None,
+    chunk_rows: int = 200_000,
+    progress: Progress | None = None,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Validate the CSV/xlsx files in ``directory`` without a database.
+
+    Returns ``(tables, quarantine)``: the good rows of each table as canonical frames (same rules as
+    :func:`load_tables`: absent or empty optional tables omitted; ``truth`` only if named in ``tables``),
+    and the refused cells as a frame with the quarantine table's columns (:data:`features.validate.ISSUE_COLUMNS`).
+    Missing required files or columns raise :class:`~features.errors.MissingInputError`. When one file holds
+    the same key twice, the first copy wins (see :mod:`features.validate`).
+    """
+    names = _table_names(tables)
+    sources = find_sources(directory, tables=names)
+    good: dict[str, list[pd.DataFrame]] = {source.table: [] for source in sources}
+    issues: list[pd.DataFrame] = []
+
+    def known_enterprises() -> pd.Index:
+        frames = good.get("enterprises", [])
+        return pd.Index(pd.concat(frames)["enterprise_id"] if frames else [], dtype="str")
+
+    files = iter_validated(sources, today=today, known_enterprises=known_enterprises, in_database=False,
+                           uscc_allowlist=uscc_allowlist, chunk_rows=chunk_rows)
+    for source, _validator, chunks in files:
+        for result in reported(chunks, source, progress):
+            good[source.table].append(result.good)
+            if len(result.issues):
+                issues.append(result.issues)
+    out = {}
+    for name in names:
+        frames = good.get(name, [])
+        if not frames or (not sum(map(len, frames)) and not spec_for(name).required_file):
+            continue
+        out[name] = _canonical(name, pd.concat(frames))
+    refused = pd.concat(issues, ignore_index=True) if issues else pd.DataFrame(columns=list(ISSUE_COLUMNS))
+    return out, refused
+
+
+def quarantine_frame(engine: sa.Engine, table: str | None = None) -> pd.DataFrame:
+    """The quarantine table (optionally one source table's entries), in insertion order; ``raw`` as dicts."""
+    query = sa.select(quarantine).order_by(quarantine.c.quarantine_id)
+    if table is not None:
+        query = query.where(quarantine.c.table_name == table)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(row) for row in rows], columns=[c.name for c in quarantine.columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: one per dialect, each returning the raw stored values (text, numbers, 0/1, JSON text)
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_sqlite(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    quote = conn.dialect.identifier_preparer.quote
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}")
+        parts = []
+        while rows := cursor.fetchmany(500_000):
+            parts.append(pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False))
+    finally:
+        cursor.close()
+    if not parts:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _read_postgresql(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    quote = conn.dialect.identifier_preparer.quote
+    buffer = io.BytesIO()
+    with conn.connection.dbapi_connection.cursor() as cursor:
+        query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}"
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame(columns=list(columns))
+    return pd.read_csv(buffer, names=list(columns), header=None, dtype=str, keep_default_na=False,
+                       na_values=[""], encoding="utf-8")
+
+
+def _read_generic(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    sql_table = sa.Table(table, sa.MetaData(), autoload_with=conn)
+    rows = conn.execute(sa.select(*(sql_table.c[c] for c in columns))).all()
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
+
+_READERS: dict[str, Callable[[sa.Connection, str, Sequence[str]], pd.DataFrame]] = {
+    "sqlite": _read_sqlite,
+    "postgresql": _read_postgresql,
+}
+
+_BOOL_VALUES = {1: True, 0: False, True: True, False: False, "t": True, "f": False, "1": True, "0": False,
+                "true": True, "false": False}
+
+
+def _typed(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored values to canonical dtypes (the values were validated on the way in)."""
+    out = {}
+    for column in spec_for(table).columns:
+        out[column.name] = _TO_CANONICAL[column.kind](frame[column.name])
+    if _EXTRAS in frame.columns:
+        extras = _expand_extras(frame[_EXTRAS])
+        for name in extras.columns:
+            out[name] = extras[name]
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _to_date(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[ns]")
+    return pd.to_datetime(values.astype(object), format="%Y-%m-%d").astype("datetime64[ns]")
+
+
+def _to_bool(values: pd.Series) -> pd.Series:
+    return values.map(_BOOL_VALUES).astype("boolean")
+
+
+_TO_CANONICAL: dict[str, Callable[[pd.Series], pd.Series]] = {
+    "id": lambda v: v.astype("str"),
+    "text": lambda v: v.astype("str"),
+    "category": lambda v: v.astype("str"),
+    "date": _to_date,
+    "int": lambda v: pd.to_numeric(v).astype("Int64"),
+    "float": lambda v: pd.to_numeric(v).astype("float64"),
+    "bool": _to_bool,
+}
+
+
+def _expand_extras(texts: pd.Series) -> pd.DataFrame:
+    """The ``extras`` JSON objects as text columns (one per ``x_*`` key)."""
+    records = [json.loads(t) if isinstance(t, str) else (t or {}) for t in texts]
+    frame = pd.DataFrame.from_records(records, index=texts.index) if records else pd.DataFrame(index=texts.index)
+    return frame.reindex(columns=sorted(frame.columns))
+
+
+def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical frame sorted by key, ``x_*`` extras numeric where every value is a number."""
+    frame = frame.sort_values(list(key_columns(table)), kind="stable")
+    result = canonical_frame(table, frame)
+    prefix = spec_for(table).extra_prefix
+    if prefix:
+        extras = sorted(c for c in result.columns if c.startswith(prefix))
+        result = result[[c for c in result.columns if c not in extras] + extras]
+        for name in extras:
+            result[name] = _extra_values(result[name])
+    return result
+
+
+def _extra_values(values: pd.Series) -> pd.Series:
+    """An ``x_*`` column: ``float64`` when every non-missing value is a number, else text."""
+    text = values.astype(object).where(values.notna(), None)
+    numbers = pd.to_numeric(text, errors="coerce")
+    if (numbers.notna() | text.isna()).all() and text.notna().any():
+        return numbers.astype("float64")
+    return values.astype("str").where(values.notna(), pd.NA)
+
+
+def _table_names(tables: Iterable[str] | None) -> list[str]:
+    if tables is None:
+        return [t.name for t in TABLES]
+    names = list(tables)
+    unknown = [n for n in names if n not in TABLE_BY_NAME and n != TRUTH_TABLE.name]
+    if unknown:
+        raise ValueError(f"unknown table {unknown[0]!r}; expected some of "
+                         f"{', '.join([*TABLE_BY_NAME, TRUTH_TABLE.name])}")
+    return names

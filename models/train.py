@@ -1,0 +1,503 @@
+"""Training end to end: tables → features and labels → temporal backtest → final models → MLflow → promotion.
+
+:func:`train_and_evaluate` is what ``riskgrade train`` and the analysts' notebooks call. ``as_of`` is the
+day of training: features as of each date use only records known before that date, labels only outcomes
+whose horizon closed before ``as_of`` (and recorded before it), so that a model trained "as of" a past day
+sees exactly what the bureau knew on that day.
+
+The as-of dates of the training matrix step back from the latest date whose labels are complete
+(``labels_complete_on(d, horizon) < as_of``) every ``step_days``, no earlier than ``warmup_days`` after the
+first inspection on record. The latest ``n_test_dates`` of them are the backtest's test dates; the final
+models are fitted on all dates and calibrated on the latest one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from models import metrics as _metrics
+from models.backtest import BacktestResult, temporal_backtest
+from models.boosting import BoostingClassifier
+from models.calibrate import TimeSliceCalibrated
+from models.config import TrainingConfig
+from models.expert import ExpertCard, ExpertCardRules
+from models.scorecard import ScorecardClassifier
+
+Progress = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------ model kinds
+
+
+def _expert(config: TrainingConfig, rules: ExpertCardRules | None):
+    if rules is None:
+        raise ValueError(
+            "the expert card needs its rules: pass expert_rules=ExpertCardRules (the policy file's "
+            "[expert_card] section, e.g. build_section(ExpertCardRules, load_policy().expert_card, ...))"
+        )
+    return ExpertCard(rules=rules)
+
+
+def _scorecard(config: TrainingConfig, rules: ExpertCardRules | None):
+    s, p = config.scorecard, config.points
+    return ScorecardClassifier(
+        pdo=p.pdo, base_points=p.base_points, base_odds=p.base_odds, max_n_bins=s.max_n_bins,
+        min_bin_size=s.min_bin_size, min_iv=s.min_iv, C=s.C,
+    )
+
+
+def _boosting(config: TrainingConfig, rules: ExpertCardRules | None):
+    b, p = config.boosting, config.points
+    return BoostingClassifier(
+        learning_rate=b.learning_rate, max_iter=b.max_iter, max_leaf_nodes=b.max_leaf_nodes,
+        min_samples_leaf=b.min_samples_leaf, l2_regularization=b.l2_regularization,
+        sector_smoothing=b.sector_smoothing, pdo=p.pdo, base_points=p.base_points, base_odds=p.base_odds,
+        random_state=config.seed,
+    )
+
+
+MODEL_KINDS: dict[str, Callable[[TrainingConfig, ExpertCardRules | None], Any]] = {
+    "expert": _expert,
+    "scorecard": _scorecard,
+    "boosting": _boosting,
+}
+"""Model kind → factory of its (uncalibrated) estimator from the training config and the card rules."""
+
+
+def make_model(kind: str, config: TrainingConfig = TrainingConfig(), expert_rules: ExpertCardRules | None = None):
+    """An unfitted :class:`TimeSliceCalibrated` model of ``kind`` ("expert", "scorecard", "boosting")."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
+    return TimeSliceCalibrated(MODEL_KINDS[kind](config, expert_rules), method=config.calibration)
+
+
+# ------------------------------------------------------------------------------------------ dates
+
+
+def training_as_of_dates(
+    tables: Mapping[str, pd.DataFrame], as_of, horizon_days: int, config: TrainingConfig = TrainingConfig()
+) -> list[pd.Timestamp]:
+    """The as-of dates of the training matrix (oldest first); see the module docstring."""
+    from features.labels import labels_complete_on
+
+    day = pd.Timestamp(as_of)
+    # labels_complete_on is as_of + horizon: the latest date d with complete_on(d) < day.
+    latest = day - pd.Timedelta(days=horizon_days + 1)
+    while pd.Timestamp(labels_complete_on(latest, horizon_days)) >= day:  # in case the rule ever changes
+        latest -= pd.Timedelta(days=1)
+    first_record = _first_record(tables, day)
+    earliest = first_record + pd.Timedelta(days=config.warmup_days)
+    dates = [latest - pd.Timedelta(days=config.step_days * k) for k in range(config.max_as_of_dates)]
+    dates = sorted(d for d in dates if d >= earliest)
+    needed = config.n_test_dates + 2
+    if len(dates) < needed:
+        raise DataError(
+            f"training as of {day.date()} with a {horizon_days}-day horizon needs at least {needed} as-of dates "
+            f"every {config.step_days} days between {earliest.date()} (first inspection {first_record.date()} + "
+            f"{config.warmup_days} warm-up days) and {latest.date()} (the last date whose outcomes are complete); "
+            f"found {len(dates)}: the history is too short (lower training.warmup_days / step_days / n_test_dates, "
+            f"or train later)"
+        )
+    return dates
+
+
+def _first_record(tables: Mapping[str, pd.DataFrame], day: pd.Timestamp) -> pd.Timestamp:
+    inspections = tables.get("inspections")
+    if inspections is None or inspections.empty:
+        raise DataError("training needs the inspections table: it is missing or empty")
+    dates = pd.to_datetime(inspections["inspected_on"])
+    dates = dates[dates < day]
+    if dates.empty:
+        raise DataError(f"no inspection before the training date {day.date()}")
+    return pd.Timestamp(dates.min()).normalize()
+
+
+# ----------------------------------------------------------------------------------------- result
+
+
+@dataclass
+class TrainingResult:
+    """Everything one training produced; ``report`` is the JSON-able summary ``riskgrade train`` writes."""
+
+    as_of: pd.Timestamp
+    horizon_days: int
+    target: str
+    as_of_dates: list[pd.Timestamp]
+    test_dates: list[pd.Timestamp]
+    features: pd.DataFrame
+    labels: pd.DataFrame
+    backtest: BacktestResult
+    report: dict[str, Any]
+    models: dict[str, TimeSliceCalibrated] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    promotion: Any = None
+
+    def comparison(self) -> pd.DataFrame:
+        """One row per model (and the oracle): the headline backtest metrics."""
+        return comparison_table(self.report)
+
+
+HEADLINE = (
+    "roc_auc", "pr_auc", "precision_at_10pct_worst", "recall_at_10pct_worst", "high_tier_capture_worst", "brier",
+)
+
+
+def comparison_table(report: Mapping[str, Any]) -> pd.DataFrame:
+    rows = []
+    for kind, entry in report["models"].items():
+        rows.append({"model": kind, **{k: entry.get(k) for k in HEADLINE}})
+    oracle = report.get("oracle")
+    if oracle:
+        rows.append({"model": "oracle (hidden truth)", **{k: oracle.get(k) for k in HEADLINE}})
+    return pd.DataFrame(rows).set_index("model")
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_backtest(
+    backtest: BacktestResult,
+    context: pd.DataFrame,
+    *,
+    config: TrainingConfig = TrainingConfig(),
+    oracle: pd.Series | None = None,
+) -> dict[str, Any]:
+    """Metrics per model kind, overall and per sector / township / test date, plus the oracle's.
+
+    ``context`` is indexed by ``enterprise_id`` with ``sector`` and ``township``; ``oracle`` (synthetic
+    worlds only) is the hidden risk indexed like the predictions, ``(enterprise_id, as_of)``.
+    """
+    options = {"top_k_percents": config.top_k_percents, "high_tier_share": config.high_tier_share}
+    models: dict[str, Any] = {}
+    for kind in backtest.kinds:
+        rows = backtest.of(kind)
+        ids = rows.index.get_level_values("enterprise_id")
+        y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
+        entry: dict[str, Any] = _metrics.summary(y, p, **options)
+        for level in ("sector", "township"):
+            groups = context[level].reindex(ids).to_numpy() if level in context.columns else np.full(len(rows), None)
+            entry[f"by_{level}"] = _metrics.grouped_summary(y, p, groups, min_rows=config.min_group_rows, **options)
+        entry["by_test_date"] = {
+            str(pd.Timestamp(date).date()): _metrics.summary(part["label"], part["probability"], **options)
+            for date, part in rows.groupby("test_date", sort=True)
+        }
+        entry["calibration_curve"] = _metrics.calibration_table(y, p, config.calibration_bins).to_dict("records")
+        models[kind] = entry
+    report: dict[str, Any] = {
+        "horizon_days": backtest.horizon_days,
+        "test_dates": [str(d.date()) for d in backtest.test_dates],
+        "models": models,
+        "oracle": None,
+    }
+    if oracle is not None:
+        first = backtest.of(backtest.kinds[0])
+        truth = oracle.reindex(first.index).to_numpy(dtype=float)
+        has_truth = ~np.isnan(truth)  # every active enterprise has a truth row; kept honest if one does not
+        first, truth = first[has_truth], truth[has_truth]
+        y = first["label"].to_numpy()
+        entry = _metrics.summary(y, truth, **options)
+        entry["n_without_truth"] = int((~has_truth).sum())
+        ids = first.index.get_level_values("enterprise_id")
+        if "sector" in context.columns:
+            entry["by_sector"] = {
+                k: {"n": v["n"], "roc_auc": v.get("roc_auc")}
+                for k, v in _metrics.grouped_summary(
+                    y, truth, context["sector"].reindex(ids).to_numpy(), min_rows=config.min_group_rows, **options
+                ).items()
+            }
+        report["oracle"] = entry
+    report["comparison"], report["notes"] = _comparison_notes(models, report["oracle"], config)
+    return report
+
+
+def _comparison_notes(models: Mapping[str, Any], oracle: Mapping[str, Any] | None, config: TrainingConfig):
+    """Which model is best, how far from the oracle, and where a model does not beat the expert card."""
+    metric = config.promotion.metric
+    higher = config.promotion.higher_is_better
+    scored = {k: v.get(metric) for k, v in models.items() if v.get(metric) is not None}
+    notes: list[str] = []
+    comparison: dict[str, Any] = {"metric": metric}
+    if scored:
+        best = (max if higher else min)(scored, key=scored.get)
+        comparison["best"] = best
+        notes.append(f"best model by {metric}: {best} ({scored[best]:.4f})")
+        if oracle and oracle.get("roc_auc") is not None:
+            for kind, entry in models.items():
+                if entry.get("roc_auc") is not None:
+                    entry["gap_to_oracle_roc_auc"] = oracle["roc_auc"] - entry["roc_auc"]
+            gap = oracle["roc_auc"] - (models[best].get("roc_auc") or math.nan)
+            notes.append(f"oracle ROC-AUC {oracle['roc_auc']:.4f}; the best model is {gap:.4f} below it")
+    if "expert" in models and models["expert"].get("roc_auc") is not None:
+        expert = models["expert"]
+        for kind, entry in models.items():
+            if kind == "expert" or entry.get("roc_auc") is None:
+                continue
+            beats = entry["roc_auc"] > expert["roc_auc"]
+            entry["beats_expert_roc_auc"] = beats
+            if not beats:
+                notes.append(
+                    f"{kind} does NOT beat the expert card overall: ROC-AUC {entry['roc_auc']:.4f} vs "
+                    f"{expert['roc_auc']:.4f}"
+                )
+            below = sorted(
+                sector
+                for sector, part in entry.get("by_sector", {}).items()
+                if part.get("roc_auc") is not None
+                and expert.get("by_sector", {}).get(sector, {}).get("roc_auc") is not None
+                and part["roc_auc"] < expert["by_sector"][sector]["roc_auc"]
+            )
+            entry["sectors_below_expert_roc_auc"] = below
+            if below:
+                sectors = entry["by_sector"]
+                listed = ", ".join(
+                    f"{s} ({sectors[s]['roc_auc']:.3f} vs {expert['by_sector'][s]['roc_auc']:.3f}; "
+                    f"{sectors[s]['n']} rows, {sectors[s]['positives']} events)"
+                    for s in below
+                )
+                notes.append(f"{kind} is below the expert card's ROC-AUC in sector(s): {listed}")
+    return comparison, notes
+
+
+# ------------------------------------------------------------------------------------ orchestration
+
+
+def train_and_evaluate(
+    tables: Mapping[str, pd.DataFrame],
+    as_of,
+    kinds: Sequence[str] = tuple(MODEL_KINDS),
+    *,
+    expert_rules: ExpertCardRules | None = None,
+    config: TrainingConfig = TrainingConfig(),
+    horizon_days: int = 365,
+    target: str = "accident+major_hazard+suspension",
+    exclude_road_traffic: bool = True,
+    log: bool = True,
+    tracking_uri: str | None = None,
+    promote: bool = False,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Backtest, fit, log and (optionally) promote the given model kinds, training as of ``as_of``.
+
+    ``tables`` are canonical frames (``features.store.load_tables`` or a synthetic world; a ``truth`` table
+    adds the oracle). With ``log`` every final model is logged to MLflow and registered as ``riskgrade``
+    (one version per kind); with ``promote`` the best of them by ``config.promotion.metric`` challenges the
+    champion: the champion's configuration is re-run through the same backtest, and the alias moves only if
+    the challenger beats it by ``config.promotion.min_improvement``.
+    """
+    from features import build_features, build_labels
+
+    say = progress or (lambda message: None)
+    kinds = tuple(dict.fromkeys(kinds))
+    for kind in kinds:
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
+    if promote and not log:
+        raise ValueError("promotion needs the models logged to MLflow (log=True)")
+    day = pd.Timestamp(as_of).normalize()
+    dates = training_as_of_dates(tables, day, horizon_days, config)
+    test_dates = dates[-config.n_test_dates:]
+
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+    say(f"building features as of {len(dates)} dates ({dates[0].date()} … {dates[-1].date()})")
+    with clock("features"):
+        features = build_features(tables, dates)
+    label_options = {"horizon_days": horizon_days, "target": target, "exclude_road_traffic": exclude_road_traffic}
+    with clock("labels"):
+        labels = build_labels(tables, dates, known_before=day, **label_options)
+        # In each backtest fold, training labels are what was known on the test date (no later corrections).
+        fold_labels = {t: build_labels(tables, dates, known_before=t, **label_options) for t in test_dates}
+
+    models = {kind: make_model(kind, config, expert_rules) for kind in kinds}
+    say(f"backtesting {', '.join(kinds)} on {len(test_dates)} test dates")
+    with _threads(config), clock("backtest"):
+        backtest = temporal_backtest(
+            features, labels, models, test_dates, horizon_days=horizon_days, train_labels=fold_labels
+        )
+    context = _context(tables)
+    oracle = _oracle(tables, backtest, horizon_days)
+    report = evaluate_backtest(backtest, context, config=config, oracle=oracle)
+    report.update(
+        {
+            "as_of": str(day.date()),
+            "target": str(target),
+            "as_of_dates": [str(d.date()) for d in dates],
+            "n_rows": int(len(features)),
+            "n_labelled_rows": int(labels["label_known"].sum()),
+            "folds": _jsonable_frame(backtest.folds),
+        }
+    )
+
+    say("fitting the final models")
+    known = labels["label_known"].to_numpy(dtype=bool)
+    X, y = features[known], labels["label"][known].astype(int).to_numpy()
+    fitted = {}
+    for kind, model in models.items():
+        with _threads(config), clock(f"fit_{kind}"):
+            fitted[kind] = _fit_final(model, X, y, dates[-1])
+    result = TrainingResult(
+        as_of=day, horizon_days=horizon_days, target=str(target), as_of_dates=dates, test_dates=test_dates,
+        features=features, labels=labels, backtest=backtest, report=report, models=fitted,
+    )
+    report["promoted"] = None
+    if log:
+        from models import registry
+
+        say("logging to MLflow")
+        with clock("mlflow_log"):
+            for kind, model in fitted.items():
+                result.versions[kind] = _log(result, kind, model, config, tracking_uri)
+        report["registered"] = {kind: v.version for kind, v in result.versions.items()}
+        if promote:
+            with clock("promotion"):
+                result.promotion = _promote(result, config, tracking_uri, fold_labels, say)
+            report["promoted"] = result.promotion.promoted
+            report["promotion"] = result.promotion.to_dict()
+        report["tracking_uri"] = registry.tracking_uri(tracking_uri)
+    report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return result
+
+
+class _Clock:
+    """``with clock("step"):`` adds the step's wall time to ``timings["step"]``."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - started
+
+
+def _threads(config: TrainingConfig):
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(config.threads or None)
+
+
+def _fit_final(model: TimeSliceCalibrated, X: pd.DataFrame, y: np.ndarray, calibration_as_of) -> TimeSliceCalibrated:
+    from sklearn.base import clone
+
+    return clone(model).set_params(calibration_as_of=calibration_as_of).fit(X, y)
+
+
+def _context(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    enterprises = tables["enterprises"]
+    columns = [c for c in ("sector", "township") if c in enterprises.columns]
+    return enterprises.set_index("enterprise_id")[columns]
+
+
+def _oracle(tables: Mapping[str, pd.DataFrame], backtest: BacktestResult, horizon_days: int) -> pd.Series | None:
+    """The hidden truth's risk of every test row (synthetic worlds only; None for real data)."""
+    truth = tables.get("truth")
+    if truth is None:
+        return None
+    from data_samples.world import oracle_risk
+
+    parts = []
+    for test_date in backtest.test_dates:
+        risk = oracle_risk(truth, test_date, horizon_days)
+        index = pd.MultiIndex.from_arrays(
+            [risk.index.astype(str), pd.DatetimeIndex([test_date] * len(risk))], names=["enterprise_id", "as_of"]
+        )
+        parts.append(pd.Series(risk.to_numpy(dtype=float), index=index))
+    return pd.concat(parts)
+
+
+def _log(result: TrainingResult, kind: str, model: TimeSliceCalibrated, config: TrainingConfig, uri: str | None):
+    from models import plots, registry
+    from models._catalog import catalog_frame
+
+    entry = result.report["models"][kind]
+    tables = {"feature_catalog": catalog_frame(), "backtest_folds": result.backtest.folds[
+        result.backtest.folds["kind"] == kind]}
+    estimator = model.estimator_
+    if hasattr(estimator, "points_table"):
+        tables["points_table"] = estimator.points_table()
+    if hasattr(estimator, "rules") and hasattr(estimator.rules, "to_frame"):
+        tables["expert_card_rules"] = estimator.rules.to_frame()
+    rows = result.backtest.of(kind)
+    figures = {
+        "calibration": plots.calibration_plot(rows["label"], rows["probability"], config.calibration_bins, kind),
+        "lift": plots.lift_plot(rows["label"], rows["probability"], kind),
+    }
+    params = {
+        "kind": kind,
+        "as_of": str(result.as_of.date()),
+        "horizon_days": result.horizon_days,
+        "target": result.target,
+        "calibration": model.method,
+        "calibration_as_of": str(model.calibration_as_of_.date()),
+        "calibrated": model.calibrated_,
+        "n_fit_rows": model.n_fit_rows_,
+        "n_calibration_rows": model.n_calibration_rows_,
+        "test_dates": ",".join(str(d.date()) for d in result.test_dates),
+        "as_of_dates": ",".join(str(d.date()) for d in result.as_of_dates),
+        **{f"model.{k}": v for k, v in estimator.get_params(deep=False).items() if k != "rules"},
+    }
+    metrics = {k: v for k, v in entry.items() if not isinstance(v, dict | list)}
+    if result.report.get("oracle"):
+        metrics["oracle_roc_auc"] = result.report["oracle"].get("roc_auc")
+    try:
+        return registry.log_model_run(
+            model, kind=kind, as_of=str(result.as_of.date()), params=params, metrics=metrics,
+            report={**{k: v for k, v in result.report.items() if k != "models"}, "model": entry},
+            input_example=result.features, tables=tables, figures=figures, uri=uri,
+        )
+    finally:
+        plots.close(figures.values())
+
+
+def _promote(result: TrainingResult, config: TrainingConfig, uri: str | None, fold_labels, say: Progress):
+    """The best model of this run challenges the champion on the same backtest."""
+    from sklearn.base import clone
+
+    from models import registry
+
+    gate = config.promotion
+    challenger_kind = result.report["comparison"].get("best")
+    if challenger_kind is None:
+        return registry.decide_promotion(None, None, None, None, metric=gate.metric)
+    challenger_value = result.report["models"][challenger_kind].get(gate.metric)
+    current = registry.champion_version(uri)
+    champion_value = None
+    if current is not None:
+        say(f"re-running the champion (version {current.version}) through the same backtest")
+        champion = registry.load_champion(uri)
+        with _threads(config):
+            rerun = temporal_backtest(
+                result.features, result.labels, {"champion": clone(champion.model)}, result.test_dates,
+                horizon_days=result.horizon_days, train_labels=fold_labels,
+            )
+        rows = rerun.of("champion")
+        champion_value = _metrics.summary(
+            rows["label"], rows["probability"], top_k_percents=config.top_k_percents,
+            high_tier_share=config.high_tier_share,
+        ).get(gate.metric)
+        result.report["champion_backtest"] = {"version": current.version, "kind": champion.kind,
+                                              gate.metric: champion_value}
+    return registry.promote(
+        result.versions[challenger_kind], challenger_value, champion_value, metric=gate.metric,
+        min_improvement=gate.min_improvement, higher_is_better=gate.higher_is_better, uri=uri,
+    )
+
+
+def _jsonable_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return out.to_dict("records")

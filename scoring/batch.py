@@ -1,0 +1,678 @@
+"""The nightly batch (DESIGN.md §10): score every enterprise as of a date and store the decisions, all or nothing.
+
+``riskgrade nightly [--as-of DATE]`` calls :func:`run_nightly`, which goes through :data:`STAGES`:
+
+``lock``      take the database's batch lock (:mod:`scoring.lock`); a second run at once is refused
+              (:class:`~features.errors.BatchLockedError`, exit code 6) — then a ``running`` row is written to
+              ``batch_runs`` **in its own transaction**, so that a crash leaves a trace.
+``load``      the contract tables (:func:`features.store.load_tables`) and the data watermark (rows and latest
+              ``recorded_on`` per table).
+``features``  point-in-time features as of the date (:func:`features.build_features`).
+``model``     the MLflow ``champion`` (:func:`models.registry.load_champion`); without one, the policy file's
+              expert card, with a warning stored on the run and shown by the CLI.
+``score``     calibrated probability, points and the top 3 reasons (:func:`models.explain.score_frame`).
+``tiers``     tiers with hysteresis from the stored previous run and the manual overrides active at the date
+              (:func:`scoring.tiers.assign_tiers`; overrides past their expiry are marked expired first).
+``limits``    supervision limits (:func:`scoring.supervision.supervision_limits`), the ranked list, tier changes.
+``write``     **one transaction**: check we still own the lock, delete the date's previous rows, insert
+              ``scores_history`` and ``tier_changes``, mark the date's older run ``superseded`` and this one
+              ``succeeded`` with its counts. Any failure before the commit rolls everything back.
+
+Guarantees:
+
+- **All or nothing, re-runnable**: the results of one as-of date are replaced inside one transaction
+  (primary key ``(as_of, enterprise_id)``: no duplicates). The same inputs (data, model, policy, manual
+  overrides, previous run) give the same rows; only ``run_id`` differs.
+- **Crash-safe**: a run killed at any point leaves the previous results untouched; its ``batch_runs`` row stays
+  ``running`` until it is marked ``failed`` — at once on an exception (the error text is stored), or by the next run
+  that finds the dead run's lock (``abandoned``).
+- **Pure middle**: :func:`compute_nightly` (features + model → scores → tiers → limits → output rows) does no I/O;
+  :func:`run_nightly` only loads, times, and writes.
+
+Exit codes of ``riskgrade nightly`` (as every command, see :mod:`scoring.cli`): 0 success · 1 unexpected failure
+(run marked failed) · 2 usage error · 3 bad input data · 4 bad policy file · 6 another run holds the lock.
+(5, no champion model, does not occur: the batch falls back to the expert card.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from features.errors import DataError, NoChampionError
+from scoring.lock import DEFAULT_STALE_AFTER, BatchLock
+from scoring.tables import (
+    batch_runs,
+    create_scoring_tables,
+    expire_overrides,
+    overrides_active_at,
+    previous_tiers,
+    scores_history,
+    tier_changes,
+)
+from scoring.tiers import TIERS
+
+__all__ = [
+    "STAGES",
+    "NightlyResult",
+    "NightlyRun",
+    "ScoringModel",
+    "compute_nightly",
+    "data_watermark",
+    "expert_card_model",
+    "hysteresis_history",
+    "list_rank",
+    "load_policy_and_hash",
+    "load_scoring_model",
+    "policy_fingerprint",
+    "run_nightly",
+    "score_enterprises",
+    "tier_change_rows",
+]
+
+STAGES: tuple[str, ...] = ("lock", "load", "features", "model", "score", "tiers", "limits", "write")
+
+#: ``progress(stage, event, message)``: ``event`` is ``"start"``, ``"done"`` or ``"warning"``.
+Progress = Callable[[str, str, str], None]
+#: Test hook ``checkpoint(point, done, total)``, called at named points of the write transaction
+#: (``"deleted"``, ``"scores"`` after each chunk, ``"changes"``, ``"before_commit"``); raising there simulates a crash.
+Checkpoint = Callable[[str, int, int], None]
+
+SCORE_COLUMNS: tuple[str, ...] = tuple(c.name for c in scores_history.columns)
+CHANGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in tier_changes.columns)
+_TIER_ORDER = {tier: i for i, tier in enumerate(TIERS)}  # low 0, general 1, high 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The model to score with
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """The model a run scores with and where it came from (``source``: ``champion`` or ``expert_card``)."""
+
+    model: Any
+    name: str
+    version: str
+    kind: str
+    source: str
+    warning: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What every stored row records as its model version (at most 64 characters)."""
+        if self.source == "champion":
+            return f"{self.name} v{self.version} ({self.kind})"[:64]
+        return f"expert card (policy {self.version})"[:64]
+
+
+def expert_card_model(expert_card: Mapping[str, Any], features: pd.DataFrame, *, warning: str | None = None,
+                      where: str = "policy: expert_card") -> ScoringModel:
+    """The policy's expert card, fitted on ``features`` (it learns no outcome: it only records the columns)."""
+    from models.expert import ExpertCard, ExpertCardRules
+    from scoring.policy import build_section, policy_hash
+
+    rules = build_section(ExpertCardRules, expert_card, where)
+    card = ExpertCard(rules=rules).fit(features)
+    return ScoringModel(model=card, name="expert_card", version=policy_hash(_plain(expert_card)), kind="expert",
+                        source="expert_card", warning=warning)
+
+
+def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any], features: pd.DataFrame) -> ScoringModel:
+    """The MLflow champion; without one (or without any MLflow store), the expert card and a warning saying so."""
+    from models.registry import tracking_uri as resolve
+
+    uri = resolve(tracking_uri)
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
+            and not Path(uri.removeprefix("sqlite:///")).exists():
+        reason = f"no MLflow store at {uri}"
+    else:
+        from models.registry import load_champion
+
+        try:
+            champion = load_champion(uri)
+        except NoChampionError as exc:
+            reason = str(exc).split(":")[0]
+        else:
+            return ScoringModel(model=champion.model, name=champion.name, version=str(champion.version),
+                                kind=champion.kind or type(champion.model).__name__, source="champion")
+    warning = (f"{reason}: scored with the expert card of the policy file (points-based, uncalibrated prior "
+               f"probability) instead of a trained champion. Train and promote one: riskgrade train --as-of DATE "
+               f"--promote")
+    return expert_card_model(expert_card, features, warning=warning)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure steps
+# ---------------------------------------------------------------------------------------------
+
+
+def score_enterprises(model, features: pd.DataFrame, n_reasons: int = 3) -> pd.DataFrame:
+    """One row per enterprise of ``features`` (one as-of date): ``enterprise_id, probability, points, reasons``.
+
+    ``reasons`` is the list of the top ``n_reasons`` risk-raising features, each a dict ``feature, text_zh,
+    text_en, value, contribution`` (:func:`models.explain.score_frame`); a model without ``points`` or
+    ``contributions`` gets NaN points and no reasons.
+    """
+    ids = features.index.get_level_values("enterprise_id").astype("str")
+    if ids.duplicated().any():
+        raise DataError("scoring needs features of a single as-of date (one row per enterprise)")
+    if hasattr(model, "contributions") and hasattr(model, "points"):
+        from models.explain import score_frame
+
+        scored = score_frame(model, features, n_reasons=n_reasons)
+        reason_columns = [c for c in scored.columns if c.startswith("reason_")]
+        stacked = scored[reason_columns].to_numpy(dtype=object)
+        reasons = [[r for r in row if r is not None] for row in stacked]
+        probability, points = scored["probability"].to_numpy(dtype=float), scored["points"].to_numpy(dtype=float)
+    else:
+        probability = np.asarray(model.predict_proba(features))[:, 1].astype(float)
+        points = np.full(len(features), np.nan)
+        reasons = [[] for _ in range(len(features))]
+    return pd.DataFrame({"enterprise_id": np.asarray(ids, dtype=object), "probability": probability,
+                         "points": points, "reasons": reasons}).astype({"enterprise_id": "str"})
+
+
+def hysteresis_history(previous: pd.DataFrame) -> pd.DataFrame:
+    """The tier history :func:`scoring.tiers.assign_tiers` needs, from the previous run's stored rows alone.
+
+    Hysteresis asks two things: the previous final tier, and the last date the model scored the enterprise high.
+    Every stored row carries the latter (``last_model_high_on``), so the previous run's rows plus one row per
+    enterprise at its ``last_model_high_on`` (model tier high) are an exact, small stand-in for the whole history.
+    """
+    columns = ["enterprise_id", "as_of", "model_tier", "final_tier"]
+    if previous is None or previous.empty:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "as_of" else "str") for c in columns})
+    latest = previous[columns]
+    earlier = previous.loc[previous["last_model_high_on"].notna() & (previous["last_model_high_on"] < previous["as_of"])]
+    highs = pd.DataFrame({"enterprise_id": earlier["enterprise_id"], "as_of": earlier["last_model_high_on"],
+                          "model_tier": "high", "final_tier": "high"})
+    return pd.concat([highs, latest], ignore_index=True)
+
+
+def list_rank(final_tier: pd.Series, probability: pd.Series) -> np.ndarray:
+    """Position in the planners' ranked list: final tier first (high, general, low), then probability, highest
+    first; equal (tier, probability) share the best position (1 = riskiest)."""
+    tier = final_tier.map(_TIER_ORDER).to_numpy(dtype=np.int64)
+    p = probability.to_numpy(dtype=float)
+    n = len(p)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-p, -tier))
+    t_sorted, p_sorted = tier[order], p[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (t_sorted[1:] != t_sorted[:-1]) | (p_sorted[1:] != p_sorted[:-1])
+    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = start + 1
+    return rank
+
+
+def tier_change_rows(output: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """Enterprises whose final tier differs from the previous run's, with the cause (model score, eligibility,
+    overrides). No previous run at all: no changes (the first run sets the baseline). An enterprise the previous
+    run did not score gets ``from_tier`` NULL."""
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in CHANGE_COLUMNS if c != "run_id"})
+    if previous is None or previous.empty:
+        return empty
+    previous_as_of = previous["as_of"].max()
+    before = previous.set_index("enterprise_id")["final_tier"]
+    from_tier = before.reindex(output["enterprise_id"].to_numpy())
+    changed = (from_tier.to_numpy(dtype=object) != output["final_tier"].to_numpy(dtype=object))
+    rows = output.loc[changed]
+    if rows.empty:
+        return empty
+    causes = []
+    for r in rows.itertuples(index=False):
+        parts = [f"model tier {r.model_tier} (probability {r.probability:.4f}, score rank {r.score_rank}) 模型评分"]
+        if r.model_tier == "low" and r.final_tier != "low" and r.eligibility:
+            parts.append(f"not eligible for low: {r.eligibility}")
+        if r.override_cause:
+            parts.append(r.override_cause)
+        causes.append("; ".join(parts))
+    return pd.DataFrame({
+        "as_of": rows["as_of"].to_numpy(),
+        "enterprise_id": rows["enterprise_id"].to_numpy(dtype=object),
+        "previous_as_of": previous_as_of,
+        "from_tier": [None if pd.isna(v) else v for v in from_tier.to_numpy(dtype=object)[changed]],
+        "to_tier": rows["final_tier"].to_numpy(dtype=object),
+        "cause": causes,
+    })
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    """What one run decided (before it is written): ``scores`` (the ``scores_history`` rows without ``run_id``),
+    ``changes`` (``tier_changes`` rows without ``run_id``), the tier ``cutoffs`` and the ``counts``."""
+
+    scores: pd.DataFrame
+    changes: pd.DataFrame
+    cutoffs: pd.DataFrame
+    counts: dict[str, int]
+
+
+def decide(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of, policy, previous: pd.DataFrame,
+           manual: pd.DataFrame | None):
+    """Tiers (with hysteresis and manual overrides) and supervision limits: ``(TierResult, limits)``."""
+    from scoring.supervision import supervision_limits
+    from scoring.tiers import assign_tiers
+
+    day = pd.Timestamp(as_of).normalize()
+    tiers = assign_tiers(scores[["enterprise_id", "probability", "points"]], tables, as_of=day,
+                         tiers=policy.tiers, overrides=policy.overrides, history=hysteresis_history(previous),
+                         manual=manual)
+    limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
+    return tiers, limits
+
+
+def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of,
+                previous: pd.DataFrame, model_label: str) -> pd.DataFrame:
+    """The ``scores_history`` rows of one run (without ``run_id``), ordered by rank."""
+    day = pd.Timestamp(as_of).normalize()
+    frame = limits.copy()
+    reasons = scores.set_index("enterprise_id")["reasons"]
+    frame["reasons"] = reasons.reindex(frame["enterprise_id"].to_numpy()).to_numpy()
+    names = tables["enterprises"].drop_duplicates("enterprise_id").set_index("enterprise_id")["name"]
+    frame["name"] = names.reindex(frame["enterprise_id"].to_numpy()).to_numpy()
+    frame["score_rank"] = frame["rank"]
+    frame["rank"] = list_rank(frame["final_tier"], frame["probability"])
+    frame["next_allowed_visit"] = frame["next_routine_on"]
+    carried = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    if previous is not None and not previous.empty:
+        before = previous.set_index("enterprise_id")["last_model_high_on"]
+        carried = pd.Series(before.reindex(frame["enterprise_id"].to_numpy()).to_numpy(), index=frame.index,
+                            dtype="datetime64[ns]")
+    frame["last_model_high_on"] = carried.where(frame["model_tier"] != "high", day)
+    frame["as_of"] = day
+    frame["model_version"] = model_label
+    if "points" not in frame:
+        frame["points"] = np.nan
+    out = frame[[c for c in SCORE_COLUMNS if c != "run_id"]]
+    return out.sort_values(["rank", "enterprise_id"], kind="stable").reset_index(drop=True)
+
+
+def run_counts(scores: pd.DataFrame, changes: pd.DataFrame) -> dict[str, int]:
+    counts = {f"n_{tier}": int((scores["final_tier"] == tier).sum()) for tier in TIERS}
+    codes = scores["override_codes"].fillna("")
+    counts.update({
+        "n_scored": len(scores),
+        "n_vetoes": int(scores["veto"].fillna(False).astype(bool).sum()),
+        "n_special_assistance": int(scores["special_assistance"].fillna(False).astype(bool).sum()),
+        "n_manual": int(codes.str.split(",").map(lambda c: "manual" in c).sum()),
+        "n_changes": len(changes),
+    })
+    return counts
+
+
+def compute_nightly(features: pd.DataFrame, model: ScoringModel, tables: Mapping[str, pd.DataFrame], *, as_of,
+                    policy, previous: pd.DataFrame | None = None, manual: pd.DataFrame | None = None,
+                    n_reasons: int = 3) -> NightlyResult:
+    """The whole pure middle of a run: features → scores and reasons → tiers → limits → output rows and changes."""
+    previous = previous if previous is not None else pd.DataFrame()
+    scores = score_enterprises(model.model, features, n_reasons)
+    tiers, limits = decide(scores, tables, as_of=as_of, policy=policy, previous=previous, manual=manual)
+    output = output_rows(scores, limits, tables, as_of=as_of, previous=previous, model_label=model.label)
+    changes = tier_change_rows(output, previous)
+    return NightlyResult(output, changes, tiers.cutoffs, run_counts(output, changes))
+
+
+def data_watermark(tables: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Per loaded table: its rows and latest ``recorded_on`` (what the run saw; recorded with the run)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, frame in tables.items():
+        entry: dict[str, Any] = {"rows": int(len(frame))}
+        if "recorded_on" in frame.columns and len(frame):
+            latest = frame["recorded_on"].max()
+            entry["max_recorded_on"] = None if pd.isna(latest) else pd.Timestamp(latest).strftime("%Y-%m-%d")
+        out[name] = entry
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy
+# ---------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A policy value as plain dicts / lists / scalars (dataclasses and read-only mappings included)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def policy_fingerprint(policy) -> str:
+    """:func:`scoring.policy.policy_hash` of the effective (typed, defaults filled in) policy."""
+    from scoring.policy import policy_hash
+
+    return policy_hash(_plain(policy))
+
+
+def load_policy_and_hash(path: str | Path | None = None):
+    """``(Policy, hash)`` of the policy file (``path``, ``$RISKGRADE_POLICY`` or the shipped defaults)."""
+    from scoring.policy import load_policy
+
+    policy = load_policy(path)
+    return policy, policy_fingerprint(policy)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run (I/O at the edges)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NightlyRun:
+    """The outcome of :func:`run_nightly` (also in ``batch_runs``)."""
+
+    run_id: int
+    as_of: date
+    status: str
+    model: str
+    model_source: str
+    policy_hash: str
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    previous_as_of: date | None = None
+    took_over_from: str | None = None
+    duration_seconds: float = 0.0
+    cutoffs: pd.DataFrame | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """Counts per tier as a small table."""
+        rows = [{"tier": tier, "enterprises": self.counts.get(f"n_{tier}", 0)} for tier in reversed(TIERS)]
+        return pd.DataFrame(rows)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def run_nightly(
+    engine: sa.Engine,
+    as_of: date | str | None = None,
+    *,
+    policy=None,
+    policy_file: str | Path | None = None,
+    tracking_uri: str | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+    chunk_rows: int = 50_000,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+    n_reasons: int = 3,
+) -> NightlyRun:
+    """Run the nightly batch as of ``as_of`` (default: today) on ``engine``'s database (see the module docstring).
+
+    ``policy``: a :class:`scoring.policy.Policy` (else loaded from ``policy_file`` / ``$RISKGRADE_POLICY`` / the
+    shipped defaults). ``tables``: canonical contract frames to use instead of reading the database (benchmarks).
+    ``checkpoint``: test hook called inside the write transaction. Raises
+    :class:`~features.errors.BatchLockedError` when another run holds the lock (nothing is written then).
+    """
+    day = pd.Timestamp(as_of if as_of is not None else date.today()).normalize()
+    if policy is None:
+        policy, hashed = load_policy_and_hash(policy_file)
+    else:
+        hashed = policy_fingerprint(policy)
+    say = progress or (lambda stage, event, message: None)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    began = time.perf_counter()
+
+    say("lock", "start", "taking the batch lock")
+    lock = BatchLock(engine, stale_after=stale_after).acquire()
+    try:
+        if lock.took_over_from:
+            warnings.append(f"took over a stale batch lock from {lock.took_over_from} (its run was marked failed)")
+            say("lock", "warning", warnings[-1])
+        run_id = _start_run(engine, day, lock.owner, hashed)
+        timings["lock"] = time.perf_counter() - began
+        say("lock", "done", f"run {run_id} as of {day.date()}")
+        try:
+            result, model, previous, watermark = _compute(
+                engine, day, policy, tracking_uri, tables, n_reasons, lock, timings, warnings, say)
+            started = time.perf_counter()
+            say("write", "start", f"writing {len(result.scores):,} scores and {len(result.changes):,} tier changes")
+            duration = started - began
+            _write(engine, lock, run_id, day, result, model, watermark, timings, warnings, duration, checkpoint,
+                   chunk_rows)
+            timings["write"] = time.perf_counter() - started
+            total = time.perf_counter() - began
+            _record_timings(engine, run_id, timings, total)
+            say("write", "done", f"run {run_id} committed")
+        except BaseException as exc:
+            _fail_run(engine, run_id, exc, time.perf_counter() - began, timings)
+            raise
+    finally:
+        lock.release()
+    return NightlyRun(
+        run_id=run_id, as_of=day.date(), status="succeeded", model=model.label, model_source=model.source,
+        policy_hash=hashed, counts=result.counts, timings={k: round(v, 3) for k, v in timings.items()},
+        warnings=warnings, previous_as_of=None if previous.empty else previous["as_of"].max().date(),
+        took_over_from=lock.took_over_from, duration_seconds=round(total, 3), cutoffs=result.cutoffs,
+    )
+
+
+def _compute(engine, day, policy, tracking_uri, tables, n_reasons, lock, timings, warnings, say):
+    from features import build_features
+
+    def stage(name: str, message: str):
+        return _Stage(name, message, timings, say, lock)
+
+    with stage("load", "loading the contract tables") as s:
+        if tables is None:
+            from features.store import load_tables
+
+            tables = load_tables(engine)
+        enterprises = tables.get("enterprises")
+        if enterprises is None or enterprises.empty:
+            raise DataError("no enterprises to score: the enterprises table is empty (import data first: "
+                            "riskgrade import DIR)")
+        watermark = data_watermark(tables)
+        s.detail = ", ".join(f"{name} {entry['rows']:,}" for name, entry in watermark.items())
+    with stage("features", f"building features as of {day.date()}") as s:
+        features = build_features(tables, [day])
+        if features.empty:
+            raise DataError(f"no enterprise is active as of {day.date()} (all founded later or closed before)")
+        s.detail = f"{len(features):,} enterprises × {features.shape[1]} features"
+    with stage("model", "loading the champion model") as s:
+        model = load_scoring_model(tracking_uri, policy.expert_card, features)
+        s.detail = model.label
+        if model.warning:
+            warnings.append(model.warning)
+            say("model", "warning", model.warning)
+    with stage("score", "scoring and explaining") as s:
+        scores = score_enterprises(model.model, features, n_reasons)
+        s.detail = f"mean probability {scores['probability'].mean():.4f}"
+    with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as s:
+        previous = previous_tiers(engine, day)
+        expire_overrides(engine, day.date())
+        manual = overrides_active_at(engine, day.date())
+        from scoring.supervision import supervision_limits
+        from scoring.tiers import assign_tiers
+
+        tiers = assign_tiers(scores[["enterprise_id", "probability", "points"]], tables, as_of=day,
+                             tiers=policy.tiers, overrides=policy.overrides, history=hysteresis_history(previous),
+                             manual=manual)
+        s.detail = ", ".join(f"{t} {int((tiers.tiers['final_tier'] == t).sum()):,}" for t in reversed(TIERS))
+    with stage("limits", "supervision limits and the ranked list") as s:
+        limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
+        output = output_rows(scores, limits, tables, as_of=day, previous=previous, model_label=model.label)
+        changes = tier_change_rows(output, previous)
+        s.detail = f"{len(changes):,} tier changes since the previous run" if not previous.empty else \
+            "first run: no previous tiers"
+    result = NightlyResult(output, changes, tiers.cutoffs, run_counts(output, changes))
+    return result, model, previous, watermark
+
+
+class _Stage:
+    """Times a stage, reports its start and end, and beats the lock's heartbeat after it."""
+
+    def __init__(self, name, message, timings, say, lock):
+        self.name, self.message, self.timings, self.say, self.lock = name, message, timings, say, lock
+        self.detail = ""
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        self.say(self.name, "start", self.message)
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        self.timings[self.name] = time.perf_counter() - self.started
+        if kind is None:
+            self.lock.heartbeat()
+            self.say(self.name, "done", f"{self.detail} ({self.timings[self.name]:.1f} s)".strip())
+        return False
+
+
+def _start_run(engine: sa.Engine, day: pd.Timestamp, owner: str, hashed: str) -> int:
+    create_scoring_tables(engine)
+    with engine.begin() as conn:
+        run_id = conn.execute(batch_runs.insert().values(
+            as_of=day.date(), status="running", started_at=_utcnow(), owner=owner, policy_hash=hashed,
+        )).inserted_primary_key[0]
+    return int(run_id)
+
+
+def _fail_run(engine: sa.Engine, run_id: int, exc: BaseException, seconds: float, timings: dict) -> None:
+    message = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, DataError | KeyboardInterrupt | SystemExit):
+        message += "\n" + "".join(traceback.format_exception(exc))[-4000:]
+    try:
+        with engine.begin() as conn:
+            conn.execute(batch_runs.update().where(batch_runs.c.run_id == run_id).values(
+                status="failed", finished_at=_utcnow(), duration_seconds=round(seconds, 3), error=message,
+                timings={k: round(v, 3) for k, v in timings.items()}))
+    except Exception:  # the database itself may be what failed: the original error matters more
+        pass
+
+
+def _record_timings(engine: sa.Engine, run_id: int, timings: dict, seconds: float) -> None:
+    """After the commit: the write stage's own time (bookkeeping only; the results are already committed)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(batch_runs.update().where(batch_runs.c.run_id == run_id).values(
+                duration_seconds=round(seconds, 3), timings={k: round(v, 3) for k, v in timings.items()}))
+    except Exception:
+        pass
+
+
+def _write(engine, lock, run_id, day, result, model, watermark, timings, warnings, seconds, checkpoint,
+           chunk_rows) -> None:
+    hook = checkpoint or (lambda point, done, total: None)
+    scores = result.scores.assign(run_id=run_id)
+    changes = result.changes.assign(run_id=run_id)
+    with engine.begin() as conn:
+        lock.verify(conn)
+        conn.execute(scores_history.delete().where(scores_history.c.as_of == day.date()))
+        conn.execute(tier_changes.delete().where(tier_changes.c.as_of == day.date()))
+        hook("deleted", 0, len(scores))
+        _bulk_insert(conn, scores_history, scores, chunk_rows, lambda done: hook("scores", done, len(scores)))
+        _bulk_insert(conn, tier_changes, changes, chunk_rows, lambda done: hook("changes", done, len(changes)))
+        conn.execute(batch_runs.update().where(batch_runs.c.as_of == day.date(), batch_runs.c.status == "succeeded",
+                                               batch_runs.c.run_id != run_id)
+                     .values(status="superseded", superseded_by=run_id))
+        conn.execute(batch_runs.update().where(batch_runs.c.run_id == run_id).values(
+            status="succeeded", finished_at=_utcnow(), duration_seconds=round(seconds, 3),
+            model_name=model.name, model_version=model.version, model_kind=model.kind, model_source=model.source,
+            data_watermark=watermark, timings={k: round(v, 3) for k, v in timings.items()},
+            warning="\n".join(warnings) or None, **result.counts))
+        hook("before_commit", len(scores), len(scores))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk writes: driver-level executemany (SQLite) or COPY (PostgreSQL) inside the caller's transaction
+# ---------------------------------------------------------------------------------------------
+
+
+def _driver_columns(table: sa.Table, frame: pd.DataFrame) -> list[list]:
+    """Column-wise plain values the drivers take as they are: ISO text for dates, 0/1 for booleans, JSON text,
+    ``None`` for every missing value (and for empty text)."""
+    out = []
+    for column in table.columns:
+        values = frame[column.name] if column.name in frame else pd.Series([None] * len(frame), index=frame.index)
+        kind = column.type
+        if isinstance(kind, sa.Date):
+            dates = pd.to_datetime(values)
+            text = dates.dt.strftime("%Y-%m-%d")
+            out.append([None if pd.isna(v) else v for v in text.astype(object)])
+        elif isinstance(kind, sa.JSON):
+            out.append([None if v is None else json.dumps(v, ensure_ascii=False, default=_json_default)
+                        for v in values.astype(object)])
+        elif isinstance(kind, sa.Boolean):
+            out.append([None if pd.isna(v) else int(bool(v)) for v in values.astype(object)])
+        elif isinstance(kind, sa.Integer):
+            numbers = pd.to_numeric(values).astype("Int64")
+            out.append([None if pd.isna(v) else int(v) for v in numbers.astype(object)])
+        elif isinstance(kind, sa.Float):
+            numbers = pd.to_numeric(values).astype(float).to_numpy()
+            out.append([None if not np.isfinite(v) else float(v) for v in numbers])
+        else:
+            out.append([None if (v is None or (not isinstance(v, str) and pd.isna(v)) or v == "") else str(v)
+                        for v in values.astype(object)])
+    return out
+
+
+def _json_default(value):
+    from scoring.exports import json_value
+
+    return json_value(value)
+
+
+def _bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, chunk_rows: int,
+                 done: Callable[[int], None]) -> None:
+    if frame.empty:
+        done(0)
+        return
+    columns = _driver_columns(table, frame)
+    names = [c.name for c in table.columns]
+    quote = conn.dialect.identifier_preparer.quote
+    dialect = conn.dialect.name
+    n = len(frame)
+    for start in range(0, n, chunk_rows):
+        rows = list(zip(*(values[start:start + chunk_rows] for values in columns), strict=True))
+        if dialect == "postgresql":
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                statement = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"
+                with cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            finally:
+                cursor.close()
+        elif dialect == "sqlite":
+            marks = ", ".join("?" for _ in names)
+            conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
+                                 f"VALUES ({marks})", rows)
+        else:
+            conn.execute(table.insert(), [_sa_values(table, dict(zip(names, row, strict=True))) for row in rows])
+        done(min(start + chunk_rows, n))
+
+
+def _sa_values(table: sa.Table, row: dict) -> dict:
+    out = {}
+    for column in table.columns:
+        value = row[column.name]
+        if value is not None and isinstance(column.type, sa.Date):
+            value = date.fromisoformat(value)
+        elif value is not None and isinstance(column.type, sa.JSON):
+            value = json.loads(value)
+        elif value is not None and isinstance(column.type, sa.Boolean):
+            value = bool(value)
+        out[column.name] = value
+    return out

@@ -1,0 +1,163 @@
+"""Exports of the planners' tables: terminal (Rich), CSV, JSON and Excel — one code path for every command.
+
+Chinese text must survive every format:
+
+- **terminal**: Rich tables (wide characters are measured correctly, so columns stay aligned);
+- **CSV**: UTF-8 *with* a byte-order mark (``utf-8-sig``), so that Excel on a Chinese Windows opens it as UTF-8
+  instead of GBK; on standard output no BOM is written (pipes want plain UTF-8);
+- **JSON**: UTF-8, ``ensure_ascii=False`` (readable 中文), dates as ISO text, missing values as ``null``;
+- **xlsx**: openpyxl, one sheet per frame, dates as Excel dates, column widths fitted to the (wide) text.
+
+Used by ``riskgrade rank`` and ``riskgrade plan`` (and anything else that writes a table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FORMATS",
+    "json_records",
+    "json_value",
+    "print_frame",
+    "write_csv",
+    "write_json",
+    "write_xlsx",
+]
+
+FORMATS = ("table", "csv", "json", "xlsx")
+
+
+def json_value(value: Any) -> Any:
+    """One value as plain JSON-able Python: NaN/NA/NaT → None, numpy scalars → Python, dates → ISO text."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_value(v) for v in value]
+    if isinstance(value, pd.Timestamp | datetime):
+        if pd.isna(value):
+            return None
+        stamp = pd.Timestamp(value)
+        return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as JSON-able dicts (see :func:`json_value`), columns in order."""
+    columns = list(frame.columns)
+    out = []
+    for row in frame.itertuples(index=False, name=None):
+        out.append({column: json_value(value) for column, value in zip(columns, row, strict=True)})
+    return out
+
+
+def _destination(out: Path | None, what: str, say: Callable[[str], None] | None) -> None:
+    if out is not None and say is not None:
+        say(f"{what} written to {out}")
+
+
+def write_csv(frame: pd.DataFrame, out: Path | None, *, what: str = "table",
+              say: Callable[[str], None] | None = None) -> None:
+    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly), or to standard output without a BOM."""
+    text = frame.to_csv(index=False, date_format="%Y-%m-%d")
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(out).write_text(text, encoding="utf-8-sig", newline="")
+    _destination(out, what, say)
+
+
+def write_json(data: Any, out: Path | None, *, what: str = "table",
+               say: Callable[[str], None] | None = None) -> None:
+    """JSON (UTF-8, Chinese kept readable): a frame becomes a list of objects, anything else is dumped as is."""
+    payload = json_records(data) if isinstance(data, pd.DataFrame) else json_value(data)
+    text = json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(out).write_text(text, encoding="utf-8")
+    _destination(out, what, say)
+
+
+def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path, *, what: str = "table",
+               say: Callable[[str], None] | None = None) -> None:
+    """An Excel workbook, one sheet per frame (names cut to Excel's 31 characters), widths fitted to the text."""
+    from openpyxl.utils import get_column_letter
+
+    with pd.ExcelWriter(out, engine="openpyxl") as writer:
+        for name, frame in sheets.items():
+            sheet_name = str(name)[:31]
+            _excel_ready(frame).to_excel(writer, sheet_name=sheet_name, index=False)
+            sheet = writer.sheets[sheet_name]
+            for i, column in enumerate(frame.columns, start=1):
+                values = [str(column)] + [str(v) for v in frame[column].head(500) if v is not None]
+                width = max((_display_width(v) for v in values), default=8)
+                sheet.column_dimensions[get_column_letter(i)].width = min(max(width + 2, 8), 80)
+            sheet.freeze_panes = "A2"
+    _destination(out, what, say)
+
+
+def _excel_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dates as dates (no midnight time), nullable numbers as plain objects openpyxl can write."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            out[column] = [None if pd.isna(v) else v.date() for v in values]
+        elif isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype == object:
+            out[column] = [json_value(v) if not isinstance(v, str) else v for v in values]
+            out[column] = out[column].astype(object)
+    return out
+
+
+def _display_width(text: str) -> int:
+    """Terminal/Excel width: East Asian wide characters count double."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def print_frame(console, title: str, frame: pd.DataFrame, *, max_width: Mapping[str, int] | None = None) -> None:
+    """A Rich table of ``frame`` (numbers right-aligned, missing values blank) on ``console``."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    widths = dict(max_width or {})
+    for column in frame.columns:
+        numeric = frame[column].dtype.kind in "iuf" or pd.api.types.is_numeric_dtype(frame[column].dtype)
+        table.add_column(str(column), justify="right" if numeric and frame[column].dtype != bool else "left",
+                         max_width=widths.get(str(column)), overflow="fold")
+    for row in frame.itertuples(index=False, name=None):
+        table.add_row(*("" if json_value(v) is None else _cell(v) for v in row))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    value = json_value(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
