@@ -179,28 +179,35 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _child(task: Callable[[], object], queue: multiprocessing.Queue) -> None:
     inherited = _rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     task()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((elapsed, peak - inherited))
+    queue.put((elapsed, cpu, peak - inherited))
 
 
-def measure(task: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(median seconds, max extra peak MB) of ``task`` over ``repeat`` forked runs."""
+def measure(task: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """(median wall seconds, median CPU seconds, max extra peak MB) of ``task`` over ``repeat`` forked runs.
+
+    On a shared machine the CPU time (user + system) is the steadier figure.
+    """
     context = multiprocessing.get_context("fork")
-    times, peaks = [], []
+    runs = []
     for _ in range(repeat):
         queue = context.Queue()
         process = context.Process(target=_child, args=(task, queue))
         process.start()
-        elapsed, peak = queue.get()
+        runs.append(queue.get())
         process.join()
-        times.append(elapsed)
-        peaks.append(peak)
-    return statistics.median(times), max(peaks)
+    wall, cpu, peak = zip(*runs, strict=True)
+    return statistics.median(wall), statistics.median(cpu), max(peak)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -244,20 +251,22 @@ def main(argv: list[str] | None = None) -> None:
         for frame in event_tables:
             np.bincount(_codes(frame["enterprise_id"], ids), minlength=len(ids))
 
-    floor_hazards, _ = measure(lambda: np.bincount(hazard_codes, weights=weights, minlength=len(ids)), args.repeat)
-    floor_events, _ = measure(floor_all, args.repeat)
-    floor_mapped, _ = measure(floor_with_mapping, args.repeat)
-    one, one_mb = measure(lambda: build_features(tables, one_date), args.repeat)
-    twelve, twelve_mb = measure(lambda: build_features(tables, monthly), args.repeat)
+    floor_hazards, _, _ = measure(lambda: np.bincount(hazard_codes, weights=weights, minlength=len(ids)), args.repeat)
+    floor_events, _, _ = measure(floor_all, args.repeat)
+    floor_mapped, _, _ = measure(floor_with_mapping, args.repeat)
+    one, one_cpu, one_mb = measure(lambda: build_features(tables, one_date), args.repeat)
+    twelve, twelve_cpu, twelve_mb = measure(lambda: build_features(tables, monthly), args.repeat)
+
     n_events = sum(len(frame) for frame in event_tables)
+    print(f"load average at the end: {open('/proc/loadavg').read().split()[0]} (2 cores: more than 2 means contention)")
     print(f"floor: np.bincount over hazards ({len(hazard_codes):,} rows): {floor_hazards * 1000:.0f} ms; "
           f"over all {n_events:,} event rows: {floor_events * 1000:.0f} ms; "
           f"including mapping ids to codes: {floor_mapped * 1000:.0f} ms")
-    print(f"1 as-of date ({one_date[0].date()}):  {one:.2f} s, peak +{one_mb:,.0f} MB; "
+    print(f"1 as-of date ({one_date[0].date()}):  {one:.2f} s wall, {one_cpu:.2f} s CPU, peak +{one_mb:,.0f} MB; "
           f"{one / floor_events:.1f}x the all-events floor, {one / floor_hazards:.0f}x the hazards-only floor, "
           f"{one / floor_mapped:.1f}x the floor with id mapping")
-    print(f"12 monthly dates ({monthly[0].date()} .. {monthly[-1].date()}): {twelve:.2f} s, peak +{twelve_mb:,.0f} MB; "
-          f"{twelve / one:.1f}x one date")
+    print(f"12 monthly dates ({monthly[0].date()} .. {monthly[-1].date()}): {twelve:.2f} s wall, {twelve_cpu:.2f} s CPU, "
+          f"peak +{twelve_mb:,.0f} MB; {twelve / one:.1f}x one date")
 
 
 if __name__ == "__main__":

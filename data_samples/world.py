@@ -1171,13 +1171,14 @@ class WorldSimulator:
                 "hazard_rate": data["hazard_rate"].astype(np.float64),
                 "major_share": data["major_share"].astype(np.float64),
                 "adverse_prob": data["adverse_prob"].astype(np.float64),
+                "management": data["management"].astype(np.float64),
+                "latent_hazards": data["latent_hazards"],
+                "unrectified_major": data["unrectified_major"],
+                "suspended": data["suspended"],
             },
             copy=False,
         )
-        frame = as_canonical("truth", frame)
-        for name in ("management", "latent_hazards", "unrectified_major", "suspended"):
-            frame[name] = data[name]
-        return frame
+        return as_canonical("truth", frame)
 
 
 _RAW_DATE_COLUMNS = {"inspected", "found", "rectify_by", "rectified", "recorded", "occurred", "decided",

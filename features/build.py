@@ -173,13 +173,13 @@ def _column(frame: pd.DataFrame, name: str, dtype: str | None = None) -> pd.Seri
 
 
 def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
-    """Position of each id in ``index`` (int64; -1 when absent)."""
+    """Position of each id in ``index`` (int32, or int64 beyond 2**31 ids; -1 when absent)."""
     try:
         values = pa.array(ids)
         found = pc.index_in(values, value_set=pa.array(index).cast(values.type))
     except (TypeError, ValueError, pa.ArrowException):  # e.g. non-string ids: slower pandas path
-        return index.get_indexer(ids.astype("str")).astype(np.int64)
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return index.get_indexer(ids.astype("str"))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +203,8 @@ class CutDays:
         self.days = np.unique(shifted)
         self.column = {o: np.searchsorted(self.days, as_of_days - o) for o in self.offsets}
         self._origin = int(self.days[0]) - 1
-        self._lookup = np.searchsorted(self.days, np.arange(self._origin, int(self.days[-1]) + 1), side="right")
+        lookup = np.searchsorted(self.days, np.arange(self._origin, int(self.days[-1]) + 1), side="right")
+        self._lookup = lookup.astype(np.min_scalar_type(len(self.days)))  # small: the gather stays cheap
 
     def __len__(self) -> int:
         return len(self.days)
@@ -215,13 +216,14 @@ class CutDays:
         return self._lookup[index]
 
 
-def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_groups: int, n_cuts: int) -> np.ndarray:
-    """``C[g, j]`` = sum of ``weights`` (or count) of events of group g dated before cut day j.
+def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int, n_cuts: int) -> np.ndarray:
+    """``C[r, j]`` = sum of ``weights`` (or count) of the events of matrix row r dated before cut day j.
 
-    ``bins`` is ``group * (n_cuts + 1) + bucket`` per event.
+    ``bins`` is ``row * (n_cuts + 1) + bucket`` per event; the last column (all events) is never read.
+    Counts stay integers (int64), sums of values are float64.
     """
-    histogram = np.bincount(bins, weights, minlength=n_groups * (n_cuts + 1)).reshape(n_groups, n_cuts + 1)
-    return np.cumsum(histogram[:, :n_cuts], axis=1)
+    histogram = np.bincount(bins, weights, minlength=n_rows * (n_cuts + 1)).reshape(n_rows, n_cuts + 1)
+    return np.cumsum(histogram, axis=1, out=histogram)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ class EventSource:
             self.known = day
         self._as_of_days, _ = _days(rows.dates)
         self._inflight: tuple[np.ndarray, np.ndarray] | None = None
-        self._masks: dict[tuple[Where, ...], np.ndarray] = {}
+        self._masks: dict[tuple[Where, ...], np.ndarray | None] = {}
         self._values: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -276,7 +278,7 @@ class EventSource:
                 column = _graded(self.frame) if condition.column == "grade" else _column(self.frame, condition.column)
                 matches = column.isin(list(condition.values)).to_numpy(dtype=bool, na_value=False)
                 mask &= ~matches if condition.negate else matches
-            self._masks[where] = mask
+            self._masks[where] = None if mask.all() else mask  # e.g. "level in (general, major)"
         return self._masks[where]
 
     def values(self, column: str) -> np.ndarray:
@@ -469,13 +471,37 @@ class FeatureContext:
             return self.cuts
         return self._memo(("cuts", offsets), lambda: CutDays(self.as_of_days, offsets))
 
+    def _matrix_rows(self, table: str, grouping: Grouping) -> np.ndarray | None:
+        """The row of each group in the table's matrices, or None when every group has its own row.
+
+        Groups without any event in the table share one all-zero last row: a table of 20,000 accidents
+        gets matrices of at most 20,001 rows, not one per enterprise.
+        """
+
+        def compute() -> np.ndarray | None:
+            group = self._event_groups(table, grouping)
+            n_groups = self.grid(grouping).n_groups
+            present = np.bincount(group if grouping == "enterprise" else group[group >= 0], minlength=n_groups) > 0
+            if present.all():
+                return None
+            row = np.cumsum(present) - 1
+            row[~present] = np.count_nonzero(present)
+            return row
+
+        return self._memo(("matrix rows", table, grouping), compute)
+
     def _bins(self, table: str, grouping: Grouping, cuts: CutDays) -> np.ndarray:
-        """Per event ``group * (cuts + 1) + bucket`` (-1 for events of no group)."""
+        """Per event ``matrix row * (cuts + 1) + bucket`` (-1 for events of no group)."""
 
         def compute() -> np.ndarray:
             group = self._event_groups(table, grouping)
-            bins = group * (len(cuts) + 1) + cuts.bucket(self.source(table).day)
-            return bins if grouping == "enterprise" else np.where(group >= 0, bins, -1)
+            rows_of = self._matrix_rows(table, grouping)
+            bins = group.astype(np.int64) if rows_of is None else rows_of[group]  # a copy, then in place:
+            bins *= len(cuts) + 1  # these arrays are as long as the table
+            bins += cuts.bucket(self.source(table).day)
+            if grouping != "enterprise":
+                bins[group < 0] = -1
+            return bins
 
         return self._memo(("bins", table, grouping, cuts.offsets), compute)
 
@@ -496,7 +522,9 @@ class FeatureContext:
         if selected is not None:
             bins = bins[selected]
             weights = weights[selected] if weights is not None else None
-        matrix = _cumulative_before(bins, weights, self.grid(grouping).n_groups, len(cuts))
+        rows_of = self._matrix_rows(quantity.source, grouping)
+        n_rows = self.grid(grouping).n_groups if rows_of is None else int(rows_of.max()) + 1
+        matrix = _cumulative_before(bins, weights, n_rows, len(cuts))
         if quantity in self._kept_quantities:
             self._kept_matrices[key] = matrix
         else:
@@ -505,14 +533,15 @@ class FeatureContext:
                 self._matrices.popitem(last=False)
         return matrix
 
-    def _read_at(self, matrix: np.ndarray, cuts: CutDays, grouping: Grouping, offset: int) -> np.ndarray:
-        """Per row, the matrix entry of the row's group at cut day ``a - offset``."""
-
-        def flat_index() -> np.ndarray:
-            grid = self.grid(grouping)
-            return grid.group * len(cuts) + cuts.column[offset][grid.date_index]
-
-        return matrix.ravel()[self._memo(("read", grouping, cuts.offsets, offset), flat_index)]
+    def _read_index(self, table: str | None, grouping: Grouping, cuts: CutDays, offset: int) -> np.ndarray:
+        """Per grid row, the flat position in ``table``'s matrices of (its group, cut day ``a - offset``)."""
+        grid = self.grid(grouping)
+        column = self._memo(("column", grouping, cuts.offsets, offset), lambda: cuts.column[offset][grid.date_index])
+        rows_of = None if table is None else self._matrix_rows(table, grouping)
+        if rows_of is None:
+            return self._memo(("read", grouping, cuts.offsets, offset), lambda: grid.group * (len(cuts) + 1) + column)
+        row = self._memo(("matrix row", table, grouping), lambda: rows_of[grid.group])
+        return row * (len(cuts) + 1) + column
 
     def _inflight_rows(self, table: str, where: tuple[Where, ...], grouping: Grouping) -> tuple[np.ndarray, np.ndarray]:
         """(event, row) pairs: events matching ``where``, dated before the row's date, recorded on or after it."""
@@ -534,20 +563,20 @@ class FeatureContext:
         """Per row, the quantity over events dated in ``[a - start_days, a - end_days)`` and known before ``a``.
 
         ``a`` is the row's as-of date. Negative offsets look forward (labels: ``start_days=0,
-        end_days=-horizon``). Float64, zero where the group has no such events.
+        end_days=-horizon``). Zero where the group has no such events; int64 for counts, float64 for sums.
         """
         cuts = self._cuts_for((start_days, end_days))
-        matrix = self._cumulative(quantity, grouping, cuts)
-        total = (self._read_at(matrix, cuts, grouping, end_days)
-                 - self._read_at(matrix, cuts, grouping, start_days)).astype(np.float64)
+        sums_before = self._cumulative(quantity, grouping, cuts).ravel()
+        total = sums_before[self._read_index(quantity.source, grouping, cuts, end_days)]
+        total -= sums_before[self._read_index(quantity.source, grouping, cuts, start_days)]
         events, row = self._inflight_rows(quantity.source, quantity.where, grouping)
         if len(events):
             source = self.source(quantity.source)
             as_of = self.grid(grouping).day[row]
             day = source.day[events]
             in_window = (day >= as_of - start_days) & (day < as_of - end_days)
-            weights = source.values(quantity.value)[events[in_window]] if quantity.value else None
-            total -= np.bincount(row[in_window], weights=weights, minlength=len(total))
+            weights = source.values(quantity.value)[events[in_window]] if quantity.value else 1
+            np.subtract.at(total, row[in_window], weights)
         return total
 
     def count_before(self, name: str, table: str,
@@ -562,9 +591,9 @@ class FeatureContext:
             source = self.source(table)
             selected, day = derived_day(source)
             cuts = self._cuts_for((0,))
-            bins = source.code[selected] * (len(cuts) + 1) + cuts.bucket(day)
+            bins = source.code[selected].astype(np.int64) * (len(cuts) + 1) + cuts.bucket(day)
             matrix = _cumulative_before(bins, None, len(self.rows.ids), len(cuts))
-            return self._read_at(matrix, cuts, "enterprise", 0).astype(np.float64)
+            return matrix.ravel()[self._read_index(None, "enterprise", cuts, 0)]
 
         return self._memo(("count_before", name), compute)
 
@@ -573,7 +602,8 @@ class FeatureContext:
         source = self.source(table)
         selected = source.mask(where)
         keep = slice(None) if selected is None else selected
-        timeline = Timeline(source.code[keep], source.day[keep], (source.known - source.day)[keep], len(self.rows.ids))
+        timeline = Timeline(source.code[keep].astype(np.int64), source.day[keep], (source.known - source.day)[keep],
+                            len(self.rows.ids))
         grid = self.rows.grid
         return timeline.days_since_last_known(grid.group, grid.day)
 
@@ -683,7 +713,8 @@ def _unrectified(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     def rectified(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
         return _latest_day(source, _selected(source, feature.where), "rectified_on")
 
-    return ctx.count_before(f"known {name}", "hazards", known) - ctx.count_before(f"rectified {name}", "hazards", rectified)
+    table = feature.source
+    return ctx.count_before(f"known {name}", table, known) - ctx.count_before(f"rectified {name}", table, rectified)
 
 
 @aggregation("overdue", offsets=lambda feature: (0,))
@@ -701,41 +732,89 @@ def _overdue(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     def deadline_and_rectified(source: EventSource) -> tuple[np.ndarray, np.ndarray]:
         return _latest_day(source, _selected(source, feature.where), "rectify_by", "rectified_on")
 
-    return (ctx.count_before(f"deadline {name}", "hazards", deadline)
-            - ctx.count_before(f"deadline rectified {name}", "hazards", deadline_and_rectified))
+    table = feature.source
+    return (ctx.count_before(f"deadline {name}", table, deadline)
+            - ctx.count_before(f"deadline rectified {name}", table, deadline_and_rectified))
 
 
-def _active_credit_records(ctx: FeatureContext, feature: Feature) -> np.ndarray:
-    """Per row, the position of the latest active credit record of the feature's kind (-1: none).
+@dataclass(frozen=True)
+class CreditState:
+    """The latest active credit record of each kind for every row, and the records' values.
 
     Active as of ``a``: ``valid_from < a``, ``recorded_on < a`` and ``valid_to`` empty or ``>= a``
-    (``valid_to`` is the last valid day). "Latest" is the largest ``valid_from``, then the latest known.
+    (``valid_to`` is the last valid day). "Latest" is the largest ``valid_from``, then the latest known,
+    then the last in the table.
     """
 
-    def compute() -> np.ndarray:
-        source = ctx.source("credit_records")
-        selected = _selected(source, feature.where)
-        until, until_missing = source.dates("valid_to")
-        order = selected[np.lexsort((selected, source.known[selected], source.day[selected], source.code[selected]))]
-        grid = ctx.rows.grid
-        latest = np.full(grid.n_rows, -1, dtype=np.int64)
-        for date_index, as_of in enumerate(ctx.as_of_days):
-            active = order[(source.known[order] < as_of) & (until_missing[order] | (until[order] >= as_of))]
-            code = source.code[active]
-            last = np.r_[code[1:] != code[:-1], True] if len(active) else np.zeros(0, dtype=bool)
-            row = grid.lookup[code[last], date_index]
-            latest[row[row >= 0]] = active[last][row >= 0]
-        return latest
+    n_rows: int
+    latest: dict[str, np.ndarray]  # kind -> per row, position of the latest active record (-1: none)
+    value_code: np.ndarray  # per record, index into ``values`` (-1: no value)
+    values: tuple[str, ...]  # the distinct values, stripped and lower-cased
 
-    return ctx._memo(("credit", feature.where), compute)
+    def latest_of(self, feature: Feature) -> np.ndarray:
+        kinds = [w.values for w in feature.where if w.column == "kind" and not w.negate]
+        if len(feature.where) != 1 or len(kinds) != 1 or len(kinds[0]) != 1:
+            raise ValueError(f"feature {feature.name!r}: a credit-state feature filters on exactly one kind")
+        return self.latest.get(kinds[0][0], np.full(self.n_rows, -1, dtype=np.int64))
+
+    def per_record(self, by_value: Callable[[str], float], no_value: float) -> np.ndarray:
+        """``by_value(value)`` for each record (``no_value`` where the value is empty)."""
+        return np.array([by_value(v) for v in self.values] + [no_value], dtype=np.float64)[self.value_code]
+
+
+def _credit_state(ctx: FeatureContext) -> CreditState:
+    """The credit state of every row, computed once per build for all kinds (see :class:`CreditState`)."""
+
+    def compute() -> CreditState:
+        source = ctx.source("credit_records")
+        kind_code, kinds = pd.factorize(_column(source.frame, "kind"))
+        value_code, values = pd.factorize(_column(source.frame, "value"))
+        until, until_missing = source.dates("valid_to")
+        order = _stable_order(kind_code, source.code, source.day, source.known)
+        order = order[kind_code[order] >= 0]
+        record_group = kind_code[order].astype(np.int64) * len(ctx.rows.ids) + source.code[order]
+        known, until, until_missing = source.known[order], until[order], until_missing[order]
+        grid = ctx.rows.grid
+        latest = np.full((len(kinds), grid.n_rows), -1, dtype=np.int64)
+        for date_index, as_of in enumerate(ctx.as_of_days):
+            active = np.flatnonzero((known < as_of) & (until_missing | (until >= as_of)))
+            group = record_group[active]
+            last = order[active[np.r_[group[1:] != group[:-1], True]]] if len(active) else order[:0]
+            row = grid.lookup[source.code[last], date_index]
+            hit = row >= 0
+            latest[kind_code[last][hit], row[hit]] = last[hit]
+        return CreditState(
+            grid.n_rows,
+            {kind: latest[i] for i, kind in enumerate(kinds)},
+            value_code,
+            tuple(str(value).strip().lower() for value in values),
+        )
+
+    return ctx._memo(("credit state",), compute)
+
+
+def _stable_order(*keys: np.ndarray) -> np.ndarray:
+    """Positions sorted by integer keys (first key first), ties in table order.
+
+    Packs the keys into one int64 when they fit (one stable argsort instead of one per key).
+    """
+    offsets = [int(k.min()) if len(k) else 0 for k in keys]
+    bits = [(int(k.max()) - o).bit_length() if len(k) else 0 for k, o in zip(keys, offsets, strict=True)]
+    if sum(bits) > 63:
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    for key, offset, width in zip(keys, offsets, bits, strict=True):
+        packed <<= width
+        packed |= key - offset
+    return np.argsort(packed, kind="stable")
 
 
 @aggregation("credit_flag", offsets=lambda feature: ())
 def _credit_flag(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     """1 if a record of the kind is active as of ``a`` (and its value is not a "no"), else 0."""
-    latest = _active_credit_records(ctx, feature)
-    value = _column(ctx.source("credit_records").frame, "value").astype("str").str.strip().str.lower()
-    affirmative = ~value.isin(_FALSE_WORDS).to_numpy(dtype=bool, na_value=False)
+    state = _credit_state(ctx)
+    latest = state.latest_of(feature)
+    affirmative = state.per_record(lambda value: float(value not in _FALSE_WORDS), no_value=1.0)
     has = latest >= 0
     result = np.zeros(len(latest))
     result[has] = affirmative[latest[has]]
@@ -749,12 +828,11 @@ def _credit_level(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     Without an active record: the position of ``"none"`` if ``levels`` has it (e.g. no standardization
     level = 4), else NaN. Values not in ``levels`` give NaN.
     """
-    latest = _active_credit_records(ctx, feature)
-    value = _column(ctx.source("credit_records").frame, "value").astype("str").str.strip().str.upper()
-    levels = [level.upper() for level in feature.levels]
-    rank = value.map({level: i + 1.0 for i, level in enumerate(levels)}).to_numpy(dtype=np.float64, na_value=np.nan)
-    none_rank = levels.index(NO_LEVEL.upper()) + 1.0 if NO_LEVEL.upper() in levels else np.nan
-    result = np.full(len(latest), none_rank)
+    state = _credit_state(ctx)
+    latest = state.latest_of(feature)
+    rank_of = {level.lower(): i + 1.0 for i, level in enumerate(feature.levels)}
+    rank = state.per_record(lambda value: rank_of.get(value, np.nan), no_value=np.nan)
+    result = np.full(len(latest), rank_of.get(NO_LEVEL.lower(), np.nan))
     has = latest >= 0
     result[has] = rank[latest[has]]
     return result

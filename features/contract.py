@@ -285,6 +285,11 @@ TRUTH_TABLE = TableSpec(
         Column("hazard_rate", "float", required=True, nullable=False, min_value=0),
         Column("major_share", "float", required=True, nullable=False, min_value=0),
         Column("adverse_prob", "float", required=True, nullable=False, min_value=0),
+        # Hidden state behind those probabilities (optional: only for diagnosing a model against the truth).
+        Column("management", "float"),
+        Column("latent_hazards", "int", min_value=0),
+        Column("unrectified_major", "int", min_value=0),
+        Column("suspended", "bool"),
     ),
 )
 

@@ -13,6 +13,7 @@ optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk 
   are unchanged); a key's quarantine entries are replaced by this import's verdict on that key, so
   re-importing the same files changes nothing, and a corrected row replaces its quarantined twin.
   Keyless bad rows (no key, or a key too long to store) are matched on file, line, column and reason.
+  A row refused now leaves the version loaded by an earlier import in place (nothing is deleted).
 - **All or nothing**: one transaction for the whole import.
 - **Bounded memory**: files are read in chunks of ``chunk_rows``; only key hashes survive between chunks.
   Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
@@ -461,7 +462,7 @@ def import_directory(
     if writer_type is None:
         raise RiskgradeError(f"importing into {engine.dialect.name} is not supported (use SQLite or PostgreSQL)")
     create_schema(engine)
-    imported_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    imported_at = datetime.now(timezone.utc).replace(tzinfo=None)  # quarantine.imported_at is naive UTC
     results = []
     with engine.begin() as conn, closing(writer_type(conn)) as writer:
         files = iter_validated(

@@ -162,7 +162,7 @@ def build_labels(
                 f"choose a target from the outcomes whose tables you have"
             )
     cutoff = None if known_before is None else pd.Timestamp(known_before)
-    ctx = FeatureContext(data, as_of_dates, point_in_time=False, known_before=cutoff)
+    ctx = FeatureContext(data, as_of_dates, offsets=(0, -horizon_days), point_in_time=False, known_before=cutoff)
     n_rows = ctx.rows.grid.n_rows
 
     def happened(quantity: Quantity) -> pd.array:

@@ -65,7 +65,7 @@ from features.contract import (
 )
 from features.errors import DataError, MissingInputError
 from features.frames import canonical_dtype, spec_for
-from features.schema import CONTRACT_TABLES
+from features.schema import CONTRACT_TABLES, quarantine
 from features.schema import truth as _TRUTH_SQL
 from features.uscc import USCC_CHARSET, USCC_LENGTH, is_valid_uscc, uscc_check_char
 
@@ -675,7 +675,7 @@ class TableValidator:
         return issues[list(ISSUE_COLUMNS)]
 
 
-_ROW_KEY_MAX = 64  # quarantine.row_key is String(64)
+_ROW_KEY_MAX = quarantine.c.row_key.type.length  # longer keys are stored as NULL (matched by file and line)
 
 
 class _SeenKeys:

@@ -12,7 +12,8 @@
               expert card, with a warning stored on the run and shown by the CLI.
 ``score``     calibrated probability, points and the top 3 reasons (:func:`models.explain.score_frame`).
 ``tiers``     tiers with hysteresis from the stored previous run and the manual overrides active at the date
-              (:func:`scoring.tiers.assign_tiers`; overrides past their expiry are marked expired first).
+              (:func:`scoring.tiers.assign_tiers`; overrides past their expiry are first marked expired in the
+              audit trail — its own small transaction, idempotent).
 ``limits``    supervision limits (:func:`scoring.supervision.supervision_limits`), the ranked list, tier changes.
 ``write``     **one transaction**: check we still own the lock, delete the date's previous rows, insert
               ``scores_history`` and ``tier_changes``, mark the date's older run ``superseded`` and this one
@@ -78,6 +79,7 @@ __all__ = [
     "run_nightly",
     "score_enterprises",
     "tier_change_rows",
+    "tier_enterprises",
 ]
 
 STAGES: tuple[str, ...] = ("lock", "load", "features", "model", "score", "tiers", "limits", "write")
@@ -130,7 +132,11 @@ def expert_card_model(expert_card: Mapping[str, Any], features: pd.DataFrame, *,
 
 
 def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any], features: pd.DataFrame) -> ScoringModel:
-    """The MLflow champion; without one (or without any MLflow store), the expert card and a warning saying so."""
+    """The MLflow champion; without one (or without any MLflow store), the expert card and a warning saying so.
+
+    A champion that exists but cannot be loaded is an error, not a reason to fall back: the run fails and says why.
+    An SQLite tracking store that does not exist is not created (no MLflow import, no empty ``mlflow.db``).
+    """
     from models.registry import tracking_uri as resolve
 
     uri = resolve(tracking_uri)
@@ -142,8 +148,8 @@ def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any],
 
         try:
             champion = load_champion(uri)
-        except NoChampionError as exc:
-            reason = str(exc).split(":")[0]
+        except NoChampionError:
+            reason = f"no model carries the 'champion' alias in {uri}"
         else:
             return ScoringModel(model=champion.model, name=champion.name, version=str(champion.version),
                                 kind=champion.kind or type(champion.model).__name__, source="champion")
@@ -161,27 +167,42 @@ def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any],
 def score_enterprises(model, features: pd.DataFrame, n_reasons: int = 3) -> pd.DataFrame:
     """One row per enterprise of ``features`` (one as-of date): ``enterprise_id, probability, points, reasons``.
 
-    ``reasons`` is the list of the top ``n_reasons`` risk-raising features, each a dict ``feature, text_zh,
-    text_en, value, contribution`` (:func:`models.explain.score_frame`); a model without ``points`` or
-    ``contributions`` gets NaN points and no reasons.
+    ``reasons`` is the list of the top ``n_reasons`` risk-raising features, strongest first, each a dict
+    ``feature, text_zh, text_en, value, contribution`` — what :func:`models.explain.score_frame` gives, built
+    straight from :func:`models.explain.reason_codes` (3× faster at 200k rows than going through its wide
+    frame). A model without ``points`` or ``contributions`` gets NaN points and no reasons.
     """
     ids = features.index.get_level_values("enterprise_id").astype("str")
     if ids.duplicated().any():
         raise DataError("scoring needs features of a single as-of date (one row per enterprise)")
+    probability = np.asarray(model.predict_proba(features))[:, 1].astype(float)
     if hasattr(model, "contributions") and hasattr(model, "points"):
-        from models.explain import score_frame
+        from models.explain import reason_codes
 
-        scored = score_frame(model, features, n_reasons=n_reasons)
-        reason_columns = [c for c in scored.columns if c.startswith("reason_")]
-        stacked = scored[reason_columns].to_numpy(dtype=object)
-        reasons = [[r for r in row if r is not None] for row in stacked]
-        probability, points = scored["probability"].to_numpy(dtype=float), scored["points"].to_numpy(dtype=float)
+        points = np.asarray(model.points(features), dtype=float)
+        reasons = _reason_lists(reason_codes(model, features, n=n_reasons), features.index)
     else:
-        probability = np.asarray(model.predict_proba(features))[:, 1].astype(float)
         points = np.full(len(features), np.nan)
         reasons = [[] for _ in range(len(features))]
     return pd.DataFrame({"enterprise_id": np.asarray(ids, dtype=object), "probability": probability,
                          "points": points, "reasons": reasons}).astype({"enterprise_id": "str"})
+
+
+def _reason_lists(long: pd.DataFrame, index: pd.Index) -> list[list[dict]]:
+    """The long reason table of :func:`models.explain.reason_codes` as one list of dicts per row of ``index``
+    (the shape :func:`models.explain.reasons_wide` gives, without building a wide frame first)."""
+    out: list[list[dict]] = [[] for _ in range(len(index))]
+    if long.empty:
+        return out
+    long = long.sort_values("rank", kind="stable")
+    positions = index.get_indexer(long.index)
+    contributions = np.round(long["contribution"].to_numpy(dtype=float), 6).tolist()
+    columns = zip(positions.tolist(), long["feature"].tolist(), long["text_zh"].tolist(), long["text_en"].tolist(),
+                  long["value"].tolist(), contributions, strict=True)
+    for position, feature, text_zh, text_en, value, contribution in columns:
+        out[position].append({"feature": feature, "text_zh": text_zh, "text_en": text_en, "value": value,
+                              "contribution": contribution})
+    return out
 
 
 def hysteresis_history(previous: pd.DataFrame) -> pd.DataFrame:
@@ -233,21 +254,21 @@ def tier_change_rows(output: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFra
     rows = output.loc[changed]
     if rows.empty:
         return empty
-    causes = []
-    for r in rows.itertuples(index=False):
-        parts = [f"model tier {r.model_tier} (probability {r.probability:.4f}, score rank {r.score_rank}) 模型评分"]
-        if r.model_tier == "low" and r.final_tier != "low" and r.eligibility:
-            parts.append(f"not eligible for low: {r.eligibility}")
-        if r.override_cause:
-            parts.append(r.override_cause)
-        causes.append("; ".join(parts))
+    model = ("model tier " + rows["model_tier"].astype(str) + " (probability "
+             + rows["probability"].map("{:.4f}".format) + ", score rank " + rows["score_rank"].astype(str)
+             + ") 模型评分")
+    eligibility = rows["eligibility"].fillna("").astype(str)
+    not_low = (rows["model_tier"] == "low") & (rows["final_tier"] != "low") & (eligibility != "")
+    overrides = rows["override_cause"].fillna("").astype(str)
+    causes = (model + np.where(not_low, "; not eligible for low: " + eligibility, "")
+              + np.where(overrides != "", "; " + overrides, ""))
     return pd.DataFrame({
         "as_of": rows["as_of"].to_numpy(),
         "enterprise_id": rows["enterprise_id"].to_numpy(dtype=object),
         "previous_as_of": previous_as_of,
         "from_tier": [None if pd.isna(v) else v for v in from_tier.to_numpy(dtype=object)[changed]],
         "to_tier": rows["final_tier"].to_numpy(dtype=object),
-        "cause": causes,
+        "cause": causes.to_numpy(dtype=object),
     })
 
 
@@ -262,18 +283,14 @@ class NightlyResult:
     counts: dict[str, int]
 
 
-def decide(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of, policy, previous: pd.DataFrame,
-           manual: pd.DataFrame | None):
-    """Tiers (with hysteresis and manual overrides) and supervision limits: ``(TierResult, limits)``."""
-    from scoring.supervision import supervision_limits
+def tier_enterprises(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of, policy,
+                     previous: pd.DataFrame | None, manual: pd.DataFrame | None):
+    """:func:`scoring.tiers.assign_tiers` with the hysteresis history taken from the previous run's rows."""
     from scoring.tiers import assign_tiers
 
-    day = pd.Timestamp(as_of).normalize()
-    tiers = assign_tiers(scores[["enterprise_id", "probability", "points"]], tables, as_of=day,
-                         tiers=policy.tiers, overrides=policy.overrides, history=hysteresis_history(previous),
-                         manual=manual)
-    limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
-    return tiers, limits
+    return assign_tiers(scores[["enterprise_id", "probability", "points"]], tables,
+                        as_of=pd.Timestamp(as_of).normalize(), tiers=policy.tiers, overrides=policy.overrides,
+                        history=hysteresis_history(previous), manual=manual)
 
 
 def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of,
@@ -319,9 +336,12 @@ def compute_nightly(features: pd.DataFrame, model: ScoringModel, tables: Mapping
                     policy, previous: pd.DataFrame | None = None, manual: pd.DataFrame | None = None,
                     n_reasons: int = 3) -> NightlyResult:
     """The whole pure middle of a run: features → scores and reasons → tiers → limits → output rows and changes."""
+    from scoring.supervision import supervision_limits
+
     previous = previous if previous is not None else pd.DataFrame()
     scores = score_enterprises(model.model, features, n_reasons)
-    tiers, limits = decide(scores, tables, as_of=as_of, policy=policy, previous=previous, manual=manual)
+    tiers = tier_enterprises(scores, tables, as_of=as_of, policy=policy, previous=previous, manual=manual)
+    limits = supervision_limits(tiers.tiers, tables, as_of=pd.Timestamp(as_of).normalize(), policy=policy.supervision)
     output = output_rows(scores, limits, tables, as_of=as_of, previous=previous, model_label=model.label)
     changes = tier_change_rows(output, previous)
     return NightlyResult(output, changes, tiers.cutoffs, run_counts(output, changes))
@@ -443,6 +463,7 @@ def run_nightly(
         run_id = _start_run(engine, day, lock.owner, hashed)
         timings["lock"] = time.perf_counter() - began
         say("lock", "done", f"run {run_id} as of {day.date()}")
+        committed = False
         try:
             result, model, previous, watermark = _compute(
                 engine, day, policy, tracking_uri, tables, n_reasons, lock, timings, warnings, say)
@@ -451,12 +472,14 @@ def run_nightly(
             duration = started - began
             _write(engine, lock, run_id, day, result, model, watermark, timings, warnings, duration, checkpoint,
                    chunk_rows)
+            committed = True
             timings["write"] = time.perf_counter() - started
             total = time.perf_counter() - began
             _record_timings(engine, run_id, timings, total)
             say("write", "done", f"run {run_id} committed")
-        except BaseException as exc:
-            _fail_run(engine, run_id, exc, time.perf_counter() - began, timings)
+        except BaseException as exc:  # KeyboardInterrupt and SIGTERM (SystemExit) too
+            if not committed:
+                _fail_run(engine, run_id, exc, time.perf_counter() - began, timings)
             raise
     finally:
         lock.release()
@@ -503,14 +526,11 @@ def _compute(engine, day, policy, tracking_uri, tables, n_reasons, lock, timings
         previous = previous_tiers(engine, day)
         expire_overrides(engine, day.date())
         manual = overrides_active_at(engine, day.date())
-        from scoring.supervision import supervision_limits
-        from scoring.tiers import assign_tiers
-
-        tiers = assign_tiers(scores[["enterprise_id", "probability", "points"]], tables, as_of=day,
-                             tiers=policy.tiers, overrides=policy.overrides, history=hysteresis_history(previous),
-                             manual=manual)
+        tiers = tier_enterprises(scores, tables, as_of=day, policy=policy, previous=previous, manual=manual)
         s.detail = ", ".join(f"{t} {int((tiers.tiers['final_tier'] == t).sum()):,}" for t in reversed(TIERS))
     with stage("limits", "supervision limits and the ranked list") as s:
+        from scoring.supervision import supervision_limits
+
         limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
         output = output_rows(scores, limits, tables, as_of=day, previous=previous, model_label=model.label)
         changes = tier_change_rows(output, previous)
@@ -601,30 +621,34 @@ def _write(engine, lock, run_id, day, result, model, watermark, timings, warning
 
 
 def _driver_columns(table: sa.Table, frame: pd.DataFrame) -> list[list]:
-    """Column-wise plain values the drivers take as they are: ISO text for dates, 0/1 for booleans, JSON text,
-    ``None`` for every missing value (and for empty text)."""
+    """Column-wise plain Python values the drivers take as they are: ISO text for dates, 0/1 for booleans, JSON
+    text, ``None`` for every missing value (and for empty text). Vectorised: no per-cell pandas calls."""
+    encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
     out = []
     for column in table.columns:
-        values = frame[column.name] if column.name in frame else pd.Series([None] * len(frame), index=frame.index)
+        if column.name not in frame:
+            out.append([None] * len(frame))
+            continue
+        values = frame[column.name]
         kind = column.type
         if isinstance(kind, sa.Date):
-            dates = pd.to_datetime(values)
-            text = dates.dt.strftime("%Y-%m-%d")
-            out.append([None if pd.isna(v) else v for v in text.astype(object)])
+            days = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+            text = np.datetime_as_string(days).astype(object)
+            out.append(np.where(np.isnat(days), None, text).tolist())
         elif isinstance(kind, sa.JSON):
-            out.append([None if v is None else json.dumps(v, ensure_ascii=False, default=_json_default)
-                        for v in values.astype(object)])
-        elif isinstance(kind, sa.Boolean):
-            out.append([None if pd.isna(v) else int(bool(v)) for v in values.astype(object)])
-        elif isinstance(kind, sa.Integer):
-            numbers = pd.to_numeric(values).astype("Int64")
-            out.append([None if pd.isna(v) else int(v) for v in numbers.astype(object)])
-        elif isinstance(kind, sa.Float):
-            numbers = pd.to_numeric(values).astype(float).to_numpy()
-            out.append([None if not np.isfinite(v) else float(v) for v in numbers])
+            out.append([None if v is None else encode(v) for v in values.to_numpy(dtype=object)])
+        elif isinstance(kind, sa.Boolean | sa.Integer | sa.Float):
+            numbers = pd.to_numeric(values.astype(object).where(values.notna(), np.nan)).to_numpy(dtype=float)
+            known = np.isfinite(numbers)
+            if isinstance(kind, sa.Float):
+                plain = numbers.astype(object)
+            else:
+                plain = np.where(known, numbers, 0).astype(np.int64).astype(object)
+            out.append(np.where(known, plain, None).tolist())
         else:
-            out.append([None if (v is None or (not isinstance(v, str) and pd.isna(v)) or v == "") else str(v)
-                        for v in values.astype(object)])
+            objects = values.to_numpy(dtype=object)
+            missing = pd.isna(values).to_numpy() | (objects == "")
+            out.append(np.where(missing, None, objects).tolist())
     return out
 
 

@@ -2,8 +2,15 @@
 
 Start-up stays light (Typer and Rich only); each command imports the heavy libraries it needs.
 
-Exit codes: 0 success · 1 unexpected failure · 2 usage error · 3 bad input data · 4 bad policy file ·
-5 no champion model · 6 another batch run holds the lock.
+Exit codes (every command):
+
+- 0 success
+- 1 unexpected failure (a nightly run is then marked ``failed`` with the error in ``batch_runs``)
+- 2 usage error (bad option or argument)
+- 3 bad input data (also: unknown enterprise id in ``explain``, no nightly run yet for ``rank`` / ``explain``)
+- 4 bad policy file
+- 5 no champion model (``plan`` computing limits on the fly; ``nightly`` falls back to the expert card instead)
+- 6 another nightly run holds the batch lock of the database
 """
 
 from __future__ import annotations
@@ -167,37 +174,6 @@ def features(
     console.print(f"{len(matrix):,} rows × {matrix.shape[1]} features written to {out}")
 
 
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo world and databases go.")] = Path("."),
-    enterprises: Annotated[int, typer.Option(min=50)] = 2000,
-    years: Annotated[int, typer.Option(min=2)] = 4,
-    seed: Annotated[int, typer.Option()] = 2026,
-) -> None:
-    """End to end on the embedded SQLite database: synthetic world → import → summary."""
-    from data_samples.world import generate_world, write_world
-    from features.db import connect
-    from features.importer import import_directory
-
-    world_dir = workdir / "demo_world"
-    console.rule("1. synthetic world")
-    with progress_bar() as bar:
-        task = bar.add_task("simulating months", total=years * 12)
-        tables = generate_world(
-            enterprises, years, seed, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    write_world(tables, world_dir)
-    last_day = max(frame[col].max() for name, frame in tables.items() for col in frame.columns
-                   if name != "truth" and str(frame[col].dtype).startswith("datetime"))
-    console.print(f"{enterprises:,} enterprises × {years} years written to {world_dir}")
-
-    console.rule("2. import into the embedded database")
-    db_url = f"sqlite:///{(workdir / 'riskgrade.db').resolve()}"
-    engine = connect(db_url)
-    summary = import_directory(engine, world_dir, today=last_day.date())
-    _print_frame(f"Imported into {db_url}", summary.to_table())
-
-
 ModelChoice = ("expert", "scorecard", "boosting", "all")
 
 
@@ -311,6 +287,8 @@ def plan(
     output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
                                                 "to standard output).", show_default=False)] = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Store the plan in the database (tables plans "
+                                        "and plan_items).")] = True,
     db: DbOption = None,
     policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
                       "the shipped defaults).", show_default=False)] = None,
@@ -319,24 +297,21 @@ def plan(
 ) -> None:
     """Plan a month of inspections within caps, quiet periods, inspector limits and capacity (双随机 seeded).
 
-    The limits are those of the first day of the period. Until the nightly batch stores tiers (a later issue)
-    they are computed on the fly from the database and the champion model (scoring.tables.current_limits).
+    The limits are those of the first day of the period: read from the nightly run of that date when there is
+    one, else computed on the fly from the database and the champion model (scoring.tables.current_limits).
+    The plan is stored in the database (plans, plan_items) unless --no-store.
     """
     import pandas as pd
 
     from features.db import connect, database_url
+    from scoring.batch import load_policy_and_hash
     from scoring.planning import capacity_frame, parse_period, plan_inspections
-    from scoring.policy import load_policy
-    from scoring.tables import current_limits
+    from scoring.tables import current_limits, store_plan
 
-    if output_format not in PlanFormat:
-        raise typer.BadParameter(f"expected one of {', '.join(PlanFormat)}, got {output_format!r}",
-                                 param_hint="--format")
-    if output_format == "xlsx" and out is None:
-        raise typer.BadParameter("an Excel plan needs --out FILE.xlsx", param_hint="--out")
+    _check_format(output_format, out, "plan")
     start, _ = parse_period(period)
     chosen_seed = seed if seed is not None else start.year * 100 + start.month
-    rules = load_policy(policy)
+    rules, hashed = load_policy_and_hash(policy)
     month_capacity = None
     if capacity is not None:
         if not capacity.is_file():
@@ -344,67 +319,489 @@ def plan(
         month_capacity = capacity_frame(pd.read_csv(capacity, encoding="utf-8-sig"))
     url = database_url(db)
     tracking = mlflow_uri or _default_mlflow_uri(url)
-    limits = current_limits(connect(url), start.date(), rules, tracking_uri=tracking)
+    engine = connect(url)
+    limits = current_limits(engine, start.date(), rules, tracking_uri=tracking)
     result = plan_inspections(limits, month_capacity, period, supervision=rules.supervision,
                               planning=rules.planning, seed=chosen_seed)
-    _PLAN_WRITERS[output_format](result, out)
+    run_id = _source_run(limits)
+    source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
+    if store:
+        plan_id = store_plan(engine, result, as_of=start.date(), source_run_id=run_id, limits_source=source,
+                             policy_hash=hashed)
+        err_console.print(f"plan {plan_id} stored (limits: {source})", highlight=False)
+    write_plan(result, output_format, out)
 
 
-def _plan_table(result, out) -> None:
+def _source_run(limits) -> int | None:
+    if "run_id" not in limits.columns or limits.empty:
+        return None
+    value = limits["run_id"].iloc[0]
+    try:
+        return None if value is None or value != value else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_format(output_format: str, out: Path | None, what: str) -> None:
+    if output_format not in PlanFormat:
+        raise typer.BadParameter(f"expected one of {', '.join(PlanFormat)}, got {output_format!r}",
+                                 param_hint="--format")
+    if output_format == "xlsx" and out is None:
+        raise typer.BadParameter(f"an Excel {what} needs --out FILE.xlsx", param_hint="--out")
+
+
+def write_plan(result, output_format: str, out: Path | None, *, title: str | None = None,
+               max_rows: int | None = None) -> None:
+    """A plan in one of :data:`PlanFormat` (shared by ``plan`` and ``demo``; ``max_rows`` cuts the terminal
+    table only)."""
     import pandas as pd
 
+    from scoring.exports import write_csv, write_json, write_xlsx
+
+    say = err_console.print
     items = result.items
-    table = pd.DataFrame({
-        "#": items["priority"],
-        "enterprise": items["enterprise_id"],
-        "tier": items["final_tier"],
-        "dept": items["departments"],
-        "kind": items["kind"],
-        "window": items["window_start"].dt.strftime("%m-%d") + "~" + items["window_end"].dt.strftime("%m-%d"),
-        "insp": items["n_inspectors"],
-        "why": items["reason"],
-    })
-    _print_frame(f"Inspection plan {result.period} (seed {result.seed}; full columns with --format csv/json/xlsx)",
-                 table)
-    _print_frame("Visits by department", result.summary())
-    if len(result.unmet):
-        _print_frame("Mandatory visits that did not fit", result.unmet)
-    if out is not None:
-        _plan_csv(result, out)
-
-
-def _plan_csv(result, out) -> None:
-    text = result.items.to_csv(index=False, date_format="%Y-%m-%d")
-    if out is None:
-        sys.stdout.write(text)
+    if output_format == "table":
+        shown = items if max_rows is None else items.head(max_rows)
+        table = pd.DataFrame({
+            "#": shown["priority"],
+            "enterprise": shown["enterprise_id"],
+            "name": shown["name"],
+            "tier": shown["final_tier"],
+            "dept": shown["departments"],
+            "kind": shown["kind"],
+            "window": shown["window_start"].dt.strftime("%m-%d") + "~" + shown["window_end"].dt.strftime("%m-%d"),
+            "insp": shown["n_inspectors"],
+            "why": shown["reason"],
+        })
+        _print_frame(title or f"Inspection plan {result.period} (seed {result.seed}; full columns with --format "
+                              f"csv/json/xlsx)", table, max_width={"why": 60, "name": 16})
+        _print_frame("Visits by department", result.summary())
+        if len(result.unmet):
+            _print_frame("Mandatory visits that did not fit", result.unmet)
+        if out is not None:
+            write_csv(items, out, what="plan", say=say)
+    elif output_format == "csv":
+        write_csv(items, out, what="plan", say=say)
+    elif output_format == "json":
+        write_json(result.to_json(), out, what="plan", say=say)
     else:
-        out.write_text(text, encoding="utf-8-sig")
-        err_console.print(f"plan written to {out}")
+        write_xlsx({"plan": items, "summary": result.summary(), "draws": result.draws, "unmet": result.unmet}, out,
+                   what="plan", say=say)
 
 
-def _plan_json(result, out) -> None:
-    import json
-
-    text = json.dumps(result.to_json(), ensure_ascii=False, indent=2)
-    if out is None:
-        sys.stdout.write(text + "\n")
-    else:
-        out.write_text(text, encoding="utf-8")
-        err_console.print(f"plan written to {out}")
+# ---------------------------------------------------------------------------------------------
+# nightly, rank, explain
+# ---------------------------------------------------------------------------------------------
 
 
-def _plan_xlsx(result, out) -> None:
+class _NightlyReporter:
+    """Batch progress: a Rich bar over the stages on a terminal, plain time-stamped log lines otherwise;
+    warnings always printed."""
+
+    def __init__(self, console_: Console):
+        self.console = console_
+        self.terminal = console_.is_terminal
+        self.bar = None
+
+    def __enter__(self):
+        from scoring.batch import STAGES
+
+        if self.terminal:
+            self.bar = progress_bar()
+            self.bar.__enter__()
+            self.task = self.bar.add_task("nightly", total=len(STAGES))
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+    def __call__(self, stage: str, event: str, message: str) -> None:
+        if event == "warning":
+            target = self.bar.console if self.bar is not None else self.console
+            target.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        elif self.bar is not None:
+            if event == "start":
+                self.bar.update(self.task, description=f"{stage}: {message}")
+            else:
+                self.bar.advance(self.task)
+        elif event == "done":
+            from datetime import datetime
+
+            self.console.print(f"{datetime.now():%Y-%m-%d %H:%M:%S} nightly {stage}: {message}", highlight=False,
+                               soft_wrap=True)
+
+
+def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str]):
+    import signal
+
+    from scoring.batch import run_nightly
+
+    def terminated(signum, frame):  # SIGTERM: fail the run cleanly (marked failed, lock released), exit 143
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with _NightlyReporter(err_console) as reporter:
+            return run_nightly(engine, day, policy_file=policy, tracking_uri=tracking, progress=reporter)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_run(run) -> None:
     import pandas as pd
 
-    with pd.ExcelWriter(out, engine="openpyxl") as writer:
-        result.items.to_excel(writer, sheet_name="plan", index=False)
-        result.summary().to_excel(writer, sheet_name="summary", index=False)
-        result.draws.to_excel(writer, sheet_name="draws", index=False)
-        result.unmet.to_excel(writer, sheet_name="unmet", index=False)
-    err_console.print(f"plan written to {out}")
+    from scoring.tiers import TIER_LABELS_ZH
+
+    counts = run.counts
+    table = pd.DataFrame({
+        "tier": ["high", "general", "low"],
+        "label": [TIER_LABELS_ZH[t] for t in ("high", "general", "low")],
+        "enterprises": [counts.get(f"n_{t}", 0) for t in ("high", "general", "low")],
+    })
+    _print_frame(f"Nightly run {run.run_id} as of {run.as_of}: {counts.get('n_scored', 0):,} enterprises scored "
+                 f"with {run.model}", table)
+    console.print(f"vetoes (一票否决) {counts.get('n_vetoes', 0):,} · special assistance (专项帮扶) "
+                  f"{counts.get('n_special_assistance', 0):,} · manual overrides {counts.get('n_manual', 0):,} · "
+                  f"tier changes {counts.get('n_changes', 0):,}"
+                  + (f" since {run.previous_as_of}" if run.previous_as_of else " (first run)")
+                  + f" · policy {run.policy_hash} · {run.duration_seconds:.1f} s", highlight=False)
 
 
-_PLAN_WRITERS = {"table": _plan_table, "csv": _plan_csv, "json": _plan_json, "xlsx": _plan_xlsx}
+@app.command()
+def nightly(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date, YYYY-MM-DD (default: today): "
+                     "features use only what was recorded before it.", show_default=False)] = None,
+    db: DbOption = None,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI of the champion "
+                          "model (default: $MLFLOW_TRACKING_URI, else mlflow.db beside the SQLite database).",
+                          show_default=False)] = None,
+    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
+                      "the shipped defaults).", show_default=False)] = None,
+) -> None:
+    """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
+
+    Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
+    model the policy's expert card is used, with a warning.
+    """
+    from features.db import connect, database_url
+
+    day = _parse_date(as_of, "--as-of") if as_of else date.today()
+    url = database_url(db)
+    run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
+    _print_run(run)
+
+
+def _rank_display(frame):
+    """The ranked list for a terminal: the columns that fit (every column with --format csv/json/xlsx), sector and
+    reasons in Chinese."""
+    import pandas as pd
+
+    from features.contract import SECTOR_BY_CODE
+
+    def reasons(items):
+        return "\n".join(f"{r.get('text_zh')}" + ("" if r.get("value") is None else f" = {_short(r['value'])}")
+                         for r in items or [])
+
+    table = pd.DataFrame({
+        "rank": frame["rank"],
+        "id": frame["enterprise_id"],
+        "name": frame["name"],
+        "township": frame["township"],
+        "sector": frame["sector"].map(lambda s: SECTOR_BY_CODE[s].label_zh if s in SECTOR_BY_CODE else s),
+        "score": frame["score"].map(lambda v: f"{v:.4f}"),
+        "tier": frame["tier"],
+        "override": frame["override"],
+        "reasons": [reasons(r) for r in frame["reasons"]],
+        "visits": [f"{u}/{c}" for u, c in zip(frame["visits_used"], frame["yearly_cap"], strict=True)],
+        "next visit": frame["next_allowed_visit"].dt.strftime("%Y-%m-%d"),
+    })
+    if console.width < 120:  # a narrow terminal: the essentials, the first reason only
+        table["reasons"] = table["reasons"].str.split("\n").str[0]
+        table = table[["rank", "id", "name", "score", "tier", "reasons", "next visit"]]
+    return table
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+_RANK_WIDTHS = {"override": 30, "reasons": 36, "name": 14, "township": 8}
+
+
+def _rank_flat(frame):
+    """The ranked list for CSV and Excel: reasons as one bilingual text cell."""
+    from scoring.ranking import reasons_text
+
+    flat = frame.copy()
+    flat["reasons"] = [reasons_text(r) for r in flat["reasons"]]
+    return flat
+
+
+@app.command()
+def rank(
+    tier: Annotated[Optional[str], typer.Option("--tier", help="Only this final tier: high, general or low.",
+                    show_default=False)] = None,
+    township: Annotated[Optional[str], typer.Option("--township", help="Only this township (乡镇/街道).",
+                        show_default=False)] = None,
+    sector: Annotated[Optional[str], typer.Option("--sector", help="Only this sector (code or Chinese label).",
+                      show_default=False)] = None,
+    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Only the first N.", show_default=False)] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="The nightly run of this date (default: the "
+                     "latest succeeded run).", show_default=False)] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
+                                                "to standard output).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """The ranked list planners read: highest risk first (final tier, then calibrated probability)."""
+    from features.db import connect
+    from scoring.exports import write_csv, write_json, write_xlsx
+    from scoring.ranking import ranked_list
+
+    _check_format(output_format, out, "list")
+    if tier is not None and tier not in ("high", "general", "low"):
+        raise typer.BadParameter(f"expected high, general or low, got {tier!r}", param_hint="--tier")
+    day = _parse_date(as_of, "--as-of") if as_of else None
+    run, frame = ranked_list(connect(db), as_of=day, tier=tier, township=township, sector=sector, top=top)
+    say = err_console.print
+    if output_format == "table":
+        filters = ", ".join(f"{k} {v}" for k, v in (("tier", tier), ("township", township), ("sector", sector),
+                                                     ("top", top)) if v is not None)
+        _print_frame(f"Ranked list as of {run['as_of']} (run {run['run_id']}, {run['n_scored']:,} scored"
+                     + (f"; {filters}" if filters else "") + f"): {len(frame):,} enterprises",
+                     _rank_display(frame), max_width=_RANK_WIDTHS)
+        if out is not None:
+            write_csv(_rank_flat(frame), out, what="ranked list", say=say)
+    elif output_format == "csv":
+        write_csv(_rank_flat(frame), out, what="ranked list", say=say)
+    elif output_format == "json":
+        write_json(frame, out, what="ranked list", say=say)
+    else:
+        write_xlsx({"ranked list": _rank_flat(frame)}, out, what="ranked list", say=say)
+
+
+@app.command()
+def explain(
+    enterprise_id: Annotated[str, typer.Argument(help="The enterprise to explain.")],
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="The nightly run of this date (default: the "
+                     "latest succeeded run).", show_default=False)] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    db: DbOption = None,
+) -> None:
+    """One enterprise: its current tier and why, its supervision limits, tier history and last 12 months of records."""
+    from features.db import connect
+    from scoring.exports import write_json
+    from scoring.ranking import enterprise_report
+
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
+    day = _parse_date(as_of, "--as-of") if as_of else None
+    report = enterprise_report(connect(db), enterprise_id, as_of=day)
+    if output_format == "json":
+        write_json(report.to_json(), None)
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    import pandas as pd
+
+    from scoring.ranking import reasons_text
+    from scoring.supervision import MODES
+
+    e, c = report.enterprise, report.current
+    console.rule(f"{e.get('enterprise_id')} {e.get('name') or ''}")
+    console.print(f"sector {e.get('sector', '')} {e.get('sector_zh', '')} · township {e.get('township') or '—'} · "
+                  f"employees {e.get('employees') if e.get('employees') is not None else '—'}", highlight=False)
+    if c is None:
+        console.print("[yellow]not scored by any nightly run[/]" + (
+            f" (latest run: {report.run['as_of']})" if report.run else ": run riskgrade nightly"), highlight=False)
+    else:
+        points = "—" if c["points"] is None or c["points"] != c["points"] else f"{c['points']:.1f}"
+        console.print(f"[bold]{c['final_tier']} {c['tier_zh']}[/] as of {report.as_of} (run {report.run['run_id']}, "
+                      f"{c['model_version']}): probability {c['probability']:.4f}, points {points}, rank "
+                      f"{c['rank']:,} of {report.n_scored:,} · model tier {c['model_tier']}", highlight=False)
+        console.print("[bold]why[/]", highlight=False)
+        for line in (reasons_text(c["reasons"]) or "no risk-raising feature").split("; "):
+            console.print(f"  {line}", highlight=False)
+        if c.get("eligibility") and c["model_tier"] == "low":
+            console.print(f"  not eligible for low: {c['eligibility']}", highlight=False)
+        if c.get("override_cause"):
+            console.print(f"  overrides: {c['override_cause']}", highlight=False)
+        if c.get("special_assistance"):
+            console.print("  special assistance 专项帮扶: yes", highlight=False)
+        def day(v):
+            return "—" if v is None or v != v or pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d")
+        console.print(f"[bold]supervision[/] {c['mode']} {MODES.get(c['mode'], '')} · yearly cap {c['yearly_cap']} "
+                      f"({c['class_basis'] or c['cap_class']}) · visits used {c['visits_used']} · next allowed visit "
+                      f"{day(c['next_allowed_visit'])} · floor due {day(c['floor_due_on'])} · follow-up due "
+                      f"{day(c['followup_due_on'])} · open major hazards {c['open_major_hazards']}", highlight=False)
+    if len(report.manual_overrides):
+        _print_frame("Manual overrides in force", report.manual_overrides[
+            ["override_id", "tier", "reason", "created_by", "valid_from", "valid_until"]])
+    if len(report.history):
+        _print_frame("Tier history (periods of equal final tier)", report.history)
+    if len(report.changes):
+        _print_frame("Tier changes", report.changes[["as_of", "from_tier", "to_tier", "cause"]],
+                     max_width={"cause": 80})
+    for name, frame in report.events.items():
+        title = f"{name} in the 12 months before {report.as_of} ({len(frame)})"
+        if not len(frame):
+            console.print(f"[dim]{name}: none in the 12 months before {report.as_of}[/]", highlight=False)
+            continue
+        if name == "hazards":  # dozens per inspection: one line per day and level
+            frame = _hazards_by_day(frame, pd.Timestamp(report.as_of))
+            title += ", by day found"
+        if len(frame) > _EVENT_ROWS:
+            title += f"; the latest {_EVENT_ROWS} shown, all with --format json"
+        _print_frame(title, frame.head(_EVENT_ROWS))
+
+
+_EVENT_ROWS = 25
+
+
+def _hazards_by_day(hazards, as_of):
+    import pandas as pd
+
+    frame = hazards.assign(
+        found_on=pd.to_datetime(hazards["found_on"]), rectify_by=pd.to_datetime(hazards["rectify_by"]),
+        rectified_on=pd.to_datetime(hazards["rectified_on"]))
+    frame["open"] = frame["rectified_on"].isna() | (frame["rectified_on"] >= as_of)
+    frame["late"] = (frame["rectified_on"] > frame["rectify_by"]).fillna(False) | (
+        frame["open"] & (frame["rectify_by"] < as_of).fillna(False))
+    grouped = frame.groupby(["found_on", "level"], sort=False).agg(
+        hazards=("level", "size"), rectified_late_or_overdue=("late", "sum"), still_open=("open", "sum"),
+        categories=("category", lambda c: ", ".join(sorted(set(c.dropna())))))
+    grouped = grouped.reset_index().sort_values(["found_on", "level"], ascending=[False, False])
+    grouped["found_on"] = grouped["found_on"].dt.strftime("%Y-%m-%d")
+    return grouped.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's own INFO lines and its pickle-format warning say nothing the demo's output does not."""
+    import os
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    import mlflow  # noqa: F401  (configures its loggers on import: quieten them afterwards)
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo world, riskgrade.db and mlflow.db go.")] = Path("."),
+    enterprises: Annotated[int, typer.Option(min=200, help="Enterprises in the synthetic world.")] = 2000,
+    years: Annotated[int, typer.Option(min=4, help="Years of history (training needs at least 4: one of "
+                     "warm-up, one of outcomes and the backtest dates).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the world and the double-random draw.")] = 2026,
+    models: Annotated[str, typer.Option(help="Model kinds to train: expert, scorecard, boosting or all.")] = "all",
+    top: Annotated[int, typer.Option(min=1, help="Rows of the ranked list to show.")] = 15,
+) -> None:
+    """End to end on the embedded SQLite database: world → import → train and promote → nightly → ranked list → plan."""
+    import os
+    import time
+    from datetime import date as date_
+
+    import pandas as pd
+
+    from data_samples.world import generate_world, write_world
+    from features.db import connect
+    from features.importer import import_directory
+    from features.store import load_tables
+    from models.config import TrainingConfig
+    from models.expert import ExpertCardRules
+    from models.train import train_and_evaluate
+    from scoring.batch import load_policy_and_hash
+    from scoring.planning import plan_inspections
+    from scoring.policy import build_section, read_policy_mapping
+    from scoring.ranking import ranked_list
+    from scoring.tables import current_limits, store_plan
+
+    if models not in ModelChoice:
+        raise typer.BadParameter(f"expected one of {', '.join(ModelChoice)}, got {models!r}", param_hint="--models")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    _quiet_mlflow()
+    workdir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    start = date_(2021, 1, 1)
+    as_of = date_(start.year + years, 1, 1)  # the night after the last simulated month
+    world_dir = workdir / "demo_world"
+    db_url = f"sqlite:///{(workdir / 'riskgrade.db').resolve()}"
+    mlflow_uri = f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+
+    console.rule(f"1. synthetic world: {enterprises:,} enterprises × {years} years (seed {seed})")
+    with progress_bar() as bar:
+        task = bar.add_task("simulating months", total=years * 12)
+        tables = generate_world(enterprises, years, seed, start=start,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    write_world(tables, world_dir)
+    console.print(", ".join(f"{name} {len(frame):,}" for name, frame in tables.items() if name != "truth")
+                  + f" → {world_dir}", highlight=False)
+
+    console.rule("2. import into the embedded database")
+    engine = connect(db_url)
+    summary = import_directory(engine, world_dir, today=as_of)
+    _print_frame(f"Imported into {db_url}", summary.to_table())
+
+    console.rule(f"3. train, backtest and promote the champion (training as of {as_of})")
+    mapping, source = read_policy_mapping(None)
+    labels = mapping["labels"]
+    kinds = ("expert", "scorecard", "boosting") if models == "all" else (models,)
+    trained = train_and_evaluate(
+        load_tables(engine, [*_contract_tables(), "truth"]), as_of, kinds,
+        expert_rules=build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card"),
+        config=build_section(TrainingConfig, mapping["training"], f"{source}: training"),
+        horizon_days=int(labels["horizon_days"]), target=str(labels["target"]),
+        exclude_road_traffic=bool(labels["exclude_road_traffic"]), tracking_uri=mlflow_uri, promote=True,
+        progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
+    )
+    comparison = trained.comparison().reset_index()
+    for column in comparison.columns[1:]:
+        comparison[column] = comparison[column].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
+    _print_frame(f"Backtest ({len(trained.test_dates)} test dates, horizon {trained.horizon_days} days)", comparison)
+    if trained.promotion is not None:
+        colour = "green" if trained.promotion.promoted else "yellow"
+        console.print(f"[{colour}]{trained.promotion.reason}[/]", highlight=False)
+
+    console.rule(f"4. nightly batch as of {as_of}")
+    run = _nightly(engine, as_of, None, mlflow_uri)
+    _print_run(run)
+
+    console.rule(f"5. top {top} of the ranked list (riskgrade rank --top {top})")
+    _, frame = ranked_list(engine, as_of=as_of, top=top)
+    _print_frame(f"Highest risk first, as of {as_of}", _rank_display(frame),
+                 max_width=_RANK_WIDTHS)
+
+    period = f"{as_of:%Y-%m}"
+    console.rule(f"6. inspection plan for {period} (riskgrade plan --period {period})")
+    policy, hashed = load_policy_and_hash(None)
+    limits = current_limits(engine, pd.Timestamp(period + "-01").date(), policy, tracking_uri=mlflow_uri)
+    result = plan_inspections(limits, None, period, supervision=policy.supervision, planning=policy.planning,
+                              seed=seed)
+    run_id = _source_run(limits)
+    plan_id = store_plan(engine, result, as_of=pd.Timestamp(period + "-01").date(), source_run_id=run_id,
+                         limits_source=f"nightly run {run_id}" if run_id is not None else "computed on the fly",
+                         policy_hash=hashed)
+    shown = result.items.head(top)
+    write_plan(result, "table", None, max_rows=top,
+               title=f"Plan {plan_id} for {period}: first {len(shown)} of {len(result.items)} visits (seed {seed})")
+
+    console.rule("done")
+    console.print(f"{time.perf_counter() - began:.0f} s. Database {db_url}, MLflow {mlflow_uri}. Try: riskgrade rank "
+                  f"--db {db_url} --tier high --format xlsx --out high.xlsx · riskgrade explain "
+                  f"{frame['enterprise_id'].iloc[0]} --db {db_url}", highlight=False)
 
 
 @app.command()
@@ -445,15 +842,10 @@ def simulate(
                   highlight=False)
 
 
-def _print_frame(title: str, frame) -> None:
-    from rich.table import Table
+def _print_frame(title: str, frame, **options) -> None:
+    from scoring.exports import print_frame
 
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left")
-    for row in frame.itertuples(index=False):
-        table.add_row(*("" if value is None else str(value) for value in row))
-    console.print(table)
+    print_frame(console, title, frame, **options)
 
 
 def _print_mapping(title: str, mapping: dict) -> None:

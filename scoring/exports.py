@@ -159,5 +159,5 @@ def print_frame(console, title: str, frame: pd.DataFrame, *, max_width: Mapping[
 def _cell(value: Any) -> str:
     value = json_value(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)

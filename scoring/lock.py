@@ -93,6 +93,9 @@ class BatchLock:
                 return self
             except sa.exc.IntegrityError:
                 pass
+            except sa.exc.OperationalError:  # SQLite: another run is writing its results (busy past the timeout)
+                if self._holder() is None:
+                    raise
             holder = self._holder()
             if holder is None:
                 continue

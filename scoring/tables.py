@@ -12,6 +12,17 @@ Time semantics of :func:`overrides_active_at` (``as_of`` a date): an override is
 not revoked on or before ``as_of`` (so re-running an old date gives the old answer). Expiry needs no action to
 take effect; :func:`expire_overrides` (called by the nightly batch) records it in the audit trail once.
 
+The outputs of the nightly batch (:mod:`scoring.batch`) and of the planner (DESIGN.md §10):
+
+- ``batch_runs`` — one row per run: status, as-of date, model, policy hash, data watermark, counts, timings, error;
+- ``scores_history`` — one row per (as-of date, enterprise): probability, points, tiers, overrides, reasons,
+  supervision limits, rank (a re-run of a date replaces its rows: :func:`scores_frame`, :func:`previous_tiers`);
+- ``tier_changes`` — one row per (as-of date, enterprise) whose final tier changed since the previous run;
+- ``plans`` / ``plan_items`` — every stored monthly plan and its visits (:func:`store_plan`, :func:`load_plan`);
+- ``batch_lock`` — who is running the batch (:mod:`scoring.lock`).
+
+:func:`current_limits` (what ``riskgrade plan`` plans from) reads the nightly run of the date when there is one.
+
 Timestamps are stored as naive UTC.
 """
 
@@ -261,7 +272,8 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     from features.contract import SECTOR_BY_CODE
     from scoring.supervision import MODES
 
-    frame = scores_frame(engine, run["as_of"])
+    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on")]
+    frame = scores_frame(engine, run["as_of"], columns=names)
     frame = frame.rename(columns={"rank": "list_rank", "score_rank": "rank", "next_allowed_visit": "next_routine_on",
                                   "model_version": "model"})
     for column in ("enterprise_id", "name", "sector", "township", "model_tier", "final_tier", "mode", "cap_class",
@@ -280,7 +292,7 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     frame["min_inspectors"] = policy.supervision.inspectors.min
     frame["max_inspectors"] = policy.supervision.inspectors.max
     frame["run_id"] = int(run["run_id"])
-    return frame.drop(columns=["last_model_high_on", "reasons"])
+    return frame
 
 
 def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_uri: str | None) -> pd.DataFrame:
@@ -507,8 +519,17 @@ def _typed_frame(rows, columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     for column in columns:
         if column in _DATE_COLUMNS:
+            values = frame[column]
+            if values.dtype == object and values.map(type).eq(str).any():  # ISO text (see _selected)
+                frame[column] = pd.to_datetime(values, format="%Y-%m-%d")
             frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
     return frame
+
+
+def _selected(table: sa.Table, names: list[str]) -> list:
+    """Columns to select, dates as ISO text: parsed in one vectorised call instead of one Python call per value."""
+    return [sa.cast(table.c[n], sa.String).label(n) if isinstance(table.c[n].type, sa.Date) else table.c[n]
+            for n in names]
 
 
 def scores_frame(engine: sa.Engine, as_of: date | str, *, columns: list[str] | None = None,
@@ -516,7 +537,7 @@ def scores_frame(engine: sa.Engine, as_of: date | str, *, columns: list[str] | N
     """The stored scores of the run of ``as_of`` (all columns, or ``columns``), ordered by rank."""
     create_scoring_tables(engine)
     names = columns or [c.name for c in scores_history.columns]
-    query = sa.select(*(scores_history.c[n] for n in names)).where(scores_history.c.as_of == _as_date(as_of))
+    query = sa.select(*_selected(scores_history, names)).where(scores_history.c.as_of == _as_date(as_of))
     if where is not None:
         query = query.where(*where)
     query = query.order_by(scores_history.c.rank, scores_history.c.enterprise_id)
@@ -558,7 +579,7 @@ def previous_tiers(engine: sa.Engine, as_of: date | str) -> pd.DataFrame:
         previous = conn.execute(sa.select(sa.func.max(scores_history.c.as_of))
                                 .where(scores_history.c.as_of < day)).scalar()
         rows = [] if previous is None else conn.execute(
-            sa.select(*(scores_history.c[n] for n in names)).where(scores_history.c.as_of == previous)).all()
+            sa.select(*_selected(scores_history, names)).where(scores_history.c.as_of == previous)).all()
     frame = _typed_frame(rows, names)
     for column in ("enterprise_id", "model_tier", "final_tier"):
         frame[column] = frame[column].astype("str")

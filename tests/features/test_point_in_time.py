@@ -337,3 +337,19 @@ def test_the_property_test_can_fail():
     row["found_on"] = row["recorded_on"] = FIRST - DAY
     after = build_features(dict(world, hazards=pd.concat([world["hazards"], row], ignore_index=True)), [FIRST])
     assert after.loc[(enterprise, FIRST), "major_hazards_90d"] == before.loc[(enterprise, FIRST), "major_hazards_90d"] + 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_enterprise_features_can_be_built_partition_by_partition(seed):
+    """Stage-1 aggregations read only the enterprise's own events (what Dask partitions by enterprise need)."""
+    from features.build import AGGREGATIONS
+
+    world = random_world(seed, drop_optional=False)
+    full = build_features(world, AS_OF)
+    own = [f.name for f in CATALOG if AGGREGATIONS[f.aggregation].stage == "enterprise"]
+    ids = world["enterprises"]["enterprise_id"]
+    parts = []
+    for part in (ids.iloc[::2], ids.iloc[1::2]):
+        subset = {name: frame[frame["enterprise_id"].isin(part)] for name, frame in world.items()}
+        parts.append(build_features(subset, AS_OF)[own])
+    pd.testing.assert_frame_equal(pd.concat(parts).sort_index(), full[own])

@@ -1,0 +1,189 @@
+"""`riskgrade rank`, `explain` and `plan` reading the nightly batch's results: filters, formats, Chinese text."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scoring.batch import run_nightly
+from scoring.cli import app
+from scoring.ranking import RANK_COLUMNS, ranked_list
+from scoring.tables import add_override, current_limits, load_plan, scores_frame
+
+from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, world_csv, policy):
+    """One SQLite database with one nightly run as of AS_OF (and a manual override in force)."""
+    directory = tmp_path_factory.mktemp("ranked")
+    url = f"sqlite:///{directory / 'riskgrade.db'}"
+    engine = import_world(url, world_csv)
+    add_override(engine, enterprise_id="E000003", tier="high", reason="约谈后仍未整改", by="王科长",
+                 valid_from=AS_OF - timedelta(days=3), valid_until=AS_OF + timedelta(days=60),
+                 policy=policy.overrides.manual, now=datetime(2024, 12, 28))
+    run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=no_mlflow(directory))
+    yield url, engine, run
+    engine.dispose()
+
+
+def _code(result) -> int:
+    """The exit code ``riskgrade`` (``scoring.cli.main``) gives: riskgrade errors mapped by ``EXIT_CODES``."""
+    from features.errors import RiskgradeError
+    from scoring.cli import EXIT_CODES
+
+    if isinstance(result.exception, RiskgradeError):
+        return next((code for kind, code in EXIT_CODES.items() if isinstance(result.exception, kind)), 1)
+    return result.exit_code
+
+
+def _message(result) -> str:
+    return result.output + (str(result.exception) if result.exception else "")
+
+
+def _rank(url, *args):
+    result = runner.invoke(app, ["rank", "--db", url, *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_json_is_the_ranked_list_with_exact_keys(scored):
+    url, engine, run = scored
+    items = json.loads(_rank(url, "--format", "json").stdout)
+    assert len(items) == run.counts["n_scored"]
+    assert all(list(item) == list(RANK_COLUMNS) for item in items)
+    assert [i["rank"] for i in items] == sorted(i["rank"] for i in items) and items[0]["rank"] == 1
+    order = {"high": 0, "general": 1, "low": 2}
+    assert [order[i["tier"]] for i in items] == sorted(order[i["tier"]] for i in items)  # highest risk first
+    top = items[0]
+    assert 0 < top["score"] <= 1 and isinstance(top["points"], float) and top["mode"] == "focused"
+    assert top["reasons"] and {"feature", "text_zh", "text_en", "value", "contribution"} <= set(top["reasons"][0])
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in top["name"])  # Chinese, not escaped
+    assert all(len(i["next_allowed_visit"]) == 10 for i in items if i["next_allowed_visit"])
+    manual = next(i for i in items if i["enterprise_id"] == "E000003")
+    assert manual["tier"] == "high" and "manual override to high by 王科长" in manual["override"]
+    assert all(i["override"] is None for i in items if i["tier"] == "general")
+
+
+def test_filters_and_top(scored):
+    url, engine, run = scored
+    _, full = ranked_list(engine)
+    township = full["township"].mode().iloc[0]
+    sector = full["sector"].mode().iloc[0]
+    high = json.loads(_rank(url, "--tier", "high", "--format", "json").stdout)
+    assert len(high) == run.counts["n_high"] and {i["tier"] for i in high} == {"high"}
+    local = json.loads(_rank(url, "--township", township, "--top", "5", "--format", "json").stdout)
+    assert len(local) == 5 and {i["township"] for i in local} == {township}
+    assert [i["enterprise_id"] for i in local] == list(full.loc[full["township"] == township, "enterprise_id"][:5])
+    from features.contract import SECTOR_BY_CODE
+
+    by_label = json.loads(_rank(url, "--sector", SECTOR_BY_CODE[sector].label_zh, "--format", "json").stdout)
+    by_code = json.loads(_rank(url, "--sector", sector, "--format", "json").stdout)
+    assert by_label == by_code and len(by_code) == int((full["sector"] == sector).sum())
+    assert json.loads(_rank(url, "--as-of", str(AS_OF), "--top", "3", "--format", "json").stdout) == \
+        json.loads(_rank(url, "--top", "3", "--format", "json").stdout)
+
+    bad = runner.invoke(app, ["rank", "--db", url, "--as-of", "2020-01-01"])
+    assert _code(bad) == 3 and "no succeeded nightly run as of 2020-01-01" in _message(bad)
+    bad = runner.invoke(app, ["rank", "--db", url, "--tier", "medium"])
+    assert bad.exit_code == 2 and "expected high, general or low" in bad.output
+    bad = runner.invoke(app, ["rank", "--db", url, "--sector", "mining"])
+    assert _code(bad) == 3 and "unknown sector 'mining'" in _message(bad)
+
+
+def test_csv_has_a_bom_and_xlsx_keeps_chinese(scored, tmp_path):
+    url, engine, run = scored
+    csv_path = tmp_path / "rank.csv"
+    _rank(url, "--top", "20", "--format", "csv", "--out", str(csv_path))
+    raw = csv_path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only with a BOM
+    frame = pd.read_csv(csv_path, encoding="utf-8-sig")
+    assert list(frame.columns) == list(RANK_COLUMNS) and len(frame) == 20
+    _, expected = ranked_list(engine, top=20)
+    assert list(frame["name"]) == list(expected["name"])
+    assert frame["reasons"].str.contains("1. ").all()
+    first = expected["reasons"].iloc[0][0]
+    assert f"{first['text_zh']} {first['text_en']}" in frame["reasons"].iloc[0]  # both languages
+
+    piped = _rank(url, "--top", "2", "--format", "csv").stdout
+    assert not piped.startswith("\ufeff") and piped.splitlines()[0] == ",".join(RANK_COLUMNS)
+
+    xlsx = tmp_path / "rank.xlsx"
+    _rank(url, "--tier", "high", "--format", "xlsx", "--out", str(xlsx))
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(xlsx).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert list(rows[0]) == list(RANK_COLUMNS) and len(rows) == run.counts["n_high"] + 1
+    _, high = ranked_list(engine, tier="high")
+    assert [r[2] for r in rows[1:]] == list(high["name"])
+    assert rows[1][13] is None or hasattr(rows[1][13], "year")  # next_allowed_visit is a date cell
+
+    table = _rank(url, "--top", "3")
+    assert high["name"].iloc[0][:4] in table.output and "Ranked list as of 2025-01-01" in table.output
+    assert runner.invoke(app, ["rank", "--db", url, "--format", "xlsx"]).exit_code == 2  # needs --out
+
+
+def test_explain_one_enterprise(scored):
+    url, engine, run = scored
+    result = runner.invoke(app, ["explain", "E000003", "--db", url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["enterprise"]["enterprise_id"] == "E000003" and report["run_id"] == run.run_id
+    current = report["current"]
+    assert current["final_tier"] == "high" and current["tier_zh"] == "高风险"
+    assert "manual override to high by 王科长" in current["override_cause"]
+    assert {"mode", "yearly_cap", "visits_used", "next_allowed_visit", "reasons"} <= set(current)
+    assert [o["created_by"] for o in report["manual_overrides"]] == ["王科长"]
+    assert report["history"] == [{"from": str(AS_OF), "to": str(AS_OF), "final_tier": "high", "runs": 1,
+                                  "max_probability": current["probability"], "overrides": "manual"}]
+    assert set(report["events"]) == {"inspections", "hazards", "violations", "accidents", "penalties",
+                                     "credit_records", "complaints"}
+    inspections = report["events"]["inspections"]
+    assert all("2024-01-01" <= i["inspected_on"] < "2025-01-01" for i in inspections)
+
+    table = runner.invoke(app, ["explain", "E000003", "--db", url])
+    assert table.exit_code == 0 and "高风险" in table.output and "why" in table.output
+    assert "Tier history" in table.output
+
+    unknown = runner.invoke(app, ["explain", "NOPE", "--db", url])
+    assert _code(unknown) == 3 and "unknown enterprise 'NOPE'" in _message(unknown)
+
+
+def test_plan_reads_the_nightly_run_and_is_stored(scored, policy):
+    url, engine, run = scored
+    limits = current_limits(engine, AS_OF, policy)
+    stored = scores_frame(engine, AS_OF)
+    assert set(limits["run_id"]) == {run.run_id} and len(limits) == len(stored)
+    assert dict(zip(limits["enterprise_id"], limits["final_tier"])) == \
+        dict(zip(stored["enterprise_id"], stored["final_tier"]))
+
+    result = runner.invoke(app, ["plan", "--period", f"{AS_OF:%Y-%m}", "--db", url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    header, items = load_plan(engine, period=f"{AS_OF:%Y-%m}")
+    assert header["source_run_id"] == run.run_id and header["limits_source"] == f"nightly run {run.run_id}"
+    assert header["seed"] == plan["seed"] and header["n_items"] == len(plan["items"]) == len(items) > 0
+    assert list(items["enterprise_id"]) == [i["enterprise_id"] for i in plan["items"]]
+    assert header["draws"] == plan["draws"]
+    assert header["policy_hash"] == run.policy_hash
+
+
+def test_rank_reads_back_on_every_backend(db_url, world_csv, tmp_path, policy):
+    engine = import_world(db_url, world_csv)
+    try:
+        with pytest.raises(Exception, match="no succeeded nightly run in this database yet"):
+            ranked_list(engine)
+        run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=no_mlflow(tmp_path))
+        got, frame = ranked_list(engine, tier="high", top=5)
+        assert got["run_id"] == run.run_id and len(frame) == 5 and (frame["tier"] == "high").all()
+        assert isinstance(frame["reasons"].iloc[0], list) and frame["reasons"].iloc[0][0]["text_zh"]
+        assert frame["rank"].is_monotonic_increasing
+    finally:
+        engine.dispose()
