@@ -15,7 +15,7 @@ from features.catalog import (
     get_feature,
     monotone_constraints,
 )
-from features.labels import LabelTarget, build_labels, labels_complete_on
+from features.labels import LabelTarget, build_labels, labels_complete_on, oracle_risk
 
 __all__ = [
     "CATALOG",
@@ -35,4 +35,5 @@ __all__ = [
     "get_feature",
     "labels_complete_on",
     "monotone_constraints",
+    "oracle_risk",
 ]

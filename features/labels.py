@@ -185,3 +185,25 @@ def build_labels(
     frame.attrs["target"] = str(target)
     frame.attrs["horizon_days"] = int(horizon_days)
     return frame
+
+
+def oracle_risk(truth: pd.DataFrame, as_of, horizon_days: int = 365) -> pd.Series:
+    """Synthetic worlds only: the true probability of an adverse outcome in ``[as_of, as_of + horizon_days)``, by ``enterprise_id``.
+
+    ``1 − Π_months (1 − adverse_prob)^overlap``, where ``overlap`` is the share of each month inside the window
+    (so an as-of date mid-month counts the rest of that month). Enterprises without a truth row overlapping
+    the window are absent.
+    """
+    as_of = pd.Timestamp(as_of)
+    end = as_of + pd.Timedelta(days=horizon_days)
+    first = truth["month"]
+    following = first + pd.offsets.MonthBegin(1)
+    days_in_month = (following - first).dt.days
+    overlap_days = (following.where(following < end, end) - first.where(first > as_of, as_of)).dt.days
+    weight = (overlap_days.clip(lower=0) / days_in_month).to_numpy()
+    inside = weight > 0
+    log_survival = weight[inside] * np.log1p(-truth["adverse_prob"].to_numpy()[inside])
+    total = pd.Series(log_survival, index=truth["enterprise_id"].to_numpy()[inside]).groupby(level=0).sum()
+    risk = -np.expm1(total)
+    risk.index.name = "enterprise_id"
+    return risk.rename("oracle_risk")

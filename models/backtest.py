@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from features.errors import DataError
 from models.calibrate import AS_OF_LEVEL
 
 CompleteOn = Callable[[pd.Timestamp, int], object]
@@ -95,9 +96,12 @@ def temporal_backtest(
     for test_date in sorted(pd.Timestamp(t) for t in test_dates):
         train = training_dates(all_dates, test_date, horizon_days, complete_on)
         if len(train) < 2:
-            raise ValueError(
+            raise DataError(
                 f"test date {test_date.date()}: need at least two as-of dates with labels complete before it "
-                f"(one to fit, a later one to calibrate), found {len(train)}"
+                f"(one to fit, a later one to calibrate), found {len(train)}: the records' history is too short "
+                f"for a {horizon_days}-day horizon and {len(test_dates)} test date(s) — it needs roughly "
+                f"{2 * horizon_days} days of history plus the spacing of the as-of dates; use more years of data, "
+                f"a shorter --horizon-days or fewer test dates ([training] n_test_dates)"
             )
         if train_labels is not None and test_date in train_labels:
             fold_known, fold_label = _known_labels(features, train_labels[test_date])
@@ -106,7 +110,7 @@ def temporal_backtest(
         train_rows = np.asarray(as_of.isin(train)) & fold_known
         test_rows = np.asarray(as_of == test_date) & known
         if not test_rows.any():
-            raise ValueError(f"test date {test_date.date()}: no rows with a known label")
+            raise DataError(f"test date {test_date.date()}: no rows with a known label")
         X_train, y_train = features[train_rows], fold_label[train_rows]
         X_test, y_test = features[test_rows], label[test_rows]
         for kind, model in models.items():

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError
+from features.labels import oracle_risk
 from models import metrics as _metrics
 from models.backtest import BacktestResult, temporal_backtest
 from models.boosting import BoostingClassifier
@@ -405,8 +406,6 @@ def _oracle(tables: Mapping[str, pd.DataFrame], backtest: BacktestResult, horizo
     truth = tables.get("truth")
     if truth is None:
         return None
-    from data_samples.world import oracle_risk
-
     parts = []
     for test_date in backtest.test_dates:
         risk = oracle_risk(truth, test_date, horizon_days)

@@ -22,6 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import (
     BatchLockedError,
@@ -842,6 +843,58 @@ def simulate(
                   highlight=False)
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write (self-contained: charts embedded).")],
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Describe the nightly run of this date (the latest "
+                     "succeeded run on or before it; default: the latest run).", show_default=False)] = None,
+    db: DbOption = None,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI of the champion "
+                          "model (default: $MLFLOW_TRACKING_URI, else mlflow.db beside the SQLite database).",
+                          show_default=False)] = None,
+    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
+                      "the shipped defaults).", show_default=False)] = None,
+) -> None:
+    """The monitoring report for the bureau's leaders (HTML): tiers by township and sector, migration, score and
+    feature stability (PSI), the champion's backtest, events captured by the high tier, fairness checks.
+
+    Its figures are also stored in the database (monitoring_runs, monitoring_metrics); the next report shows what
+    changed since this one.
+    """
+    import os
+    import warnings
+
+    from features.db import connect, database_url
+    from scoring.policy import load_policy
+    from scoring.report import SECTIONS, generate_report
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter(f"expected an .html file, got {out.name!r}", param_hint="--out")
+    day = _parse_date(as_of, "--as-of") if as_of else None
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    url = database_url(db)
+    rules = load_policy(policy)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        result = generate_report(connect(url), out, as_of=day, policy=rules,
+                                 tracking_uri=mlflow_uri or _default_mlflow_uri(url))
+    summary = result.facts.get("summary", {})
+    counts = summary.get("counts") or {}
+    console.print(f"monitoring report as of {result.as_of} (nightly run {result.run['run_id']}) written to {out}: "
+                  f"{len(SECTIONS)} sections, {len(result.figures)} charts", highlight=False, soft_wrap=True)
+    console.print(f"high {counts.get('high', 0):,} · general {counts.get('general', 0):,} · low "
+                  f"{counts.get('low', 0):,} · score PSI "
+                  + ("—" if summary.get("score_psi") is None else f"{summary['score_psi']:.3f}")
+                  + f" · features with significant drift {len(summary.get('significant_features') or [])} · "
+                  f"fairness flags {summary.get('fairness_flags', 0)} · stored as monitoring run "
+                  f"{result.monitoring_run_id}" + (f" (compared with {result.previous_monitoring['as_of']})"
+                                                   if result.previous_monitoring else ""), highlight=False,
+                  soft_wrap=True)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 def _print_frame(title: str, frame, **options) -> None:
     from scoring.exports import print_frame
 
@@ -864,7 +917,7 @@ def main() -> None:
     try:
         app()  # standalone mode: usage errors print Typer's message and exit 2
     except RiskgradeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
 
 

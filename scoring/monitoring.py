@@ -20,7 +20,10 @@ term instead of infinity. Bands (the credit-scoring convention, e.g. Siddiqi, *C
 below 0.10 stable (稳定), 0.10–0.25 moderate shift (需关注), 0.25 and above significant shift (显著漂移).
 
 PSI is computed overall and per segment (default: per sector) when a segment has enough rows on both sides:
-a drift confined to one sector is diluted in the whole population but obvious within the sector.
+a drift confined to one sector is diluted in the whole population but obvious within the sector. Features that
+describe the enterprise's group rather than the enterprise (peer accidents in its sector or township, one value
+for the whole group) are *context*: their PSI is shown but never banded as drift, since a single accident in a
+sector moves the value of every enterprise in it.
 
 Fairness
 --------
@@ -72,7 +75,8 @@ SCORE_VARIABLE = "probability"
 """The name of the model's score (calibrated probability) among the reference's variables."""
 
 BANDS: tuple[str, ...] = ("stable", "moderate", "significant")
-BAND_LABELS_ZH: Mapping[str, str] = {"stable": "稳定", "moderate": "需关注", "significant": "显著漂移", "n/a": "无法计算"}
+BAND_LABELS_ZH: Mapping[str, str] = {"stable": "稳定", "moderate": "需关注", "significant": "显著漂移", "n/a": "无法计算",
+                                     "context": "背景特征（不评级）"}
 
 MISSING_LABEL = "缺失 missing"
 OTHER_LABEL = "新类别 unseen"
@@ -150,21 +154,32 @@ class VariableBins:
         labels.append(f">{edges[-1]}")
         return [*labels, MISSING_LABEL]
 
-    def counts(self, values) -> np.ndarray:
-        """Rows per bin (``float64``, length :attr:`n_bins`)."""
+    def indices(self, values) -> np.ndarray:
+        """The bin of every value (``int64``; the last bin, ``n_bins - 1``, holds the missing values)."""
         if self.kind == "categorical":
             series = pd.Series(values, dtype="object")
             missing = series.isna().to_numpy()
-            text = series[~missing].astype(str)
             index = {level: i for i, level in enumerate(self.levels)}
-            positions = text.map(index).fillna(len(self.levels)).to_numpy(dtype=np.int64)
-            out = np.bincount(positions, minlength=len(self.levels) + 1).astype(float)
-            return np.append(out, float(missing.sum()))
+            positions = np.full(len(series), self.n_bins - 1, dtype=np.int64)
+            positions[~missing] = series[~missing].astype(str).map(index).fillna(len(self.levels)).to_numpy(
+                dtype=np.int64)
+            return positions
         numbers = _as_float(values)
         missing = np.isnan(numbers)
-        positions = np.searchsorted(np.asarray(self.edges, dtype=float), numbers[~missing], side="left")
-        out = np.bincount(positions, minlength=len(self.edges) + 1).astype(float)
-        return np.append(out, float(missing.sum()))
+        positions = np.searchsorted(np.asarray(self.edges, dtype=float), numbers, side="left").astype(np.int64)
+        positions[missing] = self.n_bins - 1
+        return positions
+
+    def counts(self, values) -> np.ndarray:
+        """Rows per bin (``float64``, length :attr:`n_bins`)."""
+        return np.bincount(self.indices(values), minlength=self.n_bins).astype(float)
+
+    def grouped_counts(self, values, codes: np.ndarray, n_groups: int) -> np.ndarray:
+        """Rows per (group, bin): an ``n_groups × n_bins`` array; ``codes`` gives each row's group (-1: none)."""
+        positions = self.indices(values)
+        keep = codes >= 0
+        flat = np.bincount(codes[keep] * self.n_bins + positions[keep], minlength=n_groups * self.n_bins)
+        return flat.reshape(n_groups, self.n_bins).astype(float)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "edges": list(self.edges), "levels": list(self.levels)}
@@ -252,28 +267,37 @@ class Reference:
         return cls(bins=bins, counts=counts, segments=segments, n_rows=int(data["n_rows"]), meta=data.get("meta", {}))
 
 
+def _segment_codes(segments: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """Each row's segment as a code into the sorted list of segment values (-1 where missing)."""
+    values = pd.Series(segments[column].to_numpy(dtype=object)).astype("object")
+    codes, uniques = pd.factorize(values.where(values.notna(), None), sort=True)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
 def reference_from_frame(
     frame: pd.DataFrame,
     *,
+    scores: Mapping[str, Any] | None = None,
     segments: pd.DataFrame | None = None,
     bins: int = 10,
     meta: Mapping[str, Any] | None = None,
 ) -> Reference:
-    """The reference distribution of every column of ``frame`` (features, and the score as ``probability``).
+    """The reference distribution of every column of ``frame`` and of every array in ``scores`` (the model's
+    probability as ``probability``), aligned row for row.
 
-    ``segments``: enterprise attributes aligned with ``frame``'s rows (e.g. a ``sector`` column), each of
-    whose values gets its own counts.
+    ``segments``: enterprise attributes aligned with the rows (e.g. a ``sector`` column), each of whose values
+    gets its own counts. Every variable is binned once and counted with one pass over its values.
     """
-    fitted = {str(name): fit_bins(str(name), frame[name], bins) for name in frame.columns}
-    counts = {name: fitted[name].counts(frame[name]) for name in fitted}
+    columns: dict[str, Any] = {str(name): frame[name] for name in frame.columns}
+    columns.update({str(name): np.asarray(values) for name, values in (scores or {}).items()})
+    fitted = {name: fit_bins(name, values, bins) for name, values in columns.items()}
+    counts = {name: fitted[name].counts(columns[name]) for name in fitted}
     per_segment: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    if segments is not None:
-        for column in segments.columns:
-            keys = pd.Series(segments[column].to_numpy(dtype=object), index=frame.index)
-            per_segment[str(column)] = {}
-            for value, rows in keys.groupby(keys, sort=True).groups.items():
-                part = frame.loc[rows]
-                per_segment[str(column)][str(value)] = {name: fitted[name].counts(part[name]) for name in fitted}
+    for column in (segments.columns if segments is not None else []):
+        codes, values = _segment_codes(segments, column)
+        grouped = {name: fitted[name].grouped_counts(columns[name], codes, len(values)) for name in fitted}
+        per_segment[str(column)] = {value: {name: grouped[name][i] for name in fitted}
+                                    for i, value in enumerate(values)}
     return Reference(bins=fitted, counts=counts, segments=per_segment, n_rows=len(frame), meta=dict(meta or {}))
 
 
@@ -291,12 +315,11 @@ def training_reference(
     :func:`features.build_features` gives it); ``segment_by`` are feature columns (``sector``) to segment on.
     """
     probability = np.asarray(model.predict_proba(features))[:, 1]
-    frame = features.assign(**{SCORE_VARIABLE: probability})
     columns = [c for c in segment_by if c in features.columns]
     segments = features[columns] if columns else None
     dates = sorted({pd.Timestamp(d).date().isoformat() for d in features.index.get_level_values("as_of")}) \
         if "as_of" in (features.index.names or []) else []
-    return reference_from_frame(frame, segments=segments, bins=bins,
+    return reference_from_frame(features, scores={SCORE_VARIABLE: probability}, segments=segments, bins=bins,
                                 meta={"as_of_dates": dates, **dict(meta or {})})
 
 
@@ -345,13 +368,19 @@ def stability_table(
     settings: MonitoringSettings = MonitoringSettings(),
     *,
     describe: Mapping[str, str] | None = None,
+    context: Iterable[str] = (),
 ) -> pd.DataFrame:
     """PSI of every reference variable found in ``current`` (one row per variable, largest PSI first).
+
+    ``context``: variables that describe an enterprise's group rather than the enterprise (peer accidents in
+    its sector or township: one value for the whole group, moved by any single accident there). Their PSI is
+    shown with the band ``context`` and never counts as drift.
 
     Columns: ``variable, description, psi, band, n_reference, n_current, missing_reference, missing_current,
     largest_shift`` (the bin whose share moved most: ``label: reference share → current share``).
     A variable that is all missing on both sides (a table the bureau does not have) gets PSI NaN, band ``n/a``.
     """
+    context = set(context)
     rows = []
     for name, bins in reference.bins.items():
         if name not in current.columns:
@@ -364,7 +393,7 @@ def stability_table(
             "variable": name,
             "description": (describe or {}).get(name, ""),
             "psi": value,
-            "band": psi_band(value, settings),
+            "band": "context" if name in context and not both_missing else psi_band(value, settings),
             "n_reference": int(expected.sum()),
             "n_current": int(actual.sum()),
             "missing_reference": float(expected[-1] / max(expected.sum(), 1)),
@@ -382,37 +411,43 @@ def segment_stability(
     current: pd.DataFrame,
     segments: pd.DataFrame,
     settings: MonitoringSettings = MonitoringSettings(),
+    *,
+    exclude: Iterable[str] = (),
 ) -> pd.DataFrame:
     """PSI of every variable within each segment (e.g. each sector) with at least ``min_segment_rows`` rows on
-    both sides. ``segments`` holds the segment columns aligned with ``current``'s rows.
+    both sides. ``segments`` holds the segment columns aligned with ``current``'s rows; the ``exclude``
+    variables and the segment column itself are left out — within one sector, a feature computed from the
+    sector as a whole (peer accidents, rates shrunk toward the sector's mean) moves with that one shared value.
 
     Columns: ``segment_by, segment, variable, psi, band, n_reference, n_current, largest_shift``; largest first.
     """
+    exclude = set(exclude)
     rows = []
     for column, values in reference.segments.items():
         if column not in segments.columns:
             continue
-        keys = pd.Series(segments[column].to_numpy(dtype=object), index=current.index).astype("object")
-        groups = keys.groupby(keys, sort=True).groups
-        for value, expected_by_variable in values.items():
-            rows_here = groups.get(value)
-            if rows_here is None:
+        codes, present = _segment_codes(segments, column)
+        n_current = np.bincount(codes[codes >= 0], minlength=len(present))
+        position = {value: i for i, value in enumerate(present)}
+        wanted = [v for v in values if v in position and n_current[position[v]] >= settings.min_segment_rows]
+        if not wanted:
+            continue
+        for name, bins in reference.bins.items():
+            if name not in current.columns or name == column or name in exclude:
                 continue
-            part = current.loc[rows_here]
-            for name, expected in expected_by_variable.items():
-                if name not in part.columns or name == column:
-                    continue
+            grouped = bins.grouped_counts(current[name], codes, len(present))
+            for value in wanted:
+                expected = values[value][name]
+                actual = grouped[position[value]]
                 n_ref = int(expected.sum())
-                if n_ref < settings.min_segment_rows or len(part) < settings.min_segment_rows:
+                if n_ref < settings.min_segment_rows:
                     continue
-                bins = reference.bins[name]
-                actual = bins.counts(part[name])
                 if expected[:-1].sum() == 0 and actual[:-1].sum() == 0:
                     continue
                 value_psi = psi(expected, actual, settings.pseudo_count)
                 rows.append({"segment_by": column, "segment": value, "variable": name, "psi": value_psi,
-                             "band": psi_band(value_psi, settings), "n_reference": n_ref, "n_current": len(part),
-                             "largest_shift": _largest_shift(bins, expected, actual)})
+                             "band": psi_band(value_psi, settings), "n_reference": n_ref,
+                             "n_current": int(actual.sum()), "largest_shift": _largest_shift(bins, expected, actual)})
     columns = ["segment_by", "segment", "variable", "psi", "band", "n_reference", "n_current", "largest_shift"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
@@ -445,6 +480,7 @@ def tier_counts(scores: pd.DataFrame, by: str, *, tier_column: str = "final_tier
     table = table.sort_values(["high", "total"], ascending=False, kind="stable")
     total = table.sum(axis=0).rename("合计 total")
     table = pd.concat([table, total.to_frame().T])
+    table.index.name = by
     table["high_share"] = table["high"] / table["total"].where(table["total"] > 0)
     return table.astype({c: "int64" for c in (*reversed(TIERS), "total")})
 
@@ -606,10 +642,9 @@ def _flags(rates: Mapping[str, Any], overall: Mapping[str, Any], s: MonitoringSe
     flags: list[str] = []
     if rates["n"] >= s.min_group_rows and overall["high_rate"] and not math.isnan(rates["high_rate"]):
         ratio = rates["high_rate"] / overall["high_rate"]
-        if ratio >= s.tier_rate_ratio:
-            flags.append(f"高风险占比为整体的 {ratio:.1f} 倍 high-tier rate {ratio:.1f}× overall")
-        elif ratio <= 1 / s.tier_rate_ratio:
-            flags.append(f"高风险占比仅为整体的 {ratio:.1f} 倍 high-tier rate {ratio:.1f}× overall")
+        if ratio >= s.tier_rate_ratio or ratio <= 1 / s.tier_rate_ratio:
+            flags.append(f"高风险占比 {rates['high_rate']:.0%}，整体 {overall['high_rate']:.0%} "
+                         f"(high-tier rate {ratio:.1f}× overall)")
     if rates["n_evaluated"] >= s.min_group_rows:
         checks = (("false_alarm_rate", "误报率 false-alarm rate", True),
                   ("miss_rate", "漏报率 miss rate", rates["positives"] >= s.min_group_positives))

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.errors import DataError
 from models.backtest import temporal_backtest, training_dates
 from models.boosting import BoostingClassifier
 from models.calibrate import TimeSliceCalibrated
@@ -71,5 +72,5 @@ def test_too_little_history_is_explained(six_dates):
     features, labels, _ = six_dates
     dates = sorted(set(features.index.get_level_values("as_of")))
     models = {"scorecard": TimeSliceCalibrated(ScorecardClassifier())}
-    with pytest.raises(ValueError, match=r"need at least two as-of dates with labels complete before it.*found 1"):
+    with pytest.raises(DataError, match=r"need at least two as-of dates with labels complete before it.*found 1"):
         temporal_backtest(features, labels, models, [dates[2]], horizon_days=100)
