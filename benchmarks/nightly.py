@@ -170,14 +170,20 @@ def _child(db_url: str, as_of: str, uri: str, frames: str | None, queue) -> None
 
 
 def _measure(db_url: str, as_of: date, uri: str, frames: Path | None) -> dict:
+    import queue as queues
+
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(db_url, str(as_of), uri, str(frames) if frames else None, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queues.Empty:
+            if not process.is_alive():
+                raise SystemExit(f"the measured run failed (exit code {process.exitcode}); see its error above")
     process.join()
-    if process.exitcode:
-        raise SystemExit(f"the measured run failed (exit code {process.exitcode})")
     return result
 
 

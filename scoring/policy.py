@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import PolicyError
+from scoring.monitoring import MonitoringSettings
 from scoring.planning import PlanningPolicy
 from scoring.supervision import SupervisionPolicy
 from scoring.tiers import OverridePolicy, TierPolicy
@@ -155,15 +156,16 @@ REPLACED_AS_A_WHOLE: frozenset[tuple[str, ...]] = frozenset({
 })
 
 
-def _overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], where: str,
+def _overlay(defaults: Mapping[str, Any], override: Mapping[str, Any], source: str,
              path: tuple[str, ...] = ()) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in override.items():
         if key not in defaults:
-            raise PolicyError(f"{where}: {key}: unknown key (known keys: {', '.join(sorted(defaults))})")
+            dotted = ".".join((*path, key))
+            raise PolicyError(f"{source}: {dotted}: unknown key (known keys: {', '.join(sorted(defaults))})")
         if (isinstance(value, Mapping) and isinstance(defaults[key], Mapping)
                 and (*path, key) not in REPLACED_AS_A_WHOLE):
-            merged[key] = _overlay(defaults[key], value, f"{where}: {key}", (*path, key))
+            merged[key] = _overlay(defaults[key], value, source, (*path, key))
         else:
             merged[key] = value
     return merged
@@ -198,6 +200,7 @@ class Policy:
     overrides: OverridePolicy
     supervision: SupervisionPolicy
     planning: PlanningPolicy
+    monitoring: MonitoringSettings
     labels: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     expert_card: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     training: Mapping[str, Any] = dataclasses.field(default_factory=_empty)

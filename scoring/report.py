@@ -263,6 +263,7 @@ class MonitoringReport:
     previous_monitoring: dict[str, Any] | None = None
     monitoring_run_id: int | None = None
     generated_at: datetime = field(default_factory=datetime.now)
+    settings: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def significant_features(self) -> list[str]:
         table = self.tables.get("stability")
@@ -348,7 +349,7 @@ def build_report(
     as_of: date | str | None = None,
     policy=None,
     tracking_uri: str | None = None,
-    settings: MonitoringSettings = MonitoringSettings(),
+    settings: MonitoringSettings | None = None,
     store: bool = True,
     report_path: str | None = None,
 ) -> MonitoringReport:
@@ -356,146 +357,166 @@ def build_report(
     succeeded run on or before that date, or the latest run when ``as_of`` is None.
 
     ``policy``: a :class:`scoring.policy.Policy` (default: the shipped policy); its ``[labels]`` give the outcome
-    horizon and target when the champion's run does not record them. Raises :class:`DataError` when the
+    horizon and target when the champion's run does not record them, its ``[monitoring]`` the thresholds
+    (unless ``settings`` overrides them). Raises :class:`DataError` when the
     database holds no succeeded nightly run.
     """
-    from features import build_features, build_labels
     from features.store import load_tables
     from scoring.monitoring_tables import previous_monitoring, read_metrics, store_monitoring
     from scoring.policy import load_policy
     from scoring.tables import latest_run, scores_frame
 
     policy = policy if policy is not None else load_policy()
+    settings = settings if settings is not None else policy.monitoring
     run = latest_run(engine, as_of, on_or_before=True) if as_of is not None else latest_run(engine)
     if run is None:
         when = f" on or before {pd.Timestamp(as_of).date()}" if as_of is not None else ""
         raise DataError(f"no succeeded nightly run{when} in this database: run riskgrade nightly first")
     day = pd.Timestamp(run["as_of"]).date()
-    notes: list[str] = []
-    report = MonitoringReport(as_of=day, run=dict(run), previous_as_of=None, champion=None, notes=notes)
-
-    columns = ["enterprise_id", "name", "sector", "township", "probability", "model_tier", "final_tier"]
-    scores = scores_frame(engine, day, columns=columns)
+    report = MonitoringReport(as_of=day, run=dict(run), previous_as_of=None, champion=None, settings=settings)
+    scores = scores_frame(engine, day, columns=["enterprise_id", "name", "sector", "township", "probability",
+                                                "model_tier", "final_tier"])
     scores["enterprise_id"] = scores["enterprise_id"].astype(str)
+    report.facts["counts"] = {t: int((scores["final_tier"] == t).sum()) for t in TIERS} | {"n": len(scores)}
     tables = load_tables(engine)
-    enterprises = tables["enterprises"].drop_duplicates("enterprise_id").set_index("enterprise_id")
 
-    # --- tiers and migration
-    labelled = scores.assign(sector=scores["sector"].map(_sector_zh))
-    report.tables["tiers_by_township"] = tier_counts(labelled, "township")
-    report.tables["tiers_by_sector"] = tier_counts(labelled, "sector")
-    previous = _run_before(engine, day)
-    if previous is not None:
-        report.previous_as_of = pd.Timestamp(previous["as_of"]).date()
-        before = scores_frame(engine, report.previous_as_of, columns=["enterprise_id", "final_tier"])
-        before["enterprise_id"] = before["enterprise_id"].astype(str)
-        matrix = migration_matrix(before, scores)
-        report.tables["migration"] = matrix
-        report.facts["migration"] = migration_summary(matrix)
-    else:
-        notes.append("这是第一次夜间评分，尚无等级迁移 (first nightly run: no migration yet).")
-
-    # --- the champion, its reference and backtest
+    _tiers_and_migration(report, engine, scores)
     champion = _champion(tracking_uri)
-    horizon = int(policy.labels.get("horizon_days", 365))
-    target = str(policy.labels.get("target", "accident+major_hazard+suspension"))
-    exclude_road = bool(policy.labels.get("exclude_road_traffic", True))
-    reference = None
+    labels = {"horizon_days": int(policy.labels.get("horizon_days", 365)),
+              "target": str(policy.labels.get("target", "accident+major_hazard+suspension")),
+              "exclude_road_traffic": bool(policy.labels.get("exclude_road_traffic", True))}
     if champion is None:
-        notes.append("模型库中没有冠军模型 (no champion model in the MLflow registry): stability against the "
-                     "training distribution and the backtest cannot be shown.")
+        report.notes.append("模型库中没有冠军模型 (no champion model in the MLflow registry): stability against the "
+                            "training distribution and the backtest cannot be shown.")
     else:
         report.champion = {"version": champion.version, "run_id": champion.run_id, "kind": champion.kind,
                            "as_of": champion.params.get("as_of"), "label": champion.label}
-        horizon = int(champion.params.get("horizon_days", horizon))
-        target = champion.params.get("target", target)
-        reference, source = _reference(champion, tables, settings, notes)
-        report.champion["reference_source"] = source
+        labels["horizon_days"] = int(champion.params.get("horizon_days", labels["horizon_days"]))
+        labels["target"] = champion.params.get("target", labels["target"])
         if champion.backtest is not None:
             report.tables["backtest"] = _backtest_table(champion.backtest)
             report.facts["backtest"] = champion.backtest
+        reference, report.champion["reference_source"] = _reference(champion, tables, settings, report.notes)
+        if reference is not None:
+            _stability(report, tables, scores, champion, reference, settings)
     if run.get("model_source") != "champion":
-        notes.append(f"本次夜间评分未使用冠军模型 (the nightly run scored with {run.get('model_name')} "
-                     f"{run.get('model_version')}, source {run.get('model_source')}).")
+        report.notes.append(f"本次夜间评分未使用冠军模型 (the nightly run scored with {run.get('model_name')} "
+                            f"{run.get('model_version')}, source {run.get('model_source')}).")
+    evaluated = _outcomes(report, engine, tables, labels, settings)
+    _fairness(report, tables, scores, evaluated, settings)
 
-    # --- stability
-    if reference is not None:
-        features = build_features(tables, [pd.Timestamp(day)])
-        ids = features.index.get_level_values("enterprise_id").astype(str)
-        current = features.reset_index(level="as_of", drop=True)
-        current.index = ids
-        same_model = (run.get("model_source") == "champion" and str(run.get("model_version")) == champion.version)
-        if same_model:
-            current[SCORE_VARIABLE] = scores.set_index("enterprise_id")["probability"].reindex(ids).to_numpy()
-        else:
-            current[SCORE_VARIABLE] = np.asarray(champion.model.predict_proba(features))[:, 1]
-            notes.append(f"分数稳定性按当前冠军模型 v{champion.version} 重新计算 (the score's stability uses the "
-                         f"current champion's probability on the run's features, not the published one).")
-        context = _context_features()
-        report.tables["stability"] = stability_table(reference, current, settings, describe=_descriptions(),
-                                                     context=context)
-        segments = current[[c for c in settings.segment_by if c in current.columns]].astype("object")
-        report.tables["segment_stability"] = segment_stability(
-            reference, current, segments, settings, exclude=[*context, *_cross_enterprise_features()])
-        report.tables["score_distribution"] = distribution_table(reference, current, SCORE_VARIABLE)
-
-    # --- outcomes of an earlier run: capture and fairness
-    evaluated = None
-    chosen = _evaluated_run(engine, day, horizon, settings)
-    if chosen is not None:
-        ev_day, window = chosen
-        report.facts["evaluated"] = {"as_of": ev_day, "days": window, "horizon": horizon, "target": target}
-        ev_tiers = scores_frame(engine, ev_day, columns=["enterprise_id", "final_tier"])
-        ev_tiers["enterprise_id"] = ev_tiers["enterprise_id"].astype(str)
-        report.tables["capture"] = capture_table(ev_tiers, _events(tables, ev_day, window, day))
-        labels = build_labels(tables, [pd.Timestamp(ev_day)], horizon_days=window, target=target,
-                              exclude_road_traffic=exclude_road, known_before=pd.Timestamp(day))
-        labels = labels.reset_index(level="as_of", drop=True)
-        labels.index = labels.index.astype(str)
-        evaluated = ev_tiers.join(labels[["label", "label_known"]], on="enterprise_id")
-        if window < horizon:
-            notes.append(f"结果评估基于 {ev_day} 的评分及其后 {window} 天（完整期限 {horizon} 天）"
-                         f"(outcomes after the run of {ev_day}: {window} of {horizon} days have passed).")
-    else:
-        notes.append(f"没有足够早的夜间评分可用于结果评估 (no nightly run at least {settings.min_outcome_days} days "
-                     "before this one: captured events and error rates appear once one exists).")
-
-    ids = pd.Index(scores["enterprise_id"]).union(pd.Index(evaluated["enterprise_id"]) if evaluated is not None
-                                                   else pd.Index([]))
-    attributes = enterprises.reindex(ids)
-    groups = pd.DataFrame({"enterprise_id": ids, "township": attributes["township"].to_numpy(dtype=object),
-                           "sector": attributes["sector"].map(_sector_zh).to_numpy(dtype=object),
-                           "size_band": size_band(attributes["employees"], settings).to_numpy(dtype=object)})
-    report.tables["fairness"] = fairness_table(scores[["enterprise_id", "final_tier"]], evaluated, groups, settings)
-
-    # --- metrics, comparison, storage
     report.metrics = report_metrics(report)
     earlier = previous_monitoring(engine, day)
     if earlier is not None:
         report.previous_monitoring = earlier
         report.changes = compare_metrics(report.metrics, read_metrics(engine, earlier["monitoring_run_id"]))
-    report.facts["counts"] = {t: int((scores["final_tier"] == t).sum()) for t in TIERS} | {"n": len(scores)}
+    report.facts["summary"] = _summary(report)
     if store:
         from scoring.batch import policy_fingerprint
 
-        summary = _summary(report)
-        report.facts["summary"] = summary
+        evaluated_facts = report.facts.get("evaluated") or {}
         report.monitoring_run_id = store_monitoring(engine, as_of=day, metrics=report.metrics, run={
             "nightly_run_id": int(run["run_id"]),
             "model_version": _model_label(run),
             "champion_version": None if champion is None else champion.version,
             "champion_run_id": None if champion is None else champion.run_id,
-            "reference_source": None if report.champion is None else report.champion.get("reference_source"),
+            "reference_source": (report.champion or {}).get("reference_source"),
             "previous_as_of": report.previous_as_of,
-            "evaluated_as_of": (report.facts.get("evaluated") or {}).get("as_of"),
-            "evaluated_days": (report.facts.get("evaluated") or {}).get("days"),
+            "evaluated_as_of": evaluated_facts.get("as_of"),
+            "evaluated_days": evaluated_facts.get("days"),
             "compared_with": None if earlier is None else int(earlier["monitoring_run_id"]),
             "policy_hash": policy_fingerprint(policy),
-            "summary": summary,
+            "summary": report.facts["summary"],
             "report_path": report_path,
         })
     report.figures, report.figures_meta = _figures(report)
     return report
+
+
+def _tiers_and_migration(report: MonitoringReport, engine: sa.Engine, scores: pd.DataFrame) -> None:
+    """Tier counts by township and sector; the migration matrix since the previous nightly run."""
+    from scoring.tables import scores_frame
+
+    labelled = scores.assign(sector=scores["sector"].map(_sector_zh))
+    report.tables["tiers_by_township"] = tier_counts(labelled, "township")
+    report.tables["tiers_by_sector"] = tier_counts(labelled, "sector")
+    previous = _run_before(engine, report.as_of)
+    if previous is None:
+        report.notes.append("这是第一次夜间评分，尚无等级迁移 (first nightly run: no migration yet).")
+        return
+    report.previous_as_of = pd.Timestamp(previous["as_of"]).date()
+    before = scores_frame(engine, report.previous_as_of, columns=["enterprise_id", "final_tier"])
+    before["enterprise_id"] = before["enterprise_id"].astype(str)
+    report.tables["migration"] = migration_matrix(before, scores)
+    report.facts["migration"] = migration_summary(report.tables["migration"])
+
+
+def _stability(report: MonitoringReport, tables, scores: pd.DataFrame, champion: _Champion, reference: Reference,
+               settings: MonitoringSettings) -> None:
+    """PSI of the score and of every feature as of the run's date against the champion's training distribution,
+    overall and per segment. The score is the run's published probability when the run used the champion."""
+    from features import build_features
+
+    features = build_features(tables, [pd.Timestamp(report.as_of)])
+    ids = features.index.get_level_values("enterprise_id").astype(str)
+    current = features.reset_index(level="as_of", drop=True)
+    current.index = ids
+    run = report.run
+    if run.get("model_source") == "champion" and str(run.get("model_version")) == champion.version:
+        current[SCORE_VARIABLE] = scores.set_index("enterprise_id")["probability"].reindex(ids).to_numpy()
+    else:
+        current[SCORE_VARIABLE] = np.asarray(champion.model.predict_proba(features))[:, 1]
+        report.notes.append(f"分数稳定性按当前冠军模型 v{champion.version} 重新计算 (the score's stability uses "
+                            "the current champion's probability on the run's features, not the published one).")
+    context = _context_features()
+    report.tables["stability"] = stability_table(reference, current, settings, describe=_descriptions(),
+                                                 context=context)
+    segments = current[[c for c in settings.segment_by if c in current.columns]].astype("object")
+    report.tables["segment_stability"] = segment_stability(
+        reference, current, segments, settings, exclude=[*context, *_cross_enterprise_features()])
+    report.tables["score_distribution"] = distribution_table(reference, current, SCORE_VARIABLE)
+
+
+def _outcomes(report: MonitoringReport, engine: sa.Engine, tables, labels: Mapping[str, Any],
+              settings: MonitoringSettings) -> pd.DataFrame | None:
+    """Events captured by the tiers of an earlier run, and that run's tiers with their realised labels
+    (``enterprise_id, final_tier, label, label_known``); None without an earlier run old enough."""
+    from features import build_labels
+    from scoring.tables import scores_frame
+
+    day, horizon = report.as_of, labels["horizon_days"]
+    chosen = _evaluated_run(engine, day, horizon, settings)
+    if chosen is None:
+        report.notes.append(f"没有足够早的夜间评分可用于结果评估 (no nightly run at least {settings.min_outcome_days} "
+                            "days before this one: captured events and error rates appear once one exists).")
+        return None
+    ev_day, window = chosen
+    report.facts["evaluated"] = {"as_of": ev_day, "days": window, "horizon": horizon, "target": labels["target"]}
+    tiers = scores_frame(engine, ev_day, columns=["enterprise_id", "final_tier"])
+    tiers["enterprise_id"] = tiers["enterprise_id"].astype(str)
+    report.tables["capture"] = capture_table(tiers, _events(tables, ev_day, window, day))
+    outcome = build_labels(tables, [pd.Timestamp(ev_day)], horizon_days=window, target=labels["target"],
+                           exclude_road_traffic=labels["exclude_road_traffic"], known_before=pd.Timestamp(day))
+    outcome = outcome.reset_index(level="as_of", drop=True)
+    outcome.index = outcome.index.astype(str)
+    if window < horizon:
+        report.notes.append(f"结果评估基于 {ev_day} 的评分及其后 {window} 天（完整期限 {horizon} 天）"
+                            f"(outcomes after the run of {ev_day}: {window} of {horizon} days have passed).")
+    return tiers.join(outcome[["label", "label_known"]], on="enterprise_id")
+
+
+def _fairness(report: MonitoringReport, tables, scores: pd.DataFrame, evaluated: pd.DataFrame | None,
+              settings: MonitoringSettings) -> None:
+    """Tier and error rates by township, sector and size band (attributes from the enterprises table)."""
+    enterprises = tables["enterprises"].drop_duplicates("enterprise_id").set_index("enterprise_id")
+    ids = pd.Index(scores["enterprise_id"])
+    if evaluated is not None:
+        ids = ids.union(pd.Index(evaluated["enterprise_id"]))
+    attributes = enterprises.reindex(ids)
+    groups = pd.DataFrame({"enterprise_id": ids, "township": attributes["township"].to_numpy(dtype=object),
+                           "sector": attributes["sector"].map(_sector_zh).to_numpy(dtype=object),
+                           "size_band": size_band(attributes["employees"], settings).to_numpy(dtype=object)})
+    report.tables["fairness"] = fairness_table(scores[["enterprise_id", "final_tier"]], evaluated, groups, settings)
 
 
 def _model_label(run: Mapping[str, Any]) -> str:
@@ -787,7 +808,7 @@ def _fairness_bars(table: pd.DataFrame, by: str, title: str) -> bytes | None:
 
 
 def _figures(report: MonitoringReport) -> tuple[dict[str, bytes], dict[str, str]]:
-    settings = MonitoringSettings()
+    settings = report.settings
     figures: dict[str, bytes] = {}
     captions: dict[str, str] = {}
 
@@ -917,7 +938,8 @@ def _summary_html(report: MonitoringReport) -> str:
         if len(score):
             cards.append(f"<div class='card'>分数 PSI<b>{_fmt(score['psi'].iloc[0])}</b>"
                          f"{_e(BAND_LABELS_ZH[score['band'].iloc[0]])}</div>")
-        cards.append(f"<div class='card'>显著漂移特征<b>{len(report.significant_features())}</b>PSI ≥ 0.25</div>")
+        cards.append(f"<div class='card'>显著漂移特征<b>{len(report.significant_features())}</b>"
+                     f"PSI ≥ {report.settings.psi_significant:g}</div>")
     fairness = report.tables.get("fairness")
     if fairness is not None:
         cards.append(f"<div class='card'>公平性提示<b>{int(fairness['flagged'].sum())}</b>个分组差异过大</div>")
@@ -979,7 +1001,7 @@ def _stability_html(report: MonitoringReport) -> str:
                "largest_shift": "变化最大的区间"}
     formats = {"missing_reference": "pct", "missing_current": "pct"}
     classes = [f"band-{b}" for b in table["band"]]
-    attention = shown["psi"].fillna(0) >= MonitoringSettings().psi_moderate
+    attention = shown["psi"].fillna(0) >= report.settings.psi_moderate
     parts = [_img(report, "score_distribution"), _img(report, "feature_psi"),
              f"<h3>需关注及显著漂移的变量 ({int(attention.sum())})</h3>",
              _table(shown.loc[attention, columns], formats, headers=headers,
@@ -1053,7 +1075,7 @@ def _fairness_html(report: MonitoringReport) -> str:
                "event_rate": "pct", "miss_rate": "pct", "false_alarm_rate": "pct"}
     columns = ["group", "n", "high_rate", "low_rate", "n_evaluated", "positives", "event_rate", "miss_rate",
                "false_alarm_rate", "flags"]
-    s = MonitoringSettings()
+    s = report.settings
     parts = [f"<p>高风险占比取本次评分；漏报率（有不良结果但未列为高风险）与误报率（列为高风险但无不良结果）取"
              f"{_e(evaluated['as_of']) + ' 的评分' if evaluated else '（尚无可评估的评分）'}。高风险占比达到整体的 "
              f"{s.tier_rate_ratio:g} 倍（或不足 1/{s.tier_rate_ratio:g}），或误报率/漏报率与整体相差 "
@@ -1088,8 +1110,8 @@ def _changes_html(report: MonitoringReport) -> str:
     parts.append(f"<h3>公平性提示变化 ({len(flags)})</h3>")
     if len(flags):
         shown = flags.assign(status=np.where(flags["value"] > 0, "新出现 new", "已消除 resolved"))
-        parts.append(_table(shown[["group_by", "group_value", "status", "detail"]],
-                            headers={"group_by": "分组方式", "group_value": "分组", "status": "状态", "detail": "说明"}))
+        headers = {"group_by": "分组方式", "group_value": "分组", "status": "状态", "detail": "说明"}
+        parts.append(_table(shown[["group_by", "group_value", "status", "detail"]], headers=headers))
     key = frame[frame["section"].isin(["tiers", "backtest", "capture"]) & (frame["group_by"].isin(["", "tier"]))
                 & frame["change"].fillna(0).ne(0)]
     parts.append(f"<h3>主要指标变化 ({len(key)})</h3>")
@@ -1115,7 +1137,7 @@ _METRIC_ZH = {
 
 
 def _notes_html(report: MonitoringReport) -> str:
-    s = MonitoringSettings()
+    s = report.settings
     items = list(report.notes) + [
         f"PSI（群体稳定性指数）= Σ(本次占比 − 训练占比) × ln(本次占比 / 训练占比)，按训练分布的分位数分箱"
         f"（{s.psi_bins} 箱，缺失值单独一箱，每箱加 {s.pseudo_count:g} 个伪计数）；< {s.psi_moderate:g} 稳定，"

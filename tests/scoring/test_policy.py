@@ -46,7 +46,7 @@ def test_a_bureau_file_overrides_only_what_it_names(tmp_path):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("[tiers]\nhigh_sharee = 0.1\n", r"tiers: high_sharee: unknown key"),
+        ("[tiers]\nhigh_sharee = 0.1\n", r"tiers\.high_sharee: unknown key"),
         ("[scoring]\nx = 1\n", r"scoring: unknown key"),
         ("[supervision.inspectors]\nmin = 1\n", r"supervision\.inspectors\.min: the law requires at least 2"),
         ("[supervision.inspectors]\nmax = 1\n", r"supervision\.inspectors\.max: must be at least min"),
@@ -56,7 +56,7 @@ def test_a_bureau_file_overrides_only_what_it_names(tmp_path):
         ("[tiers]\nlow_share = 0.95\n", r"tiers\.low_share: high_share \+ low_share must not exceed 1"),
         ("[tiers]\nmethod = \"magic\"\n", r"tiers\.method: expected one of 'quota', 'threshold'"),
         ("[planning.random_ratio]\ngeneral = 1.2\n", r"planning\.random_ratio\.general: expected a number between 0 and 1"),
-        ("[planning.random_ratio]\nmedium = 0.2\n", r"planning: random_ratio: medium: unknown key"),
+        ("[planning.random_ratio]\nmedium = 0.2\n", r"planning\.random_ratio\.medium: unknown key"),
         ("[supervision.caps.coal_mine]\nvisits = { A = 1, B = 4, C = 6, D = 4 }\n",
          r"supervision\.caps\.coal_mine\.visits\.A: cap 1 is below the floor"),
         ("[supervision.caps.hazchem_smelting]\nvisits = { \"1\" = 2, \"2\" = 4, \"3\" = 8, none = 1 }\n",
@@ -67,7 +67,7 @@ def test_a_bureau_file_overrides_only_what_it_names(tmp_path):
         # ... and a floor of every 3 months (4 a year) is refused by the shipped caps of 2
         ("[supervision.floor]\ninterval_months = 3\n", r"supervision\.caps\.coal_mine\.visits\.A: cap 2 is below"),
         ("[supervision.caps.coal_mine]\nvisits = { E = 3 }\n",
-         r"supervision: caps: coal_mine: visits: E: unknown key"),
+         r"supervision\.caps\.coal_mine\.visits\.E: unknown key"),
         ("[supervision.caps.coal_mine]\ntier_class = { low = \"A\", general = \"B\", high = \"E\", high_veto = \"C\" }\n",
          r"supervision\.caps\.coal_mine\.tier_class\.high: expected one of 'A', 'B', 'C', 'D', got 'E'"),
         ("[supervision.caps.coal_mine]\nclass_source = \"horoscope\"\n",
@@ -88,6 +88,17 @@ def test_a_bureau_file_overrides_only_what_it_names(tmp_path):
 def test_a_bad_policy_file_is_refused_naming_the_key(tmp_path, text, match):
     with pytest.raises(PolicyError, match=match):
         load_policy(write(tmp_path, text))
+
+
+def test_shipped_monitoring_section_is_the_documented_defaults(policy: Policy):
+    from scoring.monitoring import MonitoringSettings
+
+    assert policy.monitoring == MonitoringSettings()
+
+
+def test_a_bad_monitoring_threshold_is_refused_naming_the_key(tmp_path):
+    with pytest.raises(PolicyError, match=r"monitoring\.psi_significant: expected 0 < psi_moderate"):
+        load_policy(write(tmp_path, "[monitoring]\npsi_moderate = 0.3\n"))
 
 
 def test_messages_name_the_file(tmp_path):
