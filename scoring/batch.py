@@ -24,6 +24,9 @@ Guarantees:
 - **All or nothing, re-runnable**: the results of one as-of date are replaced inside one transaction
   (primary key ``(as_of, enterprise_id)``: no duplicates). The same inputs (data, model, policy, manual
   overrides, previous run) give the same rows; only ``run_id`` differs.
+- **History**: hysteresis and tier changes compare with the latest stored run dated before the as-of date (each
+  row carries the last date its model tier was high, so that one previous run is the whole history needed).
+  Re-running an old date does not re-run the later dates that were computed from it.
 - **Crash-safe**: a run killed at any point leaves the previous results untouched; its ``batch_runs`` row stays
   ``running`` until it is marked ``failed`` — at once on an exception (the error text is stored), or by the next run
   that finds the dead run's lock (``abandoned``).

@@ -442,12 +442,16 @@ def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str])
     def terminated(signum, frame):  # SIGTERM: fail the run cleanly (marked failed, lock released), exit 143
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (e.g. called from a server): leave signals alone
+        previous = None
     try:
         with _NightlyReporter(err_console) as reporter:
             return run_nightly(engine, day, policy_file=policy, tracking_uri=tracking, progress=reporter)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _print_run(run) -> None:
@@ -685,6 +689,62 @@ def _hazards_by_day(hazards, as_of):
 # ---------------------------------------------------------------------------------------------
 
 
+def _train_demo(engine, as_of, kinds, mapping, source, labels, mlflow_uri):
+    from features.store import load_tables
+    from models.config import TrainingConfig
+    from models.expert import ExpertCardRules
+    from models.train import train_and_evaluate
+    from scoring.policy import build_section
+
+    return train_and_evaluate(
+        load_tables(engine, [*_contract_tables(), "truth"]), as_of, kinds,
+        expert_rules=build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card"),
+        config=build_section(TrainingConfig, mapping["training"], f"{source}: training"),
+        horizon_days=int(labels["horizon_days"]), target=str(labels["target"]),
+        exclude_road_traffic=bool(labels["exclude_road_traffic"]), tracking_uri=mlflow_uri, promote=True,
+        progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
+    )
+
+
+class _dropping_lines:
+    """Standard error without the lines starting with one of ``prefixes`` (Rich's error console included)."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        self.prefixes = prefixes
+        self.dropped = False
+
+    def __enter__(self):
+        self.original = sys.stderr
+        sys.stderr = self
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr = self.original
+        return False
+
+    def write(self, text: str) -> int:
+        if text == "\n" and self.dropped:  # print() writes the line and its end separately
+            self.dropped = False
+            return len(text)
+        lines = text.splitlines(keepends=True)
+        kept = "".join(line for line in lines if not line.startswith(self.prefixes))
+        self.dropped = bool(lines) and lines[-1].startswith(self.prefixes) and not lines[-1].endswith("\n")
+        return self.original.write(kept) if kept else len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    @property
+    def encoding(self):
+        return self.original.encoding
+
+
 def _quiet_mlflow() -> None:
     """MLflow's own INFO lines and its pickle-format warning say nothing the demo's output does not."""
     import os
@@ -720,13 +780,9 @@ def demo(
     from data_samples.world import generate_world, write_world
     from features.db import connect
     from features.importer import import_directory
-    from features.store import load_tables
-    from models.config import TrainingConfig
-    from models.expert import ExpertCardRules
-    from models.train import train_and_evaluate
     from scoring.batch import load_policy_and_hash
     from scoring.planning import plan_inspections
-    from scoring.policy import build_section, read_policy_mapping
+    from scoring.policy import read_policy_mapping
     from scoring.ranking import ranked_list
     from scoring.tables import current_limits, store_plan
 
@@ -737,7 +793,10 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     start = date_(2021, 1, 1)
-    as_of = date_(start.year + years, 1, 1)  # the night after the last simulated month
+    # 1 December of the last simulated year: the batch runs the night before the month, and the planners plan
+    # December. (On 1 January every yearly commitment of the synthetic world has just expired, and nobody could be
+    # low risk until they are renewed: a real but unhelpful picture for a demo.)
+    as_of = date_(start.year + years - 1, 12, 1)
     world_dir = workdir / "demo_world"
     db_url = f"sqlite:///{(workdir / 'riskgrade.db').resolve()}"
     mlflow_uri = f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
@@ -753,21 +812,16 @@ def demo(
 
     console.rule("2. import into the embedded database")
     engine = connect(db_url)
-    summary = import_directory(engine, world_dir, today=as_of)
+    summary = import_directory(engine, world_dir, today=date_(start.year + years, 1, 1))  # the world's end
     _print_frame(f"Imported into {db_url}", summary.to_table())
 
     console.rule(f"3. train, backtest and promote the champion (training as of {as_of})")
+    mlflow_lines = ("Successfully registered model", "Registered model", "Created version")
     mapping, source = read_policy_mapping(None)
     labels = mapping["labels"]
     kinds = ("expert", "scorecard", "boosting") if models == "all" else (models,)
-    trained = train_and_evaluate(
-        load_tables(engine, [*_contract_tables(), "truth"]), as_of, kinds,
-        expert_rules=build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card"),
-        config=build_section(TrainingConfig, mapping["training"], f"{source}: training"),
-        horizon_days=int(labels["horizon_days"]), target=str(labels["target"]),
-        exclude_road_traffic=bool(labels["exclude_road_traffic"]), tracking_uri=mlflow_uri, promote=True,
-        progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
-    )
+    with _dropping_lines(mlflow_lines):  # MLflow prints these itself, past its loggers
+        trained = _train_demo(engine, as_of, kinds, mapping, source, labels, mlflow_uri)
     comparison = trained.comparison().reset_index()
     for column in comparison.columns[1:]:
         comparison[column] = comparison[column].map(lambda v: "" if v is None or v != v else f"{v:.4f}")

@@ -181,9 +181,7 @@ def test_a_second_run_at_the_same_time_is_refused(engine, db_url, uri, policy):
     assert list(runs["status"]) == ["succeeded"]  # the refused run wrote nothing, not even a run row
     assert _lock_rows(engine) == 0
 
-    # Through the CLI: exit code 6 and the holder named.
-    from scoring.cli import main  # noqa: F401  (exit codes live in main; the runner sees the exception)
-
+    # Through the real command (scoring.cli.main maps the error to its exit code): 6, and the holder named.
     with BatchLock(engine):
         result = _cli(["nightly", "--as-of", str(AS_OF), "--db", db_url, "--mlflow-uri", uri])
     assert result.returncode == 6, result.stderr
@@ -395,3 +393,29 @@ def test_nightly_command_prints_the_summary_and_the_fallback_warning(engine, db_
     assert "warning:" in result.output and "scored with the expert card" in result.output
     assert f"nightly load:" in result.output  # plain log lines when not on a terminal
     assert f"Nightly run 1 as of {AS_OF}" in result.output and "高风险" in result.output
+
+
+def test_the_pure_middle_gives_exactly_the_stored_rows(engine, uri, policy):
+    """compute_nightly (no I/O) is what run_nightly writes: same rows, same changes."""
+    import pandas as pd
+
+    from features import build_features
+    from features.store import load_tables
+    from scoring.batch import compute_nightly, expert_card_model
+
+    run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=uri)
+    tables = load_tables(engine)
+    features = build_features(tables, [pd.Timestamp(AS_OF)])
+    model = expert_card_model(policy.expert_card, features)
+    result = compute_nightly(features, model, tables, as_of=AS_OF, policy=policy)
+    assert result.counts == run.counts and result.changes.empty
+    stored = scores_frame(engine, AS_OF).drop(columns="run_id")
+    computed = result.scores[stored.columns]
+    assert list(computed["enterprise_id"]) == list(stored["enterprise_id"])  # both in rank order
+    for column in ("probability", "points"):
+        assert (computed[column].to_numpy() == stored[column].to_numpy()).all(), column
+    for column in ("rank", "score_rank", "final_tier", "model_tier", "mode", "yearly_cap", "visits_used"):
+        assert computed[column].astype(str).tolist() == stored[column].astype(str).tolist(), column
+    assert computed["reasons"].tolist() == stored["reasons"].tolist()
+    assert (computed["next_allowed_visit"].fillna(pd.Timestamp(0)) ==
+            stored["next_allowed_visit"].fillna(pd.Timestamp(0))).all()
