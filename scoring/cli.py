@@ -163,11 +163,7 @@ def features(
     tables = load_tables(connect(db))
     with progress_bar() as bar:
         task = bar.add_task("building features", total=None)
-        matrix = build_features(
-            tables,
-            dates,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        matrix = build_features(tables, dates, progress=lambda message: bar.update(task, description=message))
     if out.suffix.lower() == ".parquet":
         matrix.to_parquet(out)
     else:
@@ -764,8 +760,8 @@ def _quiet_mlflow() -> None:
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo world, riskgrade.db and mlflow.db go.")] = Path("."),
     enterprises: Annotated[int, typer.Option(min=200, help="Enterprises in the synthetic world.")] = 2000,
-    years: Annotated[int, typer.Option(min=4, help="Years of history (training needs at least 4: one of "
-                     "warm-up, one of outcomes and the backtest dates).")] = 5,
+    years: Annotated[int, typer.Option(min=5, help="Years of history (training needs at least 5 here: one of "
+                     "warm-up, one of outcomes, and quarterly as-of dates before and between the 3 test dates).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the world and the double-random draw.")] = 2026,
     models: Annotated[str, typer.Option(help="Model kinds to train: expert, scorecard, boosting or all.")] = "all",
     top: Annotated[int, typer.Option(min=1, help="Rows of the ranked list to show.")] = 15,

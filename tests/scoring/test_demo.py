@@ -14,11 +14,11 @@ pytestmark = [pytest.mark.slow,
 def test_demo_runs_every_section(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "160")
-    result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path), "--enterprises", "400", "--years", "4",
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path), "--enterprises", "400", "--years", "5",
                                       "--models", "expert", "--top", "5"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    for header in ("1. synthetic world", "2. import", "3. train, backtest and promote", "4. nightly batch as of 2024-12-01",
-                   "5. top 5 of the ranked list", "6. inspection plan for 2024-12"):
+    for header in ("1. synthetic world", "2. import", "3. train, backtest and promote", "4. nightly batch as of 2025-12-01",
+                   "5. top 5 of the ranked list", "6. inspection plan for 2025-12"):
         assert header in result.output
     assert "no champion yet: version 1 becomes champion" in result.output
     assert "riskgrade v1 (expert)" in result.output  # the nightly run scored with the promoted champion
@@ -29,6 +29,6 @@ def test_demo_runs_every_section(tmp_path, monkeypatch):
     engine = connect(f"sqlite:///{tmp_path / 'riskgrade.db'}")
     run = latest_run(engine)
     assert run["model_source"] == "champion" and run["status"] == "succeeded"
-    header, items = load_plan(engine, period="2024-12")
+    header, items = load_plan(engine, period="2025-12")
     assert header["source_run_id"] == run["run_id"] and len(items) > 0
     assert (tmp_path / "mlflow.db").exists() and (tmp_path / "demo_world" / "enterprises.csv").exists()
