@@ -39,8 +39,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# On a terminal Rich uses its width; in a log file or a pipe it would squeeze tables into 80 columns.
+_LOG_WIDTH = 160
+console = Console(width=None if sys.stdout.isatty() else _LOG_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _LOG_WIDTH)
 
 EXIT_CODES: dict[type[RiskgradeError], int] = {
     DataError: 3,
