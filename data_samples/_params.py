@@ -102,6 +102,10 @@ class PopulationParams:
         )
     )
     urban_townships: tuple[str, ...] = ("东城街道", "南城街道")
+    # Worlds beyond one county (more than single_county_max enterprises) get about one township per
+    # enterprises_per_township enterprises, as whole counties of 10-19 townships (_population.township_layout).
+    single_county_max: int = 5000
+    enterprises_per_township: float = 300.0
     # Heavy industry is not sited in the urban sub-districts; shops, hotels and sites cluster there.
     rural_only_sectors: tuple[str, ...] = (
         "coal_mine", "noncoal_mine", "hazchem", "fireworks", "metal_smelting", "metallurgy", "nonferrous",
@@ -328,6 +332,11 @@ class BureauParams:
         )
     )
     commitment_share: tuple[float, float] = (0.88, 0.45)  # lowest-risk firm, highest-risk firm (linear in rank)
+    # Insurance policies and commitments run a year from signing; renewals (see WorldSimulator._rolling_yearly):
+    renewal_early_share: float = 0.7  # signed up to renewal_early_days before expiry, the rest after a gap
+    renewal_early_days: int = 30
+    renewal_late_mean_days: float = 20.0
+    new_firm_signing_days: float = 45.0  # mean days from founding to the first policy / commitment
     redlist_share: float = 0.4  # of eligible firms (A1, standardization 一/二级, clean 3 years)
     complaints_per_year: float = 0.04  # at a 50-employee firm of average hidden risk
     # Reporting lags (days): share recorded the same day, then 1 + geometric(mean).

@@ -26,8 +26,10 @@ The model, per enterprise and month (all vectorised over enterprises with numpy)
 * **The bureau** penalises findings (major hazards, 三违, overdue major hazards, accidents), sometimes the
   principal too (一案双罚) and sometimes with suspension (责令停产停业, which idles the firm for a month or two);
   blacklists after larger accidents, fatal ones now and then, and concealment (3 years, some removed after one);
-  keeps standardization certificates (3 years), liability insurance and commitments (yearly), credit grades
-  (each March from last year's records) and a red list. Complaints come more often, and are more often
+  keeps standardization certificates (3 years, renewed without a gap), liability insurance and commitments
+  (a year from signing, each firm on its own cycle, renewed a little before or after expiry or lapsing for a
+  while, so the share holding one is the same all year), credit grades (each March from last year's records,
+  valid until the next) and a red list. Complaints come more often, and are more often
   substantiated, at riskier firms.
 * **Reporting lag**: every record carries ``recorded_on`` ≥ its event date (same day to weeks later; months for
   concealed accidents). :meth:`WorldSimulator.tables` shows only what was recorded by the horizon.
@@ -89,7 +91,7 @@ from data_samples._params import (
     RoutinePractice,
     WorldParams,
 )
-from data_samples._population import SPECIAL_FLAGS, enterprise_names, uscc_codes
+from data_samples._population import SPECIAL_FLAGS, enterprise_names, township_layout, township_short, uscc_codes
 from data_samples._stats import REALISM_RANGES, format_stats, oracle_risk, world_stats
 from data_samples._store import (
     ID_FORMATS,
@@ -236,7 +238,7 @@ class WorldSimulator:
         root = np.random.default_rng(seed)
         # Independent streams: a different policy changes what happens at visits, not who the enterprises are.
         (self._rng_population, self._rng_nature, self._rng_visits, self._rng_accidents, self._rng_bureau,
-         self._rng_reporting) = root.spawn(6)
+         self._rng_reporting, self._rng_layout) = root.spawn(7)
         self._store = RecordStore(contract_tables())
         self._truth_chunks: list[dict[str, np.ndarray]] = []
         self._department_codes: dict[str, int] = {name: i for i, name in enumerate(DEPARTMENTS)}
@@ -258,9 +260,10 @@ class WorldSimulator:
         mix = np.array([pop.sector_mix.get(code, 0.0) for code in SECTOR_CODES], dtype=float)
         self.sector_index = rng.choice(_N_SECTORS, size=n, p=mix / mix.sum()).astype(np.int16)
 
-        self.township_names = tuple(pop.townships)
-        weights = np.array([pop.townships[t] for t in self.township_names], dtype=float)
-        urban = np.array([t in pop.urban_townships for t in self.township_names])
+        # One county's townships for small worlds; county-qualified townships, ~1 per few hundred firms, beyond.
+        layout = township_layout(n, pop, self._rng_layout)
+        self.township_names = layout["names"]
+        weights, urban = layout["weights"].astype(float), layout["urban"]
         affinity = np.tile(weights, (_N_SECTORS, 1))
         for s, code in enumerate(SECTOR_CODES):
             if code in pop.rural_only_sectors:
@@ -269,8 +272,11 @@ class WorldSimulator:
                 affinity[s, urban] *= pop.urban_sector_boost
         cumulative = np.cumsum(affinity / affinity.sum(axis=1, keepdims=True), axis=1)
         u = rng.random(n)
-        self.township_index = np.minimum((u[:, None] > cumulative[self.sector_index]).sum(axis=1),
-                                         len(self.township_names) - 1).astype(np.int16)
+        township = np.empty(n, dtype=np.int64)
+        for s in range(_N_SECTORS):  # the first township whose cumulative share reaches u
+            rows = np.flatnonzero(self.sector_index == s)
+            township[rows] = np.searchsorted(cumulative[s], u[rows], side="left")
+        self.township_index = np.minimum(township, len(self.township_names) - 1).astype(np.int32)
 
         median = np.array([pop.employees_median[code] for code in SECTOR_CODES])
         self.employees = np.maximum(3, np.round(median[self.sector_index]
@@ -294,13 +300,16 @@ class WorldSimulator:
             p = np.array([rates.get(code, 0.0) for code in SECTOR_CODES])[self.sector_index]
             self.flags[flag] = rng.random(n) < p
 
-        self.park_names = tuple(pop.parks)
+        self.park_names = tuple(layout["parks"])
         park = np.full(n, -1, dtype=np.int16)
         eligible = np.isin(self.sector_index, [SECTOR_CODES.index(c) for c in pop.park_sectors])
         joins = eligible & (rng.random(n) < pop.park_share)
         pick = rng.random(n)
-        for township_pos, township in enumerate(self.township_names):
-            parks_here = [i for i, name in enumerate(self.park_names) if township in pop.parks[name]]
+        parks_of: dict[int, list[int]] = {}
+        for i, name in enumerate(self.park_names):
+            for township_pos in layout["parks"][name]:
+                parks_of.setdefault(township_pos, []).append(i)
+        for township_pos, parks_here in sorted(parks_of.items()):
             if parks_here:
                 here = joins & (self.township_index == township_pos)
                 park[here] = np.asarray(parks_here)[(pick[here] * len(parks_here)).astype(int)]
@@ -308,9 +317,9 @@ class WorldSimulator:
 
         founded_year = self.founded_day.astype("datetime64[D]").astype("datetime64[Y]").astype(int) + 1970
         self._uscc = uscc_codes(np.arange(n), founded_year, pop.county_code)
-        short = np.asarray([t.removesuffix("街道").removesuffix("镇").removesuffix("乡") for t in self.township_names],
-                           dtype=object)
-        self._names = enterprise_names(self.sector_index, short[self.township_index], pop.city, rng)
+        short = np.asarray([township_short(t) for t in self.township_names], dtype=object)
+        self._names = enterprise_names(self.sector_index, short[self.township_index],
+                                       layout["prefix"][self.township_index], rng)
 
     def _build_environment(self) -> None:
         """Draws shared by all enterprises: campaign months and sector-year shocks (for 50 years)."""
@@ -422,17 +431,14 @@ class WorldSimulator:
         holds &= issued < start_day
         self._issue_standardization(np.flatnonzero(holds), issued[holds], rng)
 
-        self._insurance_month = rng.integers(1, 13, n).astype(np.int8)
-        insured = existing & (rng.random(n) < self._insurance_probability())
-        start = self.start
-        # The policy running at the start was taken out at the firm's renewal month of the past 12 months.
-        months_back = (start.month - self._insurance_month) % 12
-        months_back = np.where(months_back == 0, 12, months_back)
-        first = np.array([day_number(_month_first_day(start, -int(k))) for k in range(13)])[months_back]
-        valid_from = first + (rng.random(n) * 20).astype(np.int64)
-        insured &= valid_from > self.founded_day
-        self._append_credit("insurance", np.flatnonzero(insured), valid_from[insured],
-                            self._plus_years(valid_from[insured], 1) - 1, np.full(insured.sum(), -1), rng)
+        # Yearly records on each firm's own cycle (insurance policies, commitments): the day of the next
+        # signing (NO_DAY: none planned). Firms founded during the world sign a few weeks after founding;
+        # those running at the start are drawn in the first month (see _rolling_yearly).
+        b = self.params.bureau
+        self._next_signing = {}
+        for kind in ("insurance", "commitment"):
+            after = self.founded_day.astype(np.int64) + 1 + rng.geometric(1 / b.new_firm_signing_days, n)
+            self._next_signing[kind] = np.where(existing, NO_DAY, after).astype(np.int64)
 
     def _insurance_probability(self) -> np.ndarray:
         share = np.array([self.params.bureau.insurance_share[c] for c in SECTOR_CODES])[self.sector_index]
@@ -984,12 +990,13 @@ class WorldSimulator:
     def _credit(self, month: _Month, intensity: dict[str, np.ndarray]) -> None:
         b, rng, n = self.params.bureau, self._rng_bureau, self.n_enterprises
         active = month.active
-        # Standardization: renew or lapse at expiry; some firms certify for the first time.
-        expiring = active & (self._std_to >= month.first_day) & (self._std_to <= month.last_day)
+        # Standardization: renew (from the day after expiry, no gap) or lapse; some firms certify for the first time.
+        renewal_day = self._std_to + 1
+        expiring = active & (self._std_level > 0) & (renewal_day >= month.first_day) & (renewal_day <= month.last_day)
         renew = expiring & (rng.random(n) < b.standardization_renewal * _sigmoid(1.5 + self.management) / 0.82)
         self._std_level[expiring & ~renew] = 0
-        who = np.flatnonzero(renew & (self._std_to < month.hi))
-        self._issue_standardization(who, self._std_to[who] + 1, rng)
+        who = np.flatnonzero(renew & (renewal_day <= month.hi))
+        self._issue_standardization(who, renewal_day[who], rng)
         lapsed = (self._std_level > 0) & (self._std_to < month.first_day)
         self._std_level[lapsed] = 0
         share = np.array([b.standardization_share[c] for c in SECTOR_CODES])[self.sector_index]
@@ -998,24 +1005,19 @@ class WorldSimulator:
         who = np.flatnonzero(new)
         self._issue_standardization(who, self._random_day(month, who, rng), rng)
 
-        # Insurance: yearly, at each firm's renewal month.
-        due = active & (self._insurance_month == month.calendar_month) & (rng.random(n) < self._insurance_probability())
-        who = np.flatnonzero(due)
-        start = self._random_day(month, who, rng)
-        self._append_credit("insurance", who, start, self._plus_years(start, 1) - 1, np.full(len(who), -1), rng)
+        # Liability insurance (安责险): a policy runs a year from purchase, on the firm's own cycle.
+        self._rolling_yearly("insurance", month, self._insurance_probability(), rng)
 
-        # Commitments (承诺书): signed each January (or the first simulated month) for the calendar year,
-        # by most low-risk firms and fewer high-risk ones.
-        if month.calendar_month == 1 or month.index == 0:
-            who = np.flatnonzero(active)
-            risk = intensity["accident_prob"][who] + 0.3 * intensity["adverse_prob"][who]
-            rank = risk.argsort().argsort() / max(1, len(who) - 1)
-            low, high = b.commitment_share
-            signs = rng.random(len(who)) < low + (high - low) * rank
-            who = who[signs]
-            signed = self._random_day(month, who, rng)
-            year_end = day_number(date(month.year, 12, 31))
-            self._append_credit("commitment", who, signed, np.full(len(who), year_end), np.full(len(who), -1), rng)
+        # Commitments (承诺书): valid a year from signing, on the firm's own cycle; most low-risk firms
+        # keep one, fewer high-risk ones (linear in this month's risk rank among operating firms).
+        who = np.flatnonzero(active)
+        risk = intensity["accident_prob"][who] + 0.3 * intensity["adverse_prob"][who]
+        rank = np.empty(len(who))
+        rank[risk.argsort()] = np.arange(len(who)) / max(1, len(who) - 1)
+        low, high = b.commitment_share
+        share = np.zeros(n)
+        share[who] = low + (high - low) * rank
+        self._rolling_yearly("commitment", month, share, rng)
 
         # Credit grades each March from last year's records, and the red list for the best.
         if month.calendar_month == 3 and (month.year - 1) in self._year_counts:
@@ -1035,13 +1037,53 @@ class WorldSimulator:
         grade_index = np.where(blacklisted, len(CREDIT_GRADES) - 1, grade_index)
         start = self._random_day(month, who, rng)
         values = CREDIT_VALUES.index(CREDIT_GRADES[0]) + grade_index
-        self._append_credit("credit_grade", who, start, self._plus_years(start, 1) - 1, values, rng)
+        # Valid until replaced by next March's grade (through April, so the next one is recorded by then).
+        until_next = np.full(len(who), day_number(date(month.year + 1, 4, 30)))
+        self._append_credit("credit_grade", who, start, until_next, values, rng)
         clean = self._last_accident_day[who] < month.first_day - 3 * 365
         red = ((grade_index == 0) & np.isin(self._std_level[who], (1, 2)) & clean & ~blacklisted
                & (rng.random(len(who)) < b.redlist_share))
         red_who, red_from = who[red], start[red] + rng.integers(5, 30, red.sum())
-        self._append_credit("redlist", red_who, red_from, self._plus_years(red_from, 1) - 1,
-                            np.full(len(red_who), -1), rng)
+        # Listed until next year's list is out (by the end of April).
+        listed_until = np.full(len(red_who), day_number(date(month.year + 1, 4, 30)))
+        self._append_credit("redlist", red_who, red_from, listed_until, np.full(len(red_who), -1), rng)
+
+    def _rolling_yearly(self, kind: str, month: _Month, share: np.ndarray, rng) -> None:
+        """A yearly record (insurance policy, commitment) valid one year from signing, renewed on its own cycle.
+
+        ``share`` is each firm's long-run probability of holding one. In the first month, existing firms hold
+        one with that probability, signed on a uniform day of the past year (the steady state). A renewal is
+        planned at expiry — most a little before it (overlapping), the rest a few weeks after (a gap) — and
+        goes ahead with probability ``share``; a firm without a record signs again with monthly probability
+        ``share`` / 12. Holding spells then last 1 / (1 − share) years and gaps 12 / share months, so that the
+        share holding one stays at ``share`` (a little below, for the late renewals) on every day of the year.
+        """
+        n = self.n_enterprises
+        planned = self._next_signing[kind]
+        if month.index == 0:
+            existing = month.active & (self.founded_day < month.first_day)
+            who = np.flatnonzero(existing & (rng.random(n) < share))
+            span = np.minimum(365, month.first_day - self.founded_day[who].astype(np.int64))
+            self._sign_yearly(kind, who, month.first_day - 1 - (rng.random(len(who)) * span).astype(np.int64), rng)
+        due = month.active & (planned <= month.hi)
+        who = np.flatnonzero(due)
+        goes_ahead = rng.random(len(who)) < share[who]
+        planned[who[~goes_ahead]] = NO_DAY
+        who = who[goes_ahead]
+        self._sign_yearly(kind, who, np.clip(planned[who], month.lo[who], month.hi[who]), rng)
+        # Firms without a record (lapsed, or never had one) sign again now and then.
+        lapsed = np.flatnonzero(month.active & ~due & (planned == NO_DAY))
+        who = lapsed[rng.random(len(lapsed)) < share[lapsed] / 12]
+        self._sign_yearly(kind, who, self._random_day(month, who, rng), rng)
+
+    def _sign_yearly(self, kind: str, who: np.ndarray, signed: np.ndarray, rng) -> None:
+        b = self.params.bureau
+        valid_to = self._plus_years(signed, 1) - 1
+        self._append_credit(kind, who, signed, valid_to, np.full(len(who), -1), rng)
+        early = rng.random(len(who)) < b.renewal_early_share
+        offset = np.where(early, -rng.integers(0, b.renewal_early_days + 1, len(who)),
+                          rng.geometric(1 / b.renewal_late_mean_days, len(who)))
+        self._next_signing[kind][who] = valid_to + 1 + offset
 
     @staticmethod
     def _random_day(month: _Month, who: np.ndarray, rng) -> np.ndarray:
