@@ -5,10 +5,6 @@ hazards and smaller tables, as canonical frames — then times ``build_features`
 and for 12 monthly as-of dates, and compares with the floor: a single numpy pass summing one column by
 enterprise over the same events (``np.bincount`` on enterprise codes computed beforehand).
 
-The floors are single-threaded; ``build_features`` prepares its event tables (id lookups, dates, filter
-masks) on a few threads (``features.build._threads()``: the usable cores), so on a busy machine its wall
-time gains less from them — compare the CPU time too, and the load average printed at the end.
-
 Each measured build runs in a forked child process so that its peak memory can be read
 (``ru_maxrss`` of the child minus the resident size inherited from the parent: the memory the build
 adds on top of the input tables). Times are medians over ``--repeat`` runs.
@@ -36,7 +32,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.build import _codes, _threads, build_features  # noqa: E402
+from features.build import _codes, build_features  # noqa: E402
 from features.contract import (  # noqa: E402
     CREDIT_GRADES,
     INSPECTION_KINDS,
@@ -262,8 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     twelve, twelve_cpu, twelve_mb = measure(lambda: build_features(tables, monthly), args.repeat)
 
     n_events = sum(len(frame) for frame in event_tables)
-    print(f"load average at the end: {open('/proc/loadavg').read().split()[0]} ({_threads()} usable cores, "
-          f"{_threads()} preparation threads: a load above the cores means contention)")
+    print(f"load average at the end: {open('/proc/loadavg').read().split()[0]} (2 cores: more than 2 means contention)")
     print(f"floor: np.bincount over hazards ({len(hazard_codes):,} rows): {floor_hazards * 1000:.0f} ms; "
           f"over all {n_events:,} event rows: {floor_events * 1000:.0f} ms; "
           f"including mapping ids to codes: {floor_mapped * 1000:.0f} ms")

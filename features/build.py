@@ -37,12 +37,9 @@ of the first and the (small) accidents table.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -185,93 +182,6 @@ def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False)
 
 
-def _threads() -> int:
-    """Worker threads for the per-table preparation (pyarrow and numpy release the GIL): the usable cores, <= 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
-_MIN_SLICE = 1_000_000  # rows per id lookup at least: each lookup first hashes the whole enterprise index
-
-
-def _codes_many(columns: Sequence[pd.Series], index: pd.Index, pool: Executor) -> list[Callable[[], np.ndarray]]:
-    """:func:`_codes` of several id columns, the lookups spread evenly over ``pool``'s threads.
-
-    Returns one function per column that waits for its codes.
-
-    The columns (already Arrow arrays for pandas ``str`` columns: no copy) are cut into slices and the
-    slices packed into a few balanced batches, each one ``pc.index_in`` over a chunked array of its
-    slices (no copy either); a batch builds the hash table of the index once. Columns that are not
-    strings take the :func:`_codes` path, as their own task.
-    """
-    results: list[Callable[[], np.ndarray] | None] = [None] * len(columns)
-    # (column, arrow chunks) by Arrow type: a batch needs one type
-    by_type: dict[pa.DataType, list[tuple[int, list[pa.Array]]]] = {}
-    for i, ids in enumerate(columns):
-        try:
-            values = pa.array(ids)
-        except (TypeError, ValueError, pa.ArrowException):
-            values = None
-        if values is None or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            results[i] = pool.submit(_codes, ids, index).result
-            continue
-        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        by_type.setdefault(values.type, []).append((i, [c for c in chunks if len(c)]))
-    threads = getattr(pool, "_max_workers", 1)
-    for type_, entries in by_type.items():
-        try:
-            value_set = pa.array(index).cast(type_)
-        except (TypeError, ValueError, pa.ArrowException):
-            for i, _ in entries:
-                results[i] = pool.submit(_codes, columns[i], index).result
-            continue
-        total = sum(len(c) for _, chunks in entries for c in chunks)
-        n_batches = max(1, min(2 * threads, total // _MIN_SLICE))
-        size = -(-total // n_batches) if total else 1
-        pieces = []  # (rows, column, start, slice): slices of at most ``size`` rows
-        for i, chunks in entries:
-            start = 0
-            for chunk in chunks:
-                for offset in range(0, len(chunk), size):
-                    piece = chunk.slice(offset, size)
-                    pieces.append((len(piece), i, start + offset, piece))
-                start += len(chunk)
-        batches: list[list[tuple[int, int, int, pa.Array]]] = [[] for _ in range(n_batches)]
-        load = [0] * n_batches
-        for piece in sorted(pieces, key=lambda p: -p[0]):  # largest first, each to the lightest batch
-            lightest = load.index(min(load))
-            batches[lightest].append(piece)
-            load[lightest] += piece[0]
-        lookups = [pool.submit(_lookup_batch, batch, value_set, type_) for batch in batches if batch]
-        for i, _ in entries:
-            results[i] = partial(_gather_codes, i, len(columns[i]), lookups)
-    return results  # type: ignore[return-value]
-
-
-def _lookup_batch(batch: list[tuple[int, int, int, pa.Array]], value_set: pa.Array,
-                  type_: pa.DataType) -> list[tuple[int, int, np.ndarray]]:
-    found = pc.index_in(pa.chunked_array([piece for _, _, _, piece in batch], type_), value_set=value_set)
-    codes = found.fill_null(-1).to_numpy(zero_copy_only=False)
-    parts, at = [], 0
-    for rows, column, start, _ in batch:
-        parts.append((column, start, codes[at:at + rows]))
-        at += rows
-    return parts
-
-
-def _gather_codes(column: int, n: int, lookups: list[Future]) -> np.ndarray:
-    """The codes of one column from the batches' results (waits for them)."""
-    code = np.full(n, -1, dtype=np.int32)
-    for lookup in lookups:
-        for c, start, part in lookup.result():
-            if c == column:
-                code[start:start + len(part)] = part
-    return code
-
-
 # ---------------------------------------------------------------------------------------------
 # Cut days and cumulative sums
 # ---------------------------------------------------------------------------------------------
@@ -321,35 +231,6 @@ def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int
 # ---------------------------------------------------------------------------------------------
 
 
-def _where_mask(frame: pd.DataFrame, where: tuple[Where, ...]) -> np.ndarray:
-    """Rows matching all filters (missing values never match; ``negate`` keeps them)."""
-    mask = np.ones(len(frame), dtype=bool)
-    for condition in where:
-        column = _graded(frame) if condition.column == "grade" else _column(frame, condition.column)
-        matches = column.isin(list(condition.values)).to_numpy(dtype=bool, na_value=False)
-        mask &= ~matches if condition.negate else matches
-    return mask
-
-
-def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A value column as float64, missing values as 0."""
-    numbers = pd.to_numeric(_column(frame, column), errors="coerce")
-    return numbers.to_numpy(dtype=np.float64, na_value=0.0)
-
-
-@dataclass
-class PreparedTable:
-    """Work on an event table done ahead of :class:`EventSource` (concurrently, see
-    :meth:`FeatureContext.prepare`), on the table as given — before rows without a known enterprise or
-    event date are dropped. Anything left out is computed by the source itself."""
-
-    code: np.ndarray | None = None
-    day: tuple[np.ndarray, np.ndarray] | None = None  # (days, missing) of the event date
-    recorded: tuple[np.ndarray, np.ndarray] | None = None  # (days, missing) of recorded_on
-    masks: dict[tuple[Where, ...], np.ndarray] = field(default_factory=dict)  # full boolean arrays
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-
-
 class EventSource:
     """One event table prepared for counting: enterprise codes, event days, knowledge days.
 
@@ -359,22 +240,17 @@ class EventSource:
     """
 
     def __init__(self, name: str, frame: pd.DataFrame, rows: ActiveRows, *, point_in_time: bool,
-                 known_before: pd.Timestamp | None = None, prepared: PreparedTable | None = None) -> None:
+                 known_before: pd.Timestamp | None = None) -> None:
         spec = TABLE_BY_NAME[name]
-        prepared = prepared or PreparedTable()
-        code = prepared.code if prepared.code is not None else _codes(frame["enterprise_id"], rows.ids)
-        day, day_missing = prepared.day if prepared.day is not None else _days(frame[spec.event_date])
+        code = _codes(frame["enterprise_id"], rows.ids)
+        day, day_missing = _days(frame[spec.event_date])
         keep = (code >= 0) & ~day_missing
-        recorded, recorded_missing = (prepared.recorded if prepared.recorded is not None
-                                      else _days(_column(frame, "recorded_on", "datetime64[ns]")))
+        recorded, recorded_missing = _days(_column(frame, "recorded_on", "datetime64[ns]"))
         if known_before is not None:
             keep &= recorded_missing | (recorded < _days(pd.DatetimeIndex([known_before]))[0][0])
-        masks, values = dict(prepared.masks), dict(prepared.values)
         if not keep.all():
             frame, code, day = frame[keep].reset_index(drop=True), code[keep], day[keep]
             recorded, recorded_missing = recorded[keep], recorded_missing[keep]
-            masks = {where: mask[keep] for where, mask in masks.items()}
-            values = {column: numbers[keep] for column, numbers in values.items()}
         self.name = name
         self.frame = frame
         self.code = code
@@ -386,10 +262,8 @@ class EventSource:
             self.known = day
         self._as_of_days, _ = _days(rows.dates)
         self._inflight: tuple[np.ndarray, np.ndarray] | None = None
-        self._masks: dict[tuple[Where, ...], np.ndarray | None] = {
-            where: None if mask.all() else mask for where, mask in masks.items()
-        }
-        self._values: dict[str, np.ndarray] = values
+        self._masks: dict[tuple[Where, ...], np.ndarray | None] = {}
+        self._values: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.code)
@@ -399,14 +273,19 @@ class EventSource:
         if not where:
             return None
         if where not in self._masks:
-            mask = _where_mask(self.frame, where)
+            mask = np.ones(len(self), dtype=bool)
+            for condition in where:
+                column = _graded(self.frame) if condition.column == "grade" else _column(self.frame, condition.column)
+                matches = column.isin(list(condition.values)).to_numpy(dtype=bool, na_value=False)
+                mask &= ~matches if condition.negate else matches
             self._masks[where] = None if mask.all() else mask  # e.g. "level in (general, major)"
         return self._masks[where]
 
     def values(self, column: str) -> np.ndarray:
         """A value column as float64, missing values as 0 (they add nothing to sums)."""
         if column not in self._values:
-            self._values[column] = _numbers(self.frame, column)
+            numbers = pd.to_numeric(_column(self.frame, column), errors="coerce")
+            self._values[column] = numbers.to_numpy(dtype=np.float64, na_value=0.0)
         return self._values[column]
 
     def dates(self, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -516,15 +395,6 @@ Grouping = Literal["enterprise", "sector", "township"]
 _MATRICES_KEPT = 6  # cumulative matrices kept for reuse (each n_groups × cut days)
 
 
-@dataclass
-class TableNeeds:
-    """What a build will read of an event table (see :meth:`FeatureContext.prepare`)."""
-
-    wheres: set[tuple[Where, ...]] = field(default_factory=set)
-    values: set[str] = field(default_factory=set)
-    windowed: bool = False  # read through window sums (cut-day buckets)
-
-
 class FeatureContext:
     """Everything the aggregations read: the rows, prepared event tables and cached sums.
 
@@ -568,44 +438,6 @@ class FeatureContext:
                 table, self.data[table], self.rows, point_in_time=self.point_in_time, known_before=self.known_before
             )
         return self._sources[table]
-
-    def prepare(self, needs: Mapping[str, TableNeeds]) -> None:
-        """Prepare the event tables named in ``needs`` all at once, on a few threads.
-
-        The costly per-table steps — mapping enterprise ids to codes (``pc.index_in``, most of it),
-        converting dates to days, the filters' masks, the value columns, and for windowed tables the
-        buckets of the cut days — release the GIL (pyarrow, numpy), so they run concurrently: the
-        id lookups spread evenly over the threads (:func:`_codes_many`), the rest fills in around
-        them. Same results as preparing each table on first use (what happens to tables not named).
-        """
-        names = [table for table in needs if self.has(table) and table not in self._sources]
-        if not names:
-            return
-        with ThreadPoolExecutor(_threads(), thread_name_prefix="features-prepare") as pool:
-            codes = _codes_many([self.data[table]["enterprise_id"] for table in names], self.rows.ids, pool)
-            jobs = {}
-            for table in names:
-                frame, need = self.data[table], needs[table]
-                jobs[table] = (
-                    pool.submit(_days, frame[TABLE_BY_NAME[table].event_date]),
-                    pool.submit(_days, _column(frame, "recorded_on", "datetime64[ns]")),
-                    {where: pool.submit(_where_mask, frame, where) for where in need.wheres if where},
-                    {column: pool.submit(_numbers, frame, column) for column in need.values},
-                )
-            windowed = []
-            for table, code in zip(names, codes, strict=True):
-                day, recorded, masks, values = jobs[table]
-                prepared = PreparedTable(
-                    code(), day.result(), recorded.result(),
-                    {where: mask.result() for where, mask in masks.items()},
-                    {column: numbers.result() for column, numbers in values.items()},
-                )
-                self._sources[table] = EventSource(table, self.data[table], self.rows, point_in_time=self.point_in_time,
-                                                   known_before=self.known_before, prepared=prepared)
-                if needs[table].windowed:  # one table per task: the memo keys do not collide
-                    windowed.append(pool.submit(self._bins, table, "enterprise", self.cuts))
-            for bins in windowed:
-                bins.result()
 
     def group_of_enterprise(self, grouping: Grouping) -> tuple[np.ndarray | None, int]:
         """(group code per enterprise code, -1 when missing — None for the identity; number of groups)."""
@@ -1143,7 +975,6 @@ def build_features(
     read_again = {q for f in features if AGGREGATIONS[f.aggregation].stage == "cross_enterprise"
                   for q in (f.measure, f.per) if q is not None}
     ctx = FeatureContext(data, as_of_dates, offsets=offsets, keep=read_again, shrinkage_strength=shrinkage_strength)
-    ctx.prepare(_table_needs(features))
 
     numeric = [f.name for f in features if f.kind == "numeric"]
     position = {name: i for i, name in enumerate(numeric)}
@@ -1184,24 +1015,6 @@ def _check_catalog(features: Sequence[Feature]) -> None:
         for table in _tables_needed(feature):
             if table not in TABLE_BY_NAME:
                 raise ValueError(f"feature {feature.name!r}: unknown source table {table!r}")
-
-
-def _table_needs(features: Sequence[Feature]) -> dict[str, TableNeeds]:
-    """The event tables the features read, with their filters, value columns and whether windowed."""
-    needs: dict[str, TableNeeds] = {}
-    for feature in features:
-        windowed = any(offset != 0 for offset in AGGREGATIONS[feature.aggregation].offsets(feature))
-        for quantity in (feature.measure, feature.per):
-            if quantity is None or quantity.source not in TABLE_BY_NAME or TABLE_BY_NAME[quantity.source].event_date is None:
-                continue
-            need = needs.setdefault(quantity.source, TableNeeds())
-            need.wheres.add(quantity.where)
-            if quantity.value:
-                need.values.add(quantity.value)
-            need.windowed |= windowed
-        if feature.source in needs:
-            needs[feature.source].wheres.add(feature.where)
-    return needs
 
 
 def _tables_needed(feature: Feature) -> tuple[str, ...]:
