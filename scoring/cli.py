@@ -791,9 +791,8 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     start = date_(2021, 1, 1)
-    # 1 December of the last simulated year: the batch runs the night before the month, and the planners plan
-    # December. (On 1 January every yearly commitment of the synthetic world has just expired, and nobody could be
-    # low risk until they are renewed: a real but unhelpful picture for a demo.)
+    # 1 December of the last simulated year: the batch runs the night before the month and the planners plan
+    # December, while the world's last month still lies ahead of the as-of date (so nothing is cut short).
     as_of = date_(start.year + years - 1, 12, 1)
     world_dir = workdir / "demo_world"
     db_url = f"sqlite:///{(workdir / 'riskgrade.db').resolve()}"

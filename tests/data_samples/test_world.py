@@ -10,6 +10,7 @@ import pytest
 
 from data_samples.world import (
     REALISM_RANGES,
+    PopulationParams,
     WorldSimulator,
     accident_grades,
     default_inspection_policy,
@@ -97,6 +98,69 @@ def test_severe_outcomes_are_rarer_than_accidents(mid_stats):
 def test_oracle_is_informative_but_not_perfect(mid_stats):
     # Accidents are rare random events: even the truth cannot foresee which firm will have one.
     assert 0.65 < mid_stats["oracle_accident_auc"] < 0.97
+
+
+# ---------------------------------------------------------------------------------------------
+# Townships scale with the world; yearly credit records have no calendar cliff
+# ---------------------------------------------------------------------------------------------
+
+
+def test_small_worlds_are_one_county_with_its_own_townships():
+    home = PopulationParams()
+    for n in (300, 5000):
+        ent = WorldSimulator(n, seed=3).enterprises
+        assert set(ent["township"]) <= set(home.townships), "a small world keeps the home county's township list"
+        assert ent["name"].str.startswith(home.city).all()
+    assert set(ent["township"]) == set(home.townships)
+
+
+def test_townships_grow_with_the_world_as_whole_counties():
+    sim = WorldSimulator(50_000, seed=3)
+    ent = sim.enterprises
+    per_township = ent.groupby("township").size()
+    assert len(per_township) >= 100, f"only {len(per_township)} townships for 50 000 enterprises"
+    assert 150 <= per_township.mean() <= 500, f"{per_township.mean():.0f} enterprises per township"
+    assert per_township.max() < 2_000, "no township should hold a province's worth of enterprises"
+    county = ent["township"].str.partition("·")[0]
+    assert ent["township"].str.contains("·").all(), "beyond one county, townships are county-qualified"
+    towns_per_county = ent.groupby(county)["township"].nunique()
+    assert len(towns_per_county) >= 8 and towns_per_county.between(8, 25).all(), towns_per_county.describe()
+    home = PopulationParams()
+    assert {f"{home.city}·{t}" for t in home.townships} <= set(ent["township"]), "the home county is kept"
+    assert ent["x_park"].notna().mean() > 0.03, "other counties have industrial parks too"
+    # Company names lead with their own county (or prefecture city), not the home county's.
+    assert ent["name"].str[:2].nunique() > 5
+    # Deterministic per seed, different for another seed.
+    assert WorldSimulator(50_000, seed=3).township_names == sim.township_names
+    assert WorldSimulator(50_000, seed=4).township_names != sim.township_names
+
+
+def _held_on_first_days(world, kind: str) -> pd.Series:
+    """Share of operating enterprises holding a known, valid ``kind`` record on the first day of each month."""
+    truth, credit = world["truth"], world["credit_records"]
+    rows = credit[credit["kind"] == kind]
+    shares = {}
+    for month, operating in truth.groupby("month")["enterprise_id"]:
+        valid = rows[(rows["valid_from"] <= month) & (rows["valid_to"] >= month) & (rows["recorded_on"] <= month)]
+        holders = set(valid["enterprise_id"])
+        shares[month] = operating.isin(holders).mean()
+    return pd.Series(shares)
+
+
+@pytest.mark.parametrize("kind", ["commitment", "insurance"])
+def test_yearly_records_are_held_evenly_through_the_year(mid_world, kind):
+    # Commitments are what the low tier requires: on 1 January as on any other day, most firms hold one.
+    shares = _held_on_first_days(mid_world, kind)
+    for year, in_year in shares.groupby(shares.index.year):
+        assert (in_year >= 0.8 * in_year.mean()).all(), f"{kind} {year}: {in_year.round(3).to_dict()}"
+        assert in_year.max() - in_year.min() < 0.1, f"{kind} {year}: {in_year.round(3).to_dict()}"
+    assert 0.4 < shares.mean() < 0.9
+
+
+def test_credit_grades_stay_valid_until_the_next_grading(mid_world):
+    shares = _held_on_first_days(mid_world, "credit_grade")
+    graded = shares[shares.index >= pd.Timestamp("2022-05-01")]  # the first grades: March 2022
+    assert (graded > 0.9).all(), graded.round(3).to_dict()
 
 
 # ---------------------------------------------------------------------------------------------
