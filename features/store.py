@@ -14,13 +14,19 @@ has no such data: its features are absent, not zero); ``enterprises`` and ``insp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+import logging
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from features.contract import TABLE_BY_NAME, TABLES, TRUTH_TABLE
@@ -31,6 +37,8 @@ from features.validate import ISSUE_COLUMNS, key_columns
 
 __all__ = ["load_tables", "quarantine_frame", "read_directory"]
 
+logger = logging.getLogger(__name__)
+
 _EXTRAS = "extras"
 
 
@@ -38,21 +46,34 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None) -> dict[
     """The contract tables stored in ``engine``'s database, as canonical frames keyed by table name.
 
     ``tables``: names to read (default: every contract table; add ``"truth"`` to get a synthetic world's
-    hidden truth). Absent or empty optional tables are omitted. Reads in bulk: PostgreSQL through
-    ``COPY ... TO STDOUT``, SQLite through the DBAPI cursor.
+    hidden truth). Absent or empty optional tables are omitted. Reads in bulk: SQLite and PostgreSQL through
+    their Apache Arrow ADBC drivers (Arrow columns straight from the database, one ``SELECT`` per table);
+    without those drivers, PostgreSQL through ``COPY ... TO STDOUT``, SQLite through the DBAPI cursor, other
+    databases through SQLAlchemy. Both ways give the same frames.
     """
     names = _table_names(tables)
-    reader = _READERS.get(engine.dialect.name, _read_generic)
     out = {}
-    with engine.connect() as conn:
+    with _adbc_connection(engine) as adbc:
         for name in names:
-            spec = spec_for(name)
-            columns = list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else [])
-            frame = reader(conn, name, columns)
-            if frame.empty and not spec.required_file:
+            frame = _read_adbc(adbc, name) if adbc is not None else None
+            if frame is None:
+                frame = _read_sqlalchemy(engine, name)
+            if frame.empty and not spec_for(name).required_file:
                 continue
-            out[name] = _canonical(name, _typed(name, frame))
+            out[name] = _canonical(name, frame)
     return out
+
+
+def _stored_columns(table: str) -> list[str]:
+    spec = spec_for(table)
+    return list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else [])
+
+
+def _read_sqlalchemy(engine: sa.Engine, table: str) -> pd.DataFrame:
+    """``table`` through the engine's own driver, in canonical dtypes (not yet sorted)."""
+    reader = _READERS.get(engine.dialect.name, _read_generic)
+    with engine.connect() as conn:
+        return _typed(table, reader(conn, table, _stored_columns(table)))
 
 
 def read_directory(
@@ -106,6 +127,126 @@ def quarantine_frame(engine: sa.Engine, table: str | None = None) -> pd.DataFram
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(row) for row in rows], columns=[c.name for c in quarantine.columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path: Apache Arrow ADBC drivers (SQLite, PostgreSQL) return Arrow columns, typed here
+# ---------------------------------------------------------------------------------------------
+
+_SQLITE_BATCH_ROWS = 2**30
+"""The ADBC SQLite driver infers each column's Arrow type from its first batch of rows (an all-NULL batch
+would make a text column int64 and fail on the first text further down): one batch per table, so that it
+looks at every value."""
+
+
+@dataclass
+class _Adbc:
+    """An open ADBC DBAPI connection, and the statement options its driver needs."""
+
+    connection: Any
+    statement_options: dict[str, str]
+
+
+@contextlib.contextmanager
+def _adbc_connection(engine: sa.Engine) -> Iterator[_Adbc | None]:
+    """The ADBC connection for ``engine``'s database, or ``None`` (no ADBC driver for this dialect, driver
+    not installed, in-memory SQLite database, or the connection failed: then SQLAlchemy reads the tables)."""
+    adbc = None
+    try:
+        adbc = _adbc_connect(engine.url)
+    except Exception as error:  # noqa: BLE001 - any failure here only means the slower path
+        logger.warning("ADBC connection to %s failed (%s); reading through SQLAlchemy",
+                       engine.url.render_as_string(hide_password=True), error)
+    try:
+        yield adbc
+    finally:
+        if adbc is not None:
+            adbc.connection.close()
+
+
+def _adbc_connect(url: sa.URL) -> _Adbc | None:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = url.database
+        if not path or path == ":memory:" or path.startswith("file:") or url.query:
+            return None
+        try:
+            import adbc_driver_sqlite.dbapi as sqlite_driver
+        except ImportError:
+            return None
+        # Read-only URI filename: never creates a database (the engine's schema is already there).
+        uri = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro"
+        return _Adbc(sqlite_driver.connect(uri), {"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)})
+    if backend == "postgresql":
+        try:
+            import adbc_driver_postgresql.dbapi as postgresql_driver
+        except ImportError:
+            return None
+        # libpq URI: postgresql://user:password@host:port/database?params (the params psycopg got).
+        uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return _Adbc(postgresql_driver.connect(uri), {})
+    return None
+
+
+def _read_adbc(adbc: _Adbc, table: str) -> pd.DataFrame | None:
+    """``table`` in canonical dtypes (not yet sorted), or ``None`` if the driver failed (then the caller reads
+    it through SQLAlchemy, where a real problem with the database shows)."""
+    import adbc_driver_manager
+
+    columns = _stored_columns(table)
+    query = f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}"
+    try:
+        with adbc.connection.cursor() as cursor:
+            if adbc.statement_options:
+                cursor.adbc_statement.set_options(**adbc.statement_options)
+            cursor.execute(query)
+            arrow = cursor.fetch_arrow_table()
+        return _typed_arrow(table, arrow)
+    except (adbc_driver_manager.Error, OSError, pa.ArrowException) as error:
+        logger.warning("ADBC read of %s failed (%s); reading through SQLAlchemy", table, error)
+        return None
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+_STR = pd.Series([], dtype="str").dtype  # pandas 3: the Arrow-backed string dtype (pandas 2: object)
+_ARROW_TO_PANDAS = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    **({pa.large_string(): _STR} if isinstance(_STR, pd.api.extensions.ExtensionDtype) else {}),
+}
+
+_ARROW_TYPES = {
+    "id": pa.large_string(), "text": pa.large_string(), "category": pa.large_string(),
+    "date": pa.timestamp("ns"), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+}
+
+
+def _arrow_column(values: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """An Arrow column as stored (SQLite: text dates, 0/1 booleans; PostgreSQL: date32, int32, bool) in the
+    Arrow type whose pandas conversion is the canonical dtype."""
+    target = _ARROW_TYPES[kind]
+    if values.null_count == len(values):  # SQLite types an all-NULL column int64, whatever it holds
+        return pa.chunked_array([pa.nulls(len(values), target)], type=target)
+    if kind == "date" and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.date32())  # ISO 'YYYY-MM-DD' only: anything else raises
+    return values.cast(target)
+
+
+def _typed_arrow(table: str, arrow: pa.Table) -> pd.DataFrame:
+    """The Arrow result of the ``SELECT`` in canonical dtypes, extras expanded as in :func:`_typed`."""
+    spec = spec_for(table)
+    typed = pa.table({c.name: _arrow_column(arrow.column(c.name), c.kind) for c in spec.columns})
+    frame = typed.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
+    if _EXTRAS not in arrow.column_names:
+        return frame
+    texts = arrow.column(_EXTRAS)
+    if isinstance(texts.type, pa.BaseExtensionType):  # PostgreSQL json: arrow.json over a string array
+        texts = pa.chunked_array([chunk.storage for chunk in texts.chunks], type=texts.type.storage_type)
+    extras = _expand_extras(pd.Series(texts.to_pylist(), index=frame.index, dtype=object))
+    return pd.concat([frame, extras], axis=1) if len(extras.columns) else frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,10 +333,17 @@ _TO_CANONICAL: dict[str, Callable[[pd.Series], pd.Series]] = {
 
 
 def _expand_extras(texts: pd.Series) -> pd.DataFrame:
-    """The ``extras`` JSON objects as text columns (one per ``x_*`` key)."""
-    records = [json.loads(t) if isinstance(t, str) else (t or {}) for t in texts]
+    """The ``extras`` JSON objects as text columns (one per ``x_*`` key); a missing one (SQL NULL, read as
+    ``None`` or NaN) has no keys."""
+    records = [_extras_record(t) for t in texts]
     frame = pd.DataFrame.from_records(records, index=texts.index) if records else pd.DataFrame(index=texts.index)
     return frame.reindex(columns=sorted(frame.columns))
+
+
+def _extras_record(value: object) -> dict:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
 
 
 def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
