@@ -64,6 +64,8 @@ DEFAULT_SHRINKAGE_STRENGTH = 5.0
 
 DAYS_PER_YEAR = 365.25
 
+_NS_PER_DAY = 86_400 * 10**9
+
 _FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "否", "无", "none", "0.0"})
 
 Progress = Callable[[str], None]
@@ -90,9 +92,12 @@ def as_of_index(as_of_dates: object) -> pd.DatetimeIndex:
 
 def _days(values: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(days since 1970 as int64, missing mask) of a datetime column."""
-    array = np.asarray(values, dtype="datetime64[ns]").astype("datetime64[D]")
-    missing = np.isnat(array)
-    return array.view(np.int64), missing
+    nanoseconds = np.asarray(values, dtype="datetime64[ns]").view(np.int64)
+    missing = nanoseconds == np.iinfo(np.int64).min  # NaT
+    days = nanoseconds // _NS_PER_DAY  # floors like ``astype("datetime64[D]")``, at half its cost
+    if missing.any():
+        days[missing] = np.iinfo(np.int64).min
+    return days, missing
 
 
 @dataclass(frozen=True)
@@ -211,9 +216,7 @@ class CutDays:
 
     def bucket(self, day: np.ndarray) -> np.ndarray:
         """Number of cut days ``<= day`` for each event day (0 … len(self))."""
-        index = day - self._origin
-        np.clip(index, 0, len(self._lookup) - 1, out=index)
-        return self._lookup[index]
+        return self._lookup.take(day - self._origin, mode="clip")  # days beyond the range: first/last bucket
 
 
 def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int, n_cuts: int) -> np.ndarray:
@@ -263,6 +266,7 @@ class EventSource:
         self._as_of_days, _ = _days(rows.dates)
         self._inflight: tuple[np.ndarray, np.ndarray] | None = None
         self._masks: dict[tuple[Where, ...], np.ndarray | None] = {}
+        self._equals: dict[tuple[str, object], np.ndarray] = {}
         self._values: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -275,11 +279,20 @@ class EventSource:
         if where not in self._masks:
             mask = np.ones(len(self), dtype=bool)
             for condition in where:
-                column = _graded(self.frame) if condition.column == "grade" else _column(self.frame, condition.column)
-                matches = column.isin(list(condition.values)).to_numpy(dtype=bool, na_value=False)
+                matches = self._equal(condition.column, condition.values[0])
+                for value in condition.values[1:]:
+                    matches = matches | self._equal(condition.column, value)
                 mask &= ~matches if condition.negate else matches
             self._masks[where] = None if mask.all() else mask  # e.g. "level in (general, major)"
         return self._masks[where]
+
+    def _equal(self, column: str, value: object) -> np.ndarray:
+        """Events whose ``column`` is ``value`` (missing: False), kept: filters share their values' scans."""
+        key = (column, value)
+        if key not in self._equals:
+            values = _graded(self.frame) if column == "grade" else _column(self.frame, column)
+            self._equals[key] = values.isin([value]).to_numpy(dtype=bool, na_value=False)
+        return self._equals[key]
 
     def values(self, column: str) -> np.ndarray:
         """A value column as float64, missing values as 0 (they add nothing to sums)."""
