@@ -55,6 +55,16 @@ DbOption = Annotated[
     Optional[str],
     typer.Option("--db", help="SQLAlchemy URL; default $RISKGRADE_DB or sqlite:///riskgrade.db.", show_default=False),
 ]
+PolicyOption = Annotated[
+    Optional[Path],
+    typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or the shipped defaults).",
+                 show_default=False),
+]
+MlflowUriOption = Annotated[
+    Optional[str],
+    typer.Option("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db beside "
+                 "the SQLite database).", show_default=False),
+]
 
 
 def _parse_date(value: str, option: str) -> date:
@@ -189,10 +199,8 @@ def train(
     promote: Annotated[bool, typer.Option("--promote", help="Let the best model challenge the champion.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the metrics as JSON to FILE.json.")] = None,
     db: DbOption = None,
-    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI (default: "
-                          "$MLFLOW_TRACKING_URI, else mlflow.db beside the SQLite database).", show_default=False)] = None,
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
-                      "the shipped defaults).", show_default=False)] = None,
+    mlflow_uri: MlflowUriOption = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Backtest, train, log to MLflow and optionally promote the risk models; print the comparison."""
     import json
@@ -289,10 +297,8 @@ def plan(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the plan in the database (tables plans "
                                         "and plan_items).")] = True,
     db: DbOption = None,
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
-                      "the shipped defaults).", show_default=False)] = None,
-    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI of the champion "
-                          "model.", show_default=False)] = None,
+    policy: PolicyOption = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Plan a month of inspections within caps, quiet periods, inspector limits and capacity (双随机 seeded).
 
@@ -477,11 +483,8 @@ def nightly(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date, YYYY-MM-DD (default: today): "
                      "features use only what was recorded before it.", show_default=False)] = None,
     db: DbOption = None,
-    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI of the champion "
-                          "model (default: $MLFLOW_TRACKING_URI, else mlflow.db beside the SQLite database).",
-                          show_default=False)] = None,
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
-                      "the shipped defaults).", show_default=False)] = None,
+    mlflow_uri: MlflowUriOption = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
@@ -864,8 +867,7 @@ def simulate(
     history_months: Annotated[int, typer.Option("--history-months", min=24,
                               help="Months of today's practice simulated before the planner takes over.")] = 36,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
-                      "the shipped defaults).", show_default=False)] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Closed-loop check on a synthetic world: the planner's hazards found per visit vs random and equal frequency.
 
@@ -900,11 +902,8 @@ def report(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Describe the nightly run of this date (the latest "
                      "succeeded run on or before it; default: the latest run).", show_default=False)] = None,
     db: DbOption = None,
-    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="MLflow tracking URI of the champion "
-                          "model (default: $MLFLOW_TRACKING_URI, else mlflow.db beside the SQLite database).",
-                          show_default=False)] = None,
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or "
-                      "the shipped defaults).", show_default=False)] = None,
+    mlflow_uri: MlflowUriOption = None,
+    policy: PolicyOption = None,
 ) -> None:
     """The monitoring report for the bureau's leaders (HTML): tiers by township and sector, migration, score and
     feature stability (PSI), the champion's backtest, events captured by the high tier, fairness checks.
