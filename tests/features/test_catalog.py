@@ -136,3 +136,16 @@ def test_extra_columns_become_features():
 
 def test_categorical_names():
     assert categorical_names(["employees", "sector", "x_zone"]) == ["sector"]
+
+
+def test_public_names_all_resolve_and_the_package_import_stays_light():
+    import subprocess
+    import sys
+
+    import features
+
+    for name in features.__all__:
+        assert getattr(features, name) is not None, name
+    code = "import sys, features.errors; print('pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
