@@ -15,6 +15,7 @@ Exit codes (every command):
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -147,6 +148,42 @@ def import_(
             progress=report,
         )
     _print_frame(f"Import of {directory}", summary.to_table())
+
+
+@app.command()
+def quarantine(
+    table: Annotated[Optional[str], typer.Option("--table", help="Only the rows refused from this table.",
+                     show_default=False)] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
+                                                "to standard output).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """The rows the imports refused: file, line, column, value and reason (the whole raw row in csv/json/xlsx)."""
+    from features.contract import TABLE_BY_NAME, TRUTH_TABLE
+    from features.db import connect
+    from features.store import quarantine_frame
+    from scoring.exports import write_csv, write_json, write_xlsx
+
+    _check_format(output_format, out, "list")
+    known = (*TABLE_BY_NAME, TRUTH_TABLE.name)
+    if table is not None and table not in known:
+        raise typer.BadParameter(f"expected one of {', '.join(known)}, got {table!r}", param_hint="--table")
+    frame = quarantine_frame(connect(db), table)
+    frame = frame.drop(columns=["quarantine_id"])
+    say = err_console.print
+    if output_format == "table":
+        shown = ["table_name", "source_file", "line", "column_name", "value", "reason"]
+        scope = f" from {table}" if table else ""
+        _print_frame(f"Quarantined{scope}: {len(frame):,} entries", frame[shown])
+    elif output_format == "json":
+        write_json(frame, out, what="quarantine", say=say)
+    else:
+        flat = frame.assign(raw=[json.dumps(r, ensure_ascii=False) if r is not None else "" for r in frame["raw"]])
+        if output_format == "csv":
+            write_csv(flat, out, what="quarantine", say=say)
+        else:
+            write_xlsx({"quarantine": flat}, out, what="quarantine", say=say)
 
 
 def _read_allowlist(path: Path | None) -> frozenset[str]:

@@ -64,3 +64,36 @@ def test_import_of_a_directory_without_enterprises_exits_3_naming_the_file(tmp_p
     )
     assert result.returncode == 3, result.stderr
     assert "enterprises" in result.stderr
+
+
+def test_quarantine_lists_what_the_import_refused(world, tmp_path):
+    import csv
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(world, bad)
+    with open(bad / "inspections.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[1][rows[0].index("inspected_on")] = "2023-13-01"  # line 2 of the file
+    with open(bad / "inspections.csv", "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    assert runner.invoke(app, ["import", str(bad), "--db", db, "--today", "2025-01-02"]).exit_code == 0
+
+    listed = runner.invoke(app, ["quarantine", "--db", db, "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    entries = json.loads(listed.stdout)
+    assert [(e["table_name"], e["source_file"], e["line"], e["column_name"], e["value"]) for e in entries] == [
+        ("inspections", "inspections.csv", 2, "inspected_on", "2023-13-01")
+    ]
+    assert "expected a date like" in entries[0]["reason"]
+    assert entries[0]["raw"]["inspected_on"] == "2023-13-01"  # the whole row is kept
+
+    hazards_only = runner.invoke(app, ["quarantine", "--db", db, "--table", "hazards", "--format", "csv"])
+    assert hazards_only.exit_code == 0
+    assert hazards_only.stdout.splitlines()[1:] == []  # header only: nothing refused from hazards
+
+    unknown = runner.invoke(app, ["quarantine", "--db", db, "--table", "hazard"])
+    assert unknown.exit_code == 2
+    assert "expected one of enterprises" in unknown.output
