@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import TABLE_BY_NAME, TRUTH_TABLE, TableSpec
 
@@ -86,3 +89,19 @@ _BOOL_WORDS = {
     "t": True, "f": False, "y": True, "n": False, "是": True, "否": False,
     "1.0": True, "0.0": False,
 }
+
+
+def is_in(values: pd.Series | pd.Index, allowed) -> np.ndarray:
+    """``values.isin(allowed)`` as a boolean array, fast for the Arrow-backed ``str`` columns of canonical frames.
+
+    pandas 3.1 builds the value set of a string column's ``isin`` in a Python loop (seconds for 10⁵ ids);
+    ``pyarrow.compute.is_in`` hashes it natively. As with pandas, a missing value matches only when ``allowed``
+    holds a missing value too. Other dtypes fall back to pandas.
+    """
+    allowed_values = pd.Series(list(allowed) if not isinstance(allowed, pd.Series | pd.Index) else allowed)
+    if not pd.api.types.is_string_dtype(values.dtype) or len(allowed_values) == 0:
+        return np.asarray(values.isin(allowed_values), dtype=bool)
+    left = pa.array(values, from_pandas=True)
+    right = pa.array(allowed_values.astype("str"), from_pandas=True).cast(left.type)
+    found = pc.is_in(left, value_set=right, skip_nulls=False)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)

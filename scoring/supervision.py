@@ -38,7 +38,7 @@ import pandas as pd
 
 from features.contract import INSPECTION_KINDS, SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
-from features.frames import Tables
+from features.frames import Tables, is_in
 from scoring.tiers import TIERS, as_timestamp, known_before, lookup, table, valid_at
 
 __all__ = [
@@ -321,7 +321,7 @@ def supervision_limits(tiers: pd.DataFrame, tables: Tables, *, as_of, policy: Su
         raise DataError(f"tiers: final_tier must be one of {', '.join(TIERS)}, got {frame.loc[bad, 'final_tier'].iloc[0]!r}")
 
     enterprises = table(tables, "enterprises").set_index("enterprise_id")
-    unknown = ~frame["enterprise_id"].isin(enterprises.index)
+    unknown = ~is_in(frame["enterprise_id"], enterprises.index)
     if unknown.any():
         raise DataError(f"tiers: enterprise {frame.loc[unknown, 'enterprise_id'].iloc[0]!r} is not in enterprises")
     frame["sector"] = lookup(frame["enterprise_id"], enterprises["sector"]).astype("str")

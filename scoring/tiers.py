@@ -38,7 +38,7 @@ import pandas as pd
 
 from features.contract import ACCIDENT_GRADES, accident_grade
 from features.errors import DataError
-from features.frames import Tables, canonical_frame
+from features.frames import Tables, canonical_frame, is_in
 
 TIERS: tuple[str, ...] = ("low", "general", "high")
 TIER_LABELS_ZH = {"low": "低风险", "general": "一般风险", "high": "高风险"}
@@ -360,7 +360,7 @@ def low_eligibility(tables: Tables, enterprise_ids: pd.Index, *, as_of, policy: 
         problems["blacklisted 列入严重失信名单"] = pd.Index(valid_at(credit, "blacklist", as_of)["enterprise_id"])
     reasons = pd.Series("", index=ids, dtype="str")
     for text, offenders in problems.items():
-        hit = ids.isin(offenders)
+        hit = is_in(ids, offenders)
         reasons[hit] = (reasons[hit] + "; " + text).str.removeprefix("; ")
     return reasons
 
@@ -469,9 +469,9 @@ def _sector_cluster(rule: SectorClusterRule, events: _Events, as_of: pd.Timestam
         return _hits([], "sector_cluster", [])
     cause = {c: f"{counts[c]} accidents in {c} within {rule.days} days 同行业{rule.days}日内发生{counts[c]}起事故"
              for c in clusters}
-    struck = recent.loc[recent["cluster"].isin(clusters)].drop_duplicates("enterprise_id")
-    peers = enterprises.loc[enterprises["cluster"].isin(clusters)
-                            & ~enterprises["enterprise_id"].isin(struck["enterprise_id"])]
+    struck = recent.loc[is_in(recent["cluster"], clusters)].drop_duplicates("enterprise_id")
+    peers = enterprises.loc[is_in(enterprises["cluster"], clusters)
+                            & ~is_in(enterprises["enterprise_id"], struck["enterprise_id"])]
     return pd.concat([
         _hits(struck["enterprise_id"], "sector_cluster", struck["cluster"].map(cause), special_assistance=True),
         _hits(peers["enterprise_id"], "sector_cluster_peer", peers["cluster"].map(cause), veto=False,
@@ -568,13 +568,13 @@ def assign_tiers(
     causes: dict[str, list[str]] = {eid: [] for eid in ids}
     codes: dict[str, list[str]] = {eid: [] for eid in ids}
     hits = vetoes(tables, as_of=as_of, policy=overrides)
-    hits = hits.loc[hits["enterprise_id"].isin(ids)]
+    hits = hits.loc[is_in(hits["enterprise_id"], ids)]
     for hit in hits.itertuples(index=False):
         codes[hit.enterprise_id].append(hit.code)
         causes[hit.enterprise_id].append(hit.cause)
-    vetoed = ids.isin(hits.loc[hits["veto"], "enterprise_id"])
+    vetoed = is_in(ids, hits.loc[hits["veto"], "enterprise_id"])
     frame["veto"] = pd.array(vetoed, dtype="boolean")
-    frame["special_assistance"] = pd.array(ids.isin(hits.loc[hits["special_assistance"], "enterprise_id"]),
+    frame["special_assistance"] = pd.array(is_in(ids, hits.loc[hits["special_assistance"], "enterprise_id"]),
                                            dtype="boolean")
     rule = rule.where(~vetoed, "high")
 
@@ -583,7 +583,7 @@ def assign_tiers(
         codes[eid].append("hold")
         causes[eid].append(f"held high until {_day(until)} (score below the cut-off for less than "
                            f"{tiers.demotion_hold_days} days) 高风险降级观察期")
-    rule = rule.where(~frame["enterprise_id"].isin(held_until.index), "high")
+    rule = rule.where(~is_in(frame["enterprise_id"], held_until.index), "high")
 
     final = rule.copy()
     if manual is not None and len(manual):
@@ -654,7 +654,7 @@ def _apply_manual(frame: pd.DataFrame, final: pd.Series, manual: pd.DataFrame, c
     latest = latest.assign(enterprise_id=latest["enterprise_id"].astype("str")).set_index("enterprise_id")
     position = pd.Series(frame.index, index=frame["enterprise_id"])
     final = final.copy()
-    for eid, row in latest.loc[latest.index.isin(position.index)].iterrows():
+    for eid, row in latest.loc[is_in(latest.index, position.index)].iterrows():
         until = _day(pd.Timestamp(row["valid_until"]))
         vetoed = bool(frame.at[position[eid], "veto"])
         if vetoed and not may_lower_veto and _TIER_RANK[row["tier"]] < _TIER_RANK["high"]:
