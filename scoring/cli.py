@@ -61,6 +61,12 @@ PolicyOption = Annotated[
     typer.Option("--policy", help="Policy file (default: $RISKGRADE_POLICY or the shipped defaults).",
                  show_default=False),
 ]
+ExportFormatOption = Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")]
+ExportOutOption = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="Output file (required for xlsx; csv/json default to standard output).",
+                 show_default=False),
+]
 MlflowUriOption = Annotated[
     Optional[str],
     typer.Option("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db beside "
@@ -154,9 +160,8 @@ def import_(
 def quarantine(
     table: Annotated[Optional[str], typer.Option("--table", help="Only the rows refused from this table.",
                      show_default=False)] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
-                                                "to standard output).", show_default=False)] = None,
+    output_format: ExportFormatOption = "table",
+    out: ExportOutOption = None,
     db: DbOption = None,
 ) -> None:
     """The rows the imports refused: file, line, column, value and reason (the whole raw row in csv/json/xlsx)."""
@@ -328,9 +333,8 @@ def plan(
     seed: Annotated[Optional[int], typer.Option(
         "--seed", help="Seed of the double-random draw (recorded with the plan); default YYYYMM of the period.",
         show_default=False)] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
-                                                "to standard output).", show_default=False)] = None,
+    output_format: ExportFormatOption = "table",
+    out: ExportOutOption = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the plan in the database (tables plans "
                                         "and plan_items).")] = True,
     db: DbOption = None,
@@ -593,9 +597,8 @@ def rank(
     top: Annotated[Optional[int], typer.Option("--top", min=1, help="Only the first N.", show_default=False)] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="The nightly run of this date (default: the "
                      "latest succeeded run).", show_default=False)] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or xlsx.")] = "table",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (required for xlsx; csv/json default "
-                                                "to standard output).", show_default=False)] = None,
+    output_format: ExportFormatOption = "table",
+    out: ExportOutOption = None,
     db: DbOption = None,
 ) -> None:
     """The ranked list planners read: highest risk first (final tier, then calibrated probability)."""
