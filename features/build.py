@@ -91,7 +91,7 @@ def as_of_index(as_of_dates: object) -> pd.DatetimeIndex:
 
 
 def _days(values: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(days since 1970 as int64, missing mask) of a datetime column."""
+    """(days since 1970 as int64 — the smallest int64 where missing —, missing mask) of a datetime column."""
     nanoseconds = np.asarray(values, dtype="datetime64[ns]").view(np.int64)
     missing = nanoseconds == np.iinfo(np.int64).min  # NaT
     days = nanoseconds // _NS_PER_DAY  # floors like ``astype("datetime64[D]")``, at half its cost
@@ -207,7 +207,9 @@ class CutDays:
         shifted = as_of_days[:, None] - np.asarray(self.offsets, dtype=np.int64)[None, :]
         self.days = np.unique(shifted)
         self.column = {o: np.searchsorted(self.days, as_of_days - o) for o in self.offsets}
-        self._origin = int(self.days[0]) - 1
+        # The lookup starts at day 0 when the cut days allow (after 1970): event days then index it
+        # directly, without a shifted copy as long as the table.
+        self._origin = min(int(self.days[0]) - 1, 0)
         lookup = np.searchsorted(self.days, np.arange(self._origin, int(self.days[-1]) + 1), side="right")
         self._lookup = lookup.astype(np.min_scalar_type(len(self.days)))  # small: the gather stays cheap
 
@@ -216,7 +218,8 @@ class CutDays:
 
     def bucket(self, day: np.ndarray) -> np.ndarray:
         """Number of cut days ``<= day`` for each event day (0 … len(self))."""
-        return self._lookup.take(day - self._origin, mode="clip")  # days beyond the range: first/last bucket
+        index = day - self._origin if self._origin else day
+        return self._lookup.take(index, mode="clip")  # days beyond the range: first/last bucket
 
 
 def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int, n_cuts: int) -> np.ndarray:
@@ -247,19 +250,21 @@ class EventSource:
         spec = TABLE_BY_NAME[name]
         code = _codes(frame["enterprise_id"], rows.ids)
         day, day_missing = _days(frame[spec.event_date])
-        keep = (code >= 0) & ~day_missing
         recorded, recorded_missing = _days(_column(frame, "recorded_on", "datetime64[ns]"))
+        # Rows to drop, as a mask only when there are some: usually none, and a table-long mask is not free.
+        drop = (code < 0) | day_missing if code.min(initial=0) < 0 or day_missing.any() else None
         if known_before is not None:
-            keep &= recorded_missing | (recorded < _days(pd.DatetimeIndex([known_before]))[0][0])
-        if not keep.all():
+            late = ~recorded_missing & (recorded >= _days(pd.DatetimeIndex([known_before]))[0][0])
+            drop = late if drop is None else drop | late
+        if drop is not None and drop.any():
+            keep = ~drop
             frame, code, day = frame[keep].reset_index(drop=True), code[keep], day[keep]
             recorded, recorded_missing = recorded[keep], recorded_missing[keep]
         self.name = name
         self.frame = frame
         self.code = code
         self.day = day
-        if point_in_time:
-            recorded[recorded_missing] = np.iinfo(np.int64).min
+        if point_in_time:  # a missing recorded_on is the smallest int64 (see _days): the event date decides
             self.known = np.maximum(day, recorded, out=recorded)
         else:
             self.known = day
@@ -277,12 +282,14 @@ class EventSource:
         if not where:
             return None
         if where not in self._masks:
-            mask = np.ones(len(self), dtype=bool)
+            mask = None  # a single "column is value" filter is the cached equality itself: no copy
             for condition in where:
                 matches = self._equal(condition.column, condition.values[0])
                 for value in condition.values[1:]:
                     matches = matches | self._equal(condition.column, value)
-                mask &= ~matches if condition.negate else matches
+                if condition.negate:
+                    matches = ~matches
+                mask = matches if mask is None else mask & matches
             self._masks[where] = None if mask.all() else mask  # e.g. "level in (general, major)"
         return self._masks[where]
 
@@ -308,10 +315,9 @@ class EventSource:
     def inflight(self) -> tuple[np.ndarray, np.ndarray]:
         """(event, as-of date index) pairs: events dated before the date but recorded on or after it."""
         if self._inflight is None:
-            late = np.flatnonzero(self.known > self.day)
-            if len(late):
-                first, last = self._as_of_days.min(), self._as_of_days.max()
-                late = late[(self.day[late] < last) & (self.known[late] >= first)]
+            # Only events known on or after the first date can be in flight: few, so select them first.
+            late = np.flatnonzero(self.known >= self._as_of_days.min())
+            late = late[(self.known[late] > self.day[late]) & (self.day[late] < self._as_of_days.max())]
             events, date_indices = [], []
             for date_index, as_of in enumerate(self._as_of_days):
                 hit = late[(self.day[late] < as_of) & (self.known[late] >= as_of)]
@@ -360,7 +366,10 @@ class Timeline:
         lag_bits = int(lag.max()).bit_length() if n else 0
         if group_bits + self.day_bits + lag_bits <= 62:
             self.lag_bits = lag_bits
-            self.keys = (group << (self.day_bits + lag_bits)) | (offset << lag_bits) | lag
+            self.keys = np.left_shift(group, self.day_bits + lag_bits)  # then in place: table-long arrays
+            offset <<= lag_bits
+            self.keys |= offset
+            self.keys |= lag
             self.keys.sort()
             self._lag = None
         else:  # too many bits to pack the lag: sort (group, day) and carry the lag along
@@ -494,7 +503,8 @@ class FeatureContext:
         def compute() -> np.ndarray | None:
             group = self._event_groups(table, grouping)
             n_groups = self.grid(grouping).n_groups
-            present = np.bincount(group if grouping == "enterprise" else group[group >= 0], minlength=n_groups) > 0
+            present = np.zeros(n_groups, dtype=bool)
+            present[group if grouping == "enterprise" else group[group >= 0]] = True
             if present.all():
                 return None
             row = np.cumsum(present) - 1
@@ -509,8 +519,8 @@ class FeatureContext:
         def compute() -> np.ndarray:
             group = self._event_groups(table, grouping)
             rows_of = self._matrix_rows(table, grouping)
-            bins = group.astype(np.int64) if rows_of is None else rows_of[group]  # a copy, then in place:
-            bins *= len(cuts) + 1  # these arrays are as long as the table
+            # As long as the table: one new array, then in place.
+            bins = np.multiply(group if rows_of is None else rows_of[group], len(cuts) + 1, dtype=np.int64)
             bins += cuts.bucket(self.source(table).day)
             if grouping != "enterprise":
                 bins[group < 0] = -1
@@ -520,24 +530,33 @@ class FeatureContext:
 
     def _cumulative(self, quantity: Quantity, grouping: Grouping, cuts: CutDays) -> np.ndarray:
         """Sum of the quantity over events dated before each cut day, per group (``[groups, cuts]``)."""
-        key = (quantity, grouping, cuts.offsets)
+        source = self.source(quantity.source)
+        selected = source.mask(quantity.where)
+        unfiltered = Quantity(quantity.source, value=quantity.value)
+        # A filter that keeps every event (e.g. "level in (general, major)") shares the unfiltered matrix.
+        key = (quantity if selected is not None else unfiltered, grouping, cuts.offsets)
         if key in self._kept_matrices:
             return self._kept_matrices[key]
         if key in self._matrices:
             self._matrices.move_to_end(key)
             return self._matrices[key]
-        source = self.source(quantity.source)
         bins = self._bins(quantity.source, grouping, cuts)
         weights = source.values(quantity.value) if quantity.value else None
-        selected = source.mask(quantity.where)
-        if grouping != "enterprise":
-            selected = bins >= 0 if selected is None else selected & (bins >= 0)
-        if selected is not None:
-            bins = bins[selected]
-            weights = weights[selected] if weights is not None else None
         rows_of = self._matrix_rows(quantity.source, grouping)
         n_rows = self.grid(grouping).n_groups if rows_of is None else int(rows_of.max()) + 1
-        matrix = _cumulative_before(bins, weights, n_rows, len(cuts))
+        if grouping != "enterprise":
+            selected = bins >= 0 if selected is None else selected & (bins >= 0)
+        if (selected is not None and weights is None and grouping == "enterprise"
+                and np.count_nonzero(selected) > len(selected) // 2):
+            # Counting most events (e.g. general hazards): all events minus the few others is exact
+            # for integer counts, and spares a copy of nearly every bin.
+            others = _cumulative_before(bins[~selected], None, n_rows, len(cuts))
+            matrix = self._cumulative(unfiltered, grouping, cuts) - others
+        else:
+            if selected is not None:
+                bins = bins[selected]
+                weights = weights[selected] if weights is not None else None
+            matrix = _cumulative_before(bins, weights, n_rows, len(cuts))
         if quantity in self._kept_quantities:
             self._kept_matrices[key] = matrix
         else:
