@@ -298,7 +298,8 @@ class EventSource:
         key = (column, value)
         if key not in self._equals:
             values = _graded(self.frame) if column == "grade" else _column(self.frame, column)
-            self._equals[key] = values.isin([value]).to_numpy(dtype=bool, na_value=False)
+            # ``==`` rather than ``isin([value])``: the same answer, without isin's value-set machinery.
+            self._equals[key] = (values == value).to_numpy(dtype=bool, na_value=False)
         return self._equals[key]
 
     def values(self, column: str) -> np.ndarray:
