@@ -24,10 +24,11 @@ table is mapped once to enterprise codes and day numbers; each event falls in a 
 days are on or before its date, from a small lookup table). One ``np.bincount`` per quantity over
 ``enterprise × bucket`` and a cumulative sum along the buckets give "sum before each cut day" for every
 enterprise, and a window sum is a difference of two of those — for all enterprises and all as-of dates
-in the same pass, with no sort and no loop over enterprises or events. Records entered late (dated
-before an as-of date, recorded on or after it) are found once per date and subtracted. "Days since the
-last event" sorts the table once by (enterprise, date) (one packed int64 key) and uses
-``np.searchsorted``.
+in the same pass, with no sort and no loop over enterprises or events. A count whose filter keeps most
+events (general hazards) is all events minus the few others, which spares copying nearly every bin.
+Records entered late (dated before an as-of date, recorded on or after it) are found once per date and
+subtracted. "Days since the last event" sorts the table once by (enterprise, date) (one packed int64
+key) and uses ``np.searchsorted``.
 
 The aggregations registered with ``stage="enterprise"`` only read the enterprise's own events: they can
 run partition-wise (e.g. Dask partitioned by ``enterprise_id``). Those with ``stage="cross_enterprise"``
@@ -316,9 +317,11 @@ class EventSource:
     def inflight(self) -> tuple[np.ndarray, np.ndarray]:
         """(event, as-of date index) pairs: events dated before the date but recorded on or after it."""
         if self._inflight is None:
-            # Only events known on or after the first date can be in flight: few, so select them first.
-            late = np.flatnonzero(self.known >= self._as_of_days.min())
-            late = late[(self.known[late] > self.day[late]) & (self.day[late] < self._as_of_days.max())]
+            if self.known is self.day:  # knowledge dates ignored (labels): nothing is ever in flight
+                late = np.empty(0, dtype=np.intp)
+            else:  # only events known on or after the first date can be in flight: few, so select them first
+                late = np.flatnonzero(self.known >= self._as_of_days.min())
+                late = late[(self.known[late] > self.day[late]) & (self.day[late] < self._as_of_days.max())]
             events, date_indices = [], []
             for date_index, as_of in enumerate(self._as_of_days):
                 hit = late[(self.day[late] < as_of) & (self.known[late] >= as_of)]
