@@ -62,11 +62,15 @@ def _monthly_truth(truth: pd.DataFrame, as_of_dates: list[pd.Timestamp], months_
             rows = truth[truth["month"] == month]
         else:
             rows = truth[(truth["month"] < month) & (truth["month"] >= month - pd.DateOffset(months=months_before))]
-        risk = rows.groupby(rows["enterprise_id"].astype(str))["adverse_prob"].mean()
-        risk.index = pd.MultiIndex.from_arrays([risk.index, pd.DatetimeIndex([as_of] * len(risk))],
-                                               names=["enterprise_id", "as_of"])
-        parts.append(risk)
+        parts.append(_at(rows.groupby("enterprise_id")["adverse_prob"].mean(), as_of))
     return pd.concat(parts)
+
+
+def _at(risk: pd.Series, as_of: pd.Timestamp) -> pd.Series:
+    """``risk`` by enterprise_id, re-indexed by (enterprise_id, as_of) like the feature rows."""
+    index = pd.MultiIndex.from_arrays([risk.index.astype(str), pd.DatetimeIndex([as_of] * len(risk))],
+                                      names=["enterprise_id", "as_of"])
+    return pd.Series(risk.to_numpy(dtype=float), index=index)
 
 
 def _numeric(features: pd.DataFrame) -> pd.DataFrame:
@@ -104,11 +108,7 @@ def measure(n_enterprises: int, years: int, seed: int, start: date, config: Trai
     test = backtest.of(MODELS[0])
     y = test["label"].to_numpy()
     truth = tables["truth"]
-    oracle = pd.concat([
-        pd.Series(risk.to_numpy(), index=pd.MultiIndex.from_arrays(
-            [risk.index.astype(str), pd.DatetimeIndex([t] * len(risk))], names=["enterprise_id", "as_of"]))
-        for t in test_dates for risk in [oracle_risk(truth, t, horizon)]
-    ])
+    oracle = pd.concat([_at(oracle_risk(truth, t, horizon), t) for t in test_dates])
     now = _monthly_truth(truth, dates, 0)
     scores = {kind: backtest.of(kind)["probability"].reindex(test.index) for kind in MODELS}
     scores["truth-fit on features"] = _truth_fit(features, now, seed).reindex(test.index)
