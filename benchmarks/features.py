@@ -1,9 +1,12 @@
 """Benchmark: point-in-time features at province scale (DESIGN.md §11).
 
 Builds (or generates) a province-scale event set — by default 200k enterprises, 4M inspections, 12M
-hazards and smaller tables, as canonical frames — then times ``build_features`` for one as-of date
-and for 12 monthly as-of dates, and compares with the floor: a single numpy pass summing one column by
-enterprise over the same events (``np.bincount`` on enterprise codes computed beforehand).
+hazards and smaller tables, as the canonical frames ``features.store.load_tables`` returns, each row with
+its enterprise's integer ``enterprise_key`` — then times ``build_features`` for one as-of date and for
+12 monthly as-of dates, and compares with the floor: a single numpy pass summing one column by enterprise
+over the same events (``np.bincount`` on the stored enterprise keys). The same one-date build is also timed on
+frames without keys (as read from files, or made by the world simulator), where each event's enterprise is
+found by hashing its ``enterprise_id``.
 
 Each measured build runs in a forked child process so that its peak memory can be read
 (``ru_maxrss`` of the child minus the resident size inherited from the parent: the memory the build
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.build import _codes, build_features  # noqa: E402
 from features.contract import (  # noqa: E402
     CREDIT_GRADES,
+    ENTERPRISE_KEY,
     INSPECTION_KINDS,
     SECTOR_CODES,
     VIOLATION_KINDS,
@@ -175,6 +179,15 @@ def world_tables(n_enterprises: int, years: int, seed: int) -> dict[str, pd.Data
     return {name: frame for name, frame in tables.items() if name != "truth"}
 
 
+def with_enterprise_keys(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables with the ``enterprise_key`` column the importer stores and ``load_tables`` returns (int32,
+    enterprises numbered from 1 in id order, as a first import of the files numbers them)."""
+    ids = pd.Index(tables["enterprises"]["enterprise_id"]).sort_values()
+    key_of = np.arange(1, len(ids) + 1, dtype=np.int32)
+    return {name: frame.assign(**{ENTERPRISE_KEY: key_of[_codes(frame["enterprise_id"], ids)]})
+            for name, frame in tables.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------
@@ -182,15 +195,18 @@ def world_tables(n_enterprises: int, years: int, seed: int) -> dict[str, pd.Data
 
 @dataclass(frozen=True)
 class Measured:
-    """Median wall, user CPU and system CPU seconds, and the largest extra peak memory (MB), of forked runs."""
+    """Median wall, user CPU and system CPU seconds and page faults, and the largest extra peak memory (MB), of
+    forked runs."""
 
     wall: float
     user: float
     system: float
+    page_faults: float
     peak_mb: float
 
     def __str__(self) -> str:
-        return f"{self.wall:.2f} s wall (user {self.user:.2f} s, system {self.system:.2f} s)"
+        return (f"{self.wall:.2f} s wall (user {self.user:.2f} s, system {self.system:.2f} s; "
+                f"{self.page_faults / 1000:,.0f}k page faults)")
 
 
 def _rss_mb() -> float:
@@ -198,18 +214,19 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _cpu_seconds() -> tuple[float, float]:
+def _cpu_seconds_and_faults() -> tuple[float, float, int]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
 
 
 def _child(task: Callable[[], object], queue: multiprocessing.Queue) -> None:
     inherited = _rss_mb()
-    started, (user_started, system_started) = time.perf_counter(), _cpu_seconds()
+    started, (user_started, system_started, faults_started) = time.perf_counter(), _cpu_seconds_and_faults()
     task()
-    elapsed, (user, system) = time.perf_counter() - started, _cpu_seconds()
+    elapsed, (user, system, faults) = time.perf_counter() - started, _cpu_seconds_and_faults()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(Measured(elapsed, user - user_started, system - system_started, peak - inherited))
+    queue.put(Measured(elapsed, user - user_started, system - system_started, faults - faults_started,
+                       peak - inherited))
 
 
 def measure(task: Callable[[], object], repeat: int) -> Measured:
@@ -223,7 +240,8 @@ def measure(task: Callable[[], object], repeat: int) -> Measured:
         runs.append(queue.get())
         process.join()
     return Measured(statistics.median(r.wall for r in runs), statistics.median(r.user for r in runs),
-                    statistics.median(r.system for r in runs), max(r.peak_mb for r in runs))
+                    statistics.median(r.system for r in runs), statistics.median(r.page_faults for r in runs),
+                    max(r.peak_mb for r in runs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,18 +271,21 @@ def main(argv: list[str] | None = None) -> None:
     monthly = list(pd.date_range(end=last, periods=12, freq="MS")) if last.day == 1 else \
         [last - pd.DateOffset(months=i) for i in range(11, -1, -1)]
 
-    ids = pd.Index(tables["enterprises"]["enterprise_id"].sort_values())
+    by_id = tables
+    tables = with_enterprise_keys(by_id)
     event_tables = {name: frame for name, frame in tables.items() if name != "enterprises"}
-    # The floor sums a column that already exists by codes that already exist: neither is made in the timed pass.
-    codes = {name: _codes(frame["enterprise_id"], ids) for name, frame in event_tables.items()}
-    columns = {name: np.ones(len(code)) for name, code in codes.items()}
+    n_enterprises = int(tables["enterprises"][ENTERPRISE_KEY].max()) + 1
+    # The floor sums a column that already exists by the keys stored with the events: nothing made in the pass.
+    keys = {name: frame[ENTERPRISE_KEY].to_numpy() for name, frame in event_tables.items()}
+    columns = {name: np.ones(len(key)) for name, key in keys.items()}
+    ids = pd.Index(tables["enterprises"]["enterprise_id"].sort_values())
 
     def floor_all() -> None:
-        for name, code in codes.items():
-            np.bincount(code, weights=columns[name], minlength=len(ids))
+        for name, key in keys.items():
+            np.bincount(key, weights=columns[name], minlength=n_enterprises)
 
     def floor_hazards_only() -> None:
-        np.bincount(codes["hazards"], weights=columns["hazards"], minlength=len(ids))
+        np.bincount(keys["hazards"], weights=columns["hazards"], minlength=n_enterprises)
 
     def id_mapping() -> None:
         for frame in event_tables.values():
@@ -272,24 +293,27 @@ def main(argv: list[str] | None = None) -> None:
 
     floor_hazards = measure(floor_hazards_only, args.repeat)
     floor_events = measure(floor_all, args.repeat)
-    mapping = measure(id_mapping, args.repeat)
     one = measure(lambda: build_features(tables, one_date), args.repeat)
     twelve = measure(lambda: build_features(tables, monthly), args.repeat)
+    one_by_id = measure(lambda: build_features(by_id, one_date), args.repeat)
+    mapping = measure(id_mapping, args.repeat)
 
     n_events = sum(len(frame) for frame in event_tables.values())
     print(f"load average at the end: {open('/proc/loadavg').read().split()[0]} (2 cores: more than 2 means contention)")
-    print(f"floor: np.bincount over hazards ({len(codes['hazards']):,} rows): {floor_hazards.wall * 1000:.0f} ms; "
+    print(f"floor: np.bincount over hazards ({len(keys['hazards']):,} rows): {floor_hazards.wall * 1000:.0f} ms; "
           f"over all {n_events:,} event rows: {floor_events.wall * 1000:.0f} ms wall "
           f"(user {floor_events.user * 1000:.0f} ms)")
-    print(f"mapping the event tables' string ids to enterprise codes alone (a step the build needs and the floor "
-          f"does not): {mapping}")
-    print(f"1 as-of date ({one_date[0].date()}): {one}, peak +{one.peak_mb:,.0f} MB")
+    print(f"1 as-of date ({one_date[0].date()}), frames with enterprise keys (as load_tables returns them): {one}, "
+          f"peak +{one.peak_mb:,.0f} MB")
     print(f"  ratio to the all-events floor: {_times(one.wall, floor_events.wall)} by wall time, "
-          f"{_times(one.user, floor_events.user)} by user CPU time, "
-          f"{_times(one.user - mapping.user, floor_events.user)} by user CPU time without the id mapping; "
+          f"{_times(one.user, floor_events.user)} by user CPU time; "
           f"{_times(one.wall, floor_hazards.wall)} the hazards-only floor by wall time")
     print(f"12 monthly dates ({monthly[0].date()} .. {monthly[-1].date()}): {twelve}, peak +{twelve.peak_mb:,.0f} MB; "
           f"{_times(twelve.wall, one.wall)} one date")
+    print(f"1 as-of date, frames without keys (from files or the simulator: enterprises found by their string ids): "
+          f"{one_by_id}, peak +{one_by_id.peak_mb:,.0f} MB; {_times(one_by_id.wall, floor_events.wall)} the floor "
+          f"by wall time, {_times(one_by_id.user, floor_events.user)} by user CPU time")
+    print(f"  of which mapping the event tables' string ids to enterprise codes: {mapping}")
 
 
 def _times(seconds: float, floor_seconds: float) -> str:

@@ -57,7 +57,7 @@ from features.catalog import (
     catalog_for,
     extra_features,
 )
-from features.contract import TABLE_BY_NAME, TABLES, accident_grade
+from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, accident_grade
 from features.errors import DataError, MissingInputError
 
 DEFAULT_SHRINKAGE_STRENGTH = 5.0
@@ -138,6 +138,19 @@ class ActiveRows:
     ids: pd.Index
     dates: pd.DatetimeIndex
     grid: Grid
+    code_of_key: np.ndarray | None = None  # code of each ``enterprise_key`` (-1: none), when the frame has keys
+
+    def codes(self, events: pd.DataFrame) -> np.ndarray:
+        """The code of each event's enterprise (int32; -1 when it is not one of the enterprises).
+
+        By ``enterprise_key`` when both frames carry the database's keys (one gather in a small array),
+        otherwise by ``enterprise_id`` (a hash lookup per event: on province-scale tables the costliest step).
+        """
+        keys = _integer_keys(events)
+        if self.code_of_key is not None and keys is not None and len(keys):
+            if keys.min() >= 0 and keys.max() < len(self.code_of_key):
+                return self.code_of_key[keys]
+        return _codes(events["enterprise_id"], self.ids)
 
     @property
     def index(self) -> pd.MultiIndex:
@@ -168,7 +181,29 @@ def active_rows(enterprises: pd.DataFrame, as_of_dates: object) -> ActiveRows:
     lookup = np.full(active.shape, -1, dtype=np.int64)
     lookup[group, date_index] = np.arange(len(group))
     grid = Grid(group.astype(np.int64), date_index.astype(np.int64), as_of_days[date_index], lookup)
-    return ActiveRows(ordered, pd.Index(ordered["enterprise_id"].astype("str")), dates, grid)
+    return ActiveRows(ordered, pd.Index(ordered["enterprise_id"].astype("str")), dates, grid, _code_of_key(ordered))
+
+
+def _integer_keys(frame: pd.DataFrame) -> np.ndarray | None:
+    """The frame's ``enterprise_key`` column as a numpy integer array, or None (absent, or with missing values)."""
+    if ENTERPRISE_KEY not in frame.columns or not pd.api.types.is_integer_dtype(frame[ENTERPRISE_KEY].dtype):
+        return None
+    if frame[ENTERPRISE_KEY].hasnans:
+        return None
+    return frame[ENTERPRISE_KEY].to_numpy(dtype=np.int64 if frame[ENTERPRISE_KEY].dtype.itemsize > 4 else np.int32)
+
+
+def _code_of_key(enterprises: pd.DataFrame) -> np.ndarray | None:
+    """``code_of_key[key]`` = row of the enterprise with that key in ``enterprises``, -1 for unused keys; None
+    when the keys cannot be trusted to identify enterprises (missing, negative, repeated, or too sparse)."""
+    keys = _integer_keys(enterprises)
+    if keys is None or not len(keys) or keys.min() < 0 or keys.max() > 4 * len(keys) + 1024:
+        return None
+    code_of_key = np.full(int(keys.max()) + 1, -1, dtype=np.int32)
+    code_of_key[keys] = np.arange(len(keys), dtype=np.int32)
+    if np.count_nonzero(code_of_key >= 0) != len(keys):  # a key used twice
+        return None
+    return code_of_key
 
 
 def _column(frame: pd.DataFrame, name: str, dtype: str | None = None) -> pd.Series:
@@ -249,7 +284,7 @@ class EventSource:
     def __init__(self, name: str, frame: pd.DataFrame, rows: ActiveRows, *, point_in_time: bool,
                  known_before: pd.Timestamp | None = None) -> None:
         spec = TABLE_BY_NAME[name]
-        code = _codes(frame["enterprise_id"], rows.ids)
+        code = rows.codes(frame)
         day, day_missing = _days(frame[spec.event_date])
         recorded, recorded_missing = _days(_column(frame, "recorded_on", "datetime64[ns]"))
         # Rows to drop, as a mask only when there are some: usually none, and a table-long mask is not free.

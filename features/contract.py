@@ -116,6 +116,13 @@ class TableSpec:
         raise KeyError(f"table {self.name!r} has no column {name!r}")
 
 
+ENTERPRISE_KEY = "enterprise_key"
+"""The database's integer surrogate of ``enterprise_id``: the importer gives each enterprise one (kept across
+re-imports) and writes it beside ``enterprise_id`` on every event row; :func:`features.store.load_tables` returns it.
+Not part of the files. It lets the feature build find an event's enterprise by a small-array gather instead of a
+string hash lookup per event."""
+
+
 def _id(name: str) -> Column:
     return Column(name, "id", required=True, nullable=False)
 

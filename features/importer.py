@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
-from features.contract import TABLES, TRUTH_TABLE
+from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, TRUTH_TABLE
 from features.errors import DataError, MissingInputError, RiskgradeError
 from features.schema import create_schema, quarantine
 from features.validate import (
@@ -465,6 +465,7 @@ def import_directory(
     imported_at = datetime.now(timezone.utc).replace(tzinfo=None)  # quarantine.imported_at is naive UTC
     results = []
     with engine.begin() as conn, closing(writer_type(conn)) as writer:
+        keys = _EnterpriseKeys(conn)
         files = iter_validated(
             sources,
             today=today,
@@ -480,7 +481,7 @@ def import_directory(
                 for result in reported(prefetched, source, progress):
                     book.record(result)
                     if len(result.good):
-                        writer.upsert(source.table, _db_frame(validator, result.good))
+                        writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
                     loaded += len(result.good)
             results.append(_table_import(source, validator, loaded))
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
@@ -489,6 +490,46 @@ def import_directory(
 def _enterprise_ids(conn: sa.Connection) -> pd.Index:
     ids = conn.execute(sa.text("SELECT enterprise_id FROM enterprises")).scalars().all()
     return pd.Index(ids, dtype="str")
+
+
+class _EnterpriseKeys:
+    """The integer ``enterprise_key`` of every stored enterprise (:data:`features.contract.ENTERPRISE_KEY`).
+
+    A new enterprise gets the next free key; a re-imported one keeps its own, so re-importing unchanged files
+    still changes nothing. Event rows get their enterprise's key (validation has already refused rows of unknown
+    enterprises). Read from the database on first use, inside the import's transaction.
+    """
+
+    def __init__(self, conn: sa.Connection):
+        self._conn = conn
+        self._key_of: pd.Series | None = None  # key by enterprise_id
+
+    def _keys(self) -> pd.Series:
+        if self._key_of is None:
+            rows = self._conn.execute(sa.text(f"SELECT enterprise_id, {ENTERPRISE_KEY} FROM enterprises")).all()
+            self._key_of = pd.Series([int(key) for _, key in rows], index=pd.Index([i for i, _ in rows], dtype="str"),
+                                     dtype="int64")
+        return self._key_of
+
+    def added(self, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (rows to write into ``table``) with its ``enterprise_key`` column; other tables unchanged."""
+        if table not in TABLE_BY_NAME:
+            return frame
+        key_of = self._keys()
+        ids = pd.Index(frame["enterprise_id"], dtype="str")
+        found = key_of.index.get_indexer(ids)
+        if table == "enterprises":
+            new = ids[found < 0].unique()
+            if len(new):
+                first = int(key_of.max()) + 1 if len(key_of) else 1
+                key_of = self._key_of = pd.concat(
+                    [key_of, pd.Series(range(first, first + len(new)), index=new, dtype="int64")])
+                found = key_of.index.get_indexer(ids)
+        if (found < 0).any():
+            missing = ids[found < 0][0]
+            raise DataError(f"{table}: enterprise_id {missing!r} has no stored enterprise (validation should "
+                            f"have refused the row)")
+        return frame.assign(**{ENTERPRISE_KEY: key_of.to_numpy()[found]})
 
 
 class _QuarantineBook:

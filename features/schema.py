@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from features.contract import TABLES, TRUTH_TABLE, Column, TableSpec
+from features.contract import ENTERPRISE_KEY, TABLES, TRUTH_TABLE, Column, TableSpec
 
 metadata = sa.MetaData()
 
@@ -37,8 +37,12 @@ def _contract_table(spec: TableSpec) -> sa.Table:
     if spec.extra_prefix:
         # Free-form extra columns (``x_*``) travel as one JSON object per row.
         columns.append(sa.Column("extras", sa.JSON(), nullable=True))
+    # The enterprise's integer surrogate, written by the importer (see features.contract.ENTERPRISE_KEY).
+    columns.append(sa.Column(ENTERPRISE_KEY, sa.Integer, nullable=True))
     indexes = []
-    if spec.name != "enterprises":
+    if spec.name == "enterprises":
+        indexes.append(sa.Index("ux_enterprises_enterprise_key", ENTERPRISE_KEY, unique=True))
+    else:
         indexes.append(sa.Index(f"ix_{spec.name}_enterprise_id", "enterprise_id"))
     return sa.Table(spec.name, metadata, *columns, *indexes, comment=spec.description)
 
@@ -72,5 +76,32 @@ quarantine = sa.Table(
 
 
 def create_schema(engine: sa.Engine) -> None:
-    """Create every table that does not exist yet (idempotent)."""
+    """Create every table that does not exist yet, and bring older contract tables up to date (idempotent)."""
     metadata.create_all(engine)
+    _add_enterprise_keys(engine)
+
+
+def _add_enterprise_keys(engine: sa.Engine) -> None:
+    """Databases made before ``enterprise_key`` existed: add the column and fill it (enterprises numbered in
+    ``enterprise_id`` order, events from their enterprise), in one transaction."""
+    inspector = sa.inspect(engine)
+    lacking = [name for name in CONTRACT_TABLES
+               if ENTERPRISE_KEY not in {c["name"] for c in inspector.get_columns(name)}]
+    if not lacking:
+        return
+    with engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        key = quote(ENTERPRISE_KEY)
+        for name in lacking:
+            conn.execute(sa.text(f"ALTER TABLE {quote(name)} ADD COLUMN {key} INTEGER"))
+        if "enterprises" in lacking:
+            conn.execute(sa.text(
+                f"UPDATE enterprises SET {key} = numbered.n FROM (SELECT enterprise_id, "
+                f"row_number() OVER (ORDER BY enterprise_id) AS n FROM enterprises) AS numbered "
+                f"WHERE enterprises.enterprise_id = numbered.enterprise_id"))
+            conn.execute(sa.text(f"CREATE UNIQUE INDEX ux_enterprises_enterprise_key ON enterprises ({key})"))
+        for name in lacking:
+            if name != "enterprises":
+                conn.execute(sa.text(
+                    f"UPDATE {quote(name)} SET {key} = (SELECT e.{key} FROM enterprises AS e "
+                    f"WHERE e.enterprise_id = {quote(name)}.enterprise_id)"))

@@ -8,6 +8,8 @@
 Frames are canonical (:func:`features.frames.canonical_frame`): contract columns in canonical dtypes,
 ``recorded_on`` filled with the event date where empty, and the enterprises' ``x_*`` extras as ordinary
 columns (sorted by name) — numeric (``float64``) when every non-empty value is a number, text otherwise.
+Frames read from the database end with ``enterprise_key`` (:data:`features.contract.ENTERPRISE_KEY`, int32),
+with which the feature build finds each event's enterprise without hashing its ``enterprise_id``.
 Rows come sorted by key. An optional table that is absent or empty is left out of the mapping (the bureau
 has no such data: its features are absent, not zero); ``enterprises`` and ``inspections`` are always there.
 """
@@ -29,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from features.contract import TABLE_BY_NAME, TABLES, TRUTH_TABLE
+from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, TRUTH_TABLE
 from features.frames import canonical_frame, spec_for
 from features.importer import Progress, find_sources, iter_validated, reported
 from features.schema import quarantine
@@ -52,28 +54,37 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None) -> dict[
     databases through SQLAlchemy. Both ways give the same frames.
     """
     names = _table_names(tables)
+    keyed = _tables_with_keys(engine, names)
     out = {}
     with _adbc_connection(engine) as adbc:
         for name in names:
-            frame = _read_adbc(adbc, name) if adbc is not None else None
+            frame = _read_adbc(adbc, name, name in keyed) if adbc is not None else None
             if frame is None:
-                frame = _read_sqlalchemy(engine, name)
+                frame = _read_sqlalchemy(engine, name, name in keyed)
             if frame.empty and not spec_for(name).required_file:
                 continue
             out[name] = _canonical(name, frame)
     return out
 
 
-def _stored_columns(table: str) -> list[str]:
+def _tables_with_keys(engine: sa.Engine, names: Iterable[str]) -> set[str]:
+    """The contract tables whose rows carry ``enterprise_key`` (all, unless the database predates it and
+    nothing has been imported since)."""
+    inspector = sa.inspect(engine)
+    return {name for name in names if name in TABLE_BY_NAME and inspector.has_table(name)
+            and ENTERPRISE_KEY in {c["name"] for c in inspector.get_columns(name)}}
+
+
+def _stored_columns(table: str, with_key: bool = False) -> list[str]:
     spec = spec_for(table)
-    return list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else [])
+    return list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else []) + ([ENTERPRISE_KEY] if with_key else [])
 
 
-def _read_sqlalchemy(engine: sa.Engine, table: str) -> pd.DataFrame:
+def _read_sqlalchemy(engine: sa.Engine, table: str, with_key: bool = False) -> pd.DataFrame:
     """``table`` through the engine's own driver, in canonical dtypes (not yet sorted)."""
     reader = _READERS.get(engine.dialect.name, _read_generic)
     with engine.connect() as conn:
-        return _typed(table, reader(conn, table, _stored_columns(table)))
+        return _typed(table, reader(conn, table, _stored_columns(table, with_key)))
 
 
 def read_directory(
@@ -188,12 +199,12 @@ def _adbc_connect(url: sa.URL) -> _Adbc | None:
     return None
 
 
-def _read_adbc(adbc: _Adbc, table: str) -> pd.DataFrame | None:
+def _read_adbc(adbc: _Adbc, table: str, with_key: bool = False) -> pd.DataFrame | None:
     """``table`` in canonical dtypes (not yet sorted), or ``None`` if the driver failed (then the caller reads
     it through SQLAlchemy, where a real problem with the database shows)."""
     import adbc_driver_manager
 
-    columns = _stored_columns(table)
+    columns = _stored_columns(table, with_key)
     query = f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}"
     try:
         with adbc.connection.cursor() as cursor:
@@ -240,6 +251,8 @@ def _typed_arrow(table: str, arrow: pa.Table) -> pd.DataFrame:
     spec = spec_for(table)
     typed = pa.table({c.name: _arrow_column(arrow.column(c.name), c.kind) for c in spec.columns})
     frame = typed.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
+    if ENTERPRISE_KEY in arrow.column_names:
+        frame[ENTERPRISE_KEY] = _keys(pd.Series(arrow.column(ENTERPRISE_KEY).to_pandas(), index=frame.index))
     if _EXTRAS not in arrow.column_names:
         return frame
     texts = arrow.column(_EXTRAS)
@@ -308,7 +321,16 @@ def _typed(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         extras = _expand_extras(frame[_EXTRAS])
         for name in extras.columns:
             out[name] = extras[name]
+    if ENTERPRISE_KEY in frame.columns:
+        out[ENTERPRISE_KEY] = _keys(frame[ENTERPRISE_KEY])
     return pd.DataFrame(out, index=frame.index)
+
+
+def _keys(values: pd.Series) -> pd.Series:
+    """``enterprise_key`` values: plain int32 when every row has one (as the importer writes them), else a
+    nullable Int32 (rows written by other means; the feature build then maps by ``enterprise_id``)."""
+    numbers = pd.to_numeric(values)
+    return numbers.astype("int32") if numbers.notna().all() else numbers.astype("Int32")
 
 
 def _to_date(values: pd.Series) -> pd.Series:
@@ -350,10 +372,13 @@ def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical frame sorted by key, ``x_*`` extras numeric where every value is a number."""
     frame = frame.sort_values(list(key_columns(table)), kind="stable")
     result = canonical_frame(table, frame)
+    if ENTERPRISE_KEY in frame.columns:
+        result[ENTERPRISE_KEY] = frame[ENTERPRISE_KEY].reset_index(drop=True)
     prefix = spec_for(table).extra_prefix
     if prefix:
         extras = sorted(c for c in result.columns if c.startswith(prefix))
-        result = result[[c for c in result.columns if c not in extras] + extras]
+        result = result[[c for c in result.columns if c not in extras and c != ENTERPRISE_KEY] + extras
+                        + ([ENTERPRISE_KEY] if ENTERPRISE_KEY in result.columns else [])]
         for name in extras:
             result[name] = _extra_values(result[name])
     return result

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from features.contract import SECTOR_BY_CODE, SECTORS
+from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
 from scoring.tables import (
     create_scoring_tables,
@@ -190,6 +190,7 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
                         f"(check the id, e.g. with riskgrade rank)")
     enterprise = dict(row) if row is not None else {"enterprise_id": eid}
     enterprise.pop("extras", None)
+    enterprise.pop(ENTERPRISE_KEY, None)  # the database's own surrogate, not the planner's business
     sector = enterprise.get("sector")
     if sector in SECTOR_BY_CODE:
         enterprise["sector_zh"] = SECTOR_BY_CODE[sector].label_zh

@@ -31,10 +31,13 @@ def test_features_benchmark_reports_the_floor_ratios():
     out = _run("features.py", "--enterprises", "2000", "--inspections", "20000", "--hazards", "60000", "--repeat", "1")
 
     assert re.search(r"floor: np\.bincount over hazards \(60,000 rows\)", out)
-    assert re.search(r"1 as-of date \(\d{4}-\d{2}-\d{2}\): [\d.]+ s wall \(user [\d.]+ s, system [\d.]+ s\)", out)
+    timed = r"[\d.]+ s wall \(user [\d.]+ s, system [\d.]+ s; [\d,]+k page faults\)"
+    assert re.search(rf"1 as-of date \(\d{{4}}-\d{{2}}-\d{{2}}\), frames with enterprise keys .*: {timed}", out)
     ratio = r"([\d.]+x|n/a \(floor below the clock's resolution\))"  # a toy floor can take under a clock tick
     assert re.search(rf"ratio to the all-events floor: {ratio} by wall time, {ratio} by user CPU time", out)
     assert re.search(r"12 monthly dates .*; [\d.]+x one date", out)
+    assert re.search(rf"1 as-of date, frames without keys .*: {timed}, peak .*; {ratio} the floor by wall time", out)
+    assert re.search(rf"of which mapping the event tables' string ids to enterprise codes: {timed}", out)
 
 
 def test_oracle_gap_ladder_runs_from_the_models_to_the_oracle(tmp_path):

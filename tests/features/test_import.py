@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.contract import TABLES
+from features.contract import ENTERPRISE_KEY, TABLES
 from features.db import connect
 from features.errors import DataError, MissingInputError
 from features.frames import canonical_dtype
 from features.importer import ImportSummary, import_directory
-from features.schema import CONTRACT_TABLES, quarantine, truth
+from features.schema import CONTRACT_TABLES, create_schema, quarantine, truth
 from features.store import load_tables, quarantine_frame, read_directory
 from features.validate import TableValidator, ValidationContext, check_header
 
@@ -495,13 +495,59 @@ def test_load_tables_round_trips_canonical_dtypes_and_extras(engine, world):
             assert str(frame[column.name].dtype) == str(pd.Series(dtype=canonical_dtype(column.kind)).dtype), \
                 (name, column.name)
     enterprises = tables["enterprises"]
-    assert list(enterprises.columns[-2:]) == ["x_note", "x_size"]
+    assert list(enterprises.columns[-3:]) == ["x_note", "x_size", "enterprise_key"]
     assert enterprises.x_size.dtype == "float64" and enterprises.x_size.tolist() == [3.5, 12.0]
     assert enterprises.x_note.iloc[0] == "老厂" and pd.isna(enterprises.x_note.iloc[1])
     inspections = tables["inspections"].set_index("inspection_id")
     assert inspections.recorded_on.to_dict() == {  # empty recorded_on = the event date
         "I1": pd.Timestamp("2024-03-26"), "I2": pd.Timestamp("2024-04-01")}
     assert inspections.exam_takers.isna().tolist() == [False, True]
+
+
+def assert_keys_match_ids(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Every event row carries its enterprise's key; keys are distinct int32. Returns the key by id."""
+    enterprises = tables["enterprises"]
+    assert enterprises[ENTERPRISE_KEY].dtype == "int32" and enterprises[ENTERPRISE_KEY].is_unique
+    key_of = dict(zip(enterprises["enterprise_id"], enterprises[ENTERPRISE_KEY]))
+    for name, frame in tables.items():
+        assert frame[ENTERPRISE_KEY].dtype == "int32", name
+        assert frame[ENTERPRISE_KEY].tolist() == frame["enterprise_id"].map(key_of).tolist(), name
+    return key_of
+
+
+def test_enterprise_keys_stay_with_their_enterprise_across_imports(engine, world, tmp_path):
+    import_directory(engine, world, today=TODAY)
+    before = assert_keys_match_ids(load_tables(engine))
+
+    more = write_files(tmp_path / "more", {
+        "enterprises.csv": "enterprise_id,sector\nE0,gas\nE9,gas\n",  # sort before and after the others
+        "inspections.csv": "inspection_id,enterprise_id,inspected_on\nI90,E0,2025-01-02\nI91,E9,2025-01-03\n",
+    })
+    import_directory(engine, more, today=TODAY)
+    import_directory(engine, world, today=TODAY)
+
+    after = assert_keys_match_ids(load_tables(engine))
+    assert {i: after[i] for i in before} == before  # kept, whatever was imported since
+    assert {after["E0"], after["E9"]} == {max(before.values()) + 1, max(before.values()) + 2}
+
+
+def test_a_database_made_before_enterprise_keys_gets_them(engine, world):
+    import_directory(engine, world, today=TODAY)
+    expected = load_tables(engine)
+    with engine.begin() as conn:  # the schema of an earlier version: no key column, no key index
+        conn.execute(sa.text("DROP INDEX ux_enterprises_enterprise_key"))
+        for name in CONTRACT_TABLES:
+            conn.execute(sa.text(f"ALTER TABLE {name} DROP COLUMN {ENTERPRISE_KEY}"))
+    unkeyed = load_tables(engine)
+    assert all(ENTERPRISE_KEY not in frame.columns for frame in unkeyed.values())
+    pd.testing.assert_frame_equal(unkeyed["hazards"], expected["hazards"].drop(columns=ENTERPRISE_KEY))
+
+    create_schema(engine)
+    create_schema(engine)  # idempotent
+
+    upgraded = load_tables(engine)
+    assert_keys_match_ids(upgraded)
+    assert sorted(upgraded["enterprises"][ENTERPRISE_KEY]) == list(range(1, len(upgraded["enterprises"]) + 1))
 
 
 def test_load_tables_keeps_required_tables_even_when_empty(engine):
@@ -520,8 +566,8 @@ def test_read_directory_validates_like_the_import(engine, world):
     assert quarantine_set(refused) == quarantine_set(quarantine_frame(engine))
     stored = load_tables(engine)
     assert tables.keys() == stored.keys()
-    for name in tables:
-        pd.testing.assert_frame_equal(tables[name], stored[name])
+    for name in tables:  # the same frames, but for the database's own enterprise keys
+        pd.testing.assert_frame_equal(tables[name], stored[name].drop(columns=ENTERPRISE_KEY))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -248,6 +248,38 @@ def test_every_feature_equals_the_reference(seed):
     assert_same_features(build_features(world, AS_OF), Reference(world).frame(AS_OF))
 
 
+def with_keys(world: dict[str, pd.DataFrame], seed: int, dtype: str = "int32") -> dict[str, pd.DataFrame]:
+    """The world as :func:`features.store.load_tables` gives it: each enterprise a random (sparse) integer
+    ``enterprise_key``, written beside ``enterprise_id`` on every event row."""
+    rng = np.random.default_rng(seed)
+    enterprises = world["enterprises"]
+    key_of = dict(zip(enterprises["enterprise_id"], rng.permutation(3 * len(enterprises))[:len(enterprises)] + 1))
+    return {name: frame.assign(enterprise_key=frame["enterprise_id"].map(key_of).astype(dtype))
+            for name, frame in world.items()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_enterprise_keys_give_the_same_features_as_ids(seed):
+    world = random_world(seed, drop_optional=False)
+    by_id = build_features(world, AS_OF)
+    keyed = with_keys(world, seed)
+    assert_same_features(build_features(keyed, AS_OF), by_id)
+    # Keys the build cannot trust (missing on some enterprise) fall back to the ids, with the same result.
+    untrusted = dict(keyed, enterprises=keyed["enterprises"].assign(
+        enterprise_key=keyed["enterprises"]["enterprise_key"].astype("Int32").mask(lambda k: k.index == 0)))
+    assert_same_features(build_features(untrusted, AS_OF), by_id)
+
+
+def test_a_key_out_of_range_falls_back_to_the_ids():
+    world = random_world(3, drop_optional=False)
+    keyed = with_keys(world, 3, dtype="int64")
+    stray = keyed["inspections"].iloc[[0]].assign(inspection_id="I-stray", enterprise_id="nobody",
+                                                  enterprise_key=10**6)
+    built = build_features(dict(keyed, inspections=pd.concat([keyed["inspections"], stray])), AS_OF)
+    assert_same_features(built, build_features(world, AS_OF))
+
+
 @pytest.mark.parametrize("shrinkage", [0.0, 1.5])
 def test_reference_agrees_for_other_shrinkage(shrinkage):
     for seed in range(5):
