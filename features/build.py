@@ -139,6 +139,7 @@ class ActiveRows:
     dates: pd.DatetimeIndex
     grid: Grid
     code_of_key: np.ndarray | None = None  # code of each ``enterprise_key`` (-1: none), when the frame has keys
+    keys_in_id_order: bool = False  # the enterprises' keys are consecutive in id order: code = key - first key
 
     def codes(self, events: pd.DataFrame) -> np.ndarray:
         """The code of each event's enterprise (int32; -1 when it is not one of the enterprises).
@@ -149,6 +150,9 @@ class ActiveRows:
         keys = _integer_keys(events)
         if self.code_of_key is not None and keys is not None and len(keys):
             if keys.min() >= 0 and keys.max() < len(self.code_of_key):
+                if self.keys_in_id_order:  # (a first import numbers them so) the code is the key shifted: no gather
+                    codes = np.subtract(keys, len(self.code_of_key) - len(self.ids), dtype=np.int32)
+                    return np.maximum(codes, -1, out=codes)  # keys below the first: no enterprise of the frame
                 return self.code_of_key[keys]
         return _codes(events["enterprise_id"], self.ids)
 
@@ -181,7 +185,11 @@ def active_rows(enterprises: pd.DataFrame, as_of_dates: object) -> ActiveRows:
     lookup = np.full(active.shape, -1, dtype=np.int64)
     lookup[group, date_index] = np.arange(len(group))
     grid = Grid(group.astype(np.int64), date_index.astype(np.int64), as_of_days[date_index], lookup)
-    return ActiveRows(ordered, pd.Index(ordered["enterprise_id"].astype("str")), dates, grid, _code_of_key(ordered))
+    code_of_key = _code_of_key(ordered)
+    keys_in_id_order = code_of_key is not None and bool(
+        np.array_equal(code_of_key[len(code_of_key) - len(ordered):], np.arange(len(ordered))))
+    return ActiveRows(ordered, pd.Index(ordered["enterprise_id"].astype("str")), dates, grid, code_of_key,
+                      keys_in_id_order)
 
 
 def _integer_keys(frame: pd.DataFrame) -> np.ndarray | None:

@@ -519,7 +519,7 @@ class _EnterpriseKeys:
         ids = pd.Index(frame["enterprise_id"], dtype="str")
         found = key_of.index.get_indexer(ids)
         if table == "enterprises":
-            new = ids[found < 0].unique()
+            new = ids[found < 0].unique().sort_values()  # in id order: the feature build then needs no lookup
             if len(new):
                 first = int(key_of.max()) + 1 if len(key_of) else 1
                 key_of = self._key_of = pd.concat(

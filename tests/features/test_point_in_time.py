@@ -271,13 +271,30 @@ def test_enterprise_keys_give_the_same_features_as_ids(seed):
     assert_same_features(build_features(untrusted, AS_OF), by_id)
 
 
-def test_a_key_out_of_range_falls_back_to_the_ids():
+def in_id_order(world: dict[str, pd.DataFrame], first: int) -> dict[str, pd.DataFrame]:
+    """Keys as a first import gives them: consecutive in ``enterprise_id`` order, from ``first``."""
+    ids = sorted(world["enterprises"]["enterprise_id"])
+    key_of = {enterprise: first + i for i, enterprise in enumerate(ids)}
+    return {name: frame.assign(enterprise_key=frame["enterprise_id"].map(key_of).astype("int32"))
+            for name, frame in world.items()}
+
+
+@pytest.mark.parametrize("stray_key", [10**6, 0])  # beyond every key (ids used instead); below the first key
+@pytest.mark.parametrize("keys", ["random", "in id order"])
+def test_an_event_with_a_key_of_no_enterprise_is_ignored(keys, stray_key):
     world = random_world(3, drop_optional=False)
-    keyed = with_keys(world, 3, dtype="int64")
+    keyed = with_keys(world, 3, dtype="int64") if keys == "random" else in_id_order(world, first=5)
     stray = keyed["inspections"].iloc[[0]].assign(inspection_id="I-stray", enterprise_id="nobody",
-                                                  enterprise_key=10**6)
+                                                  enterprise_key=stray_key)
     built = build_features(dict(keyed, inspections=pd.concat([keyed["inspections"], stray])), AS_OF)
     assert_same_features(built, build_features(world, AS_OF))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_keys_in_id_order_give_the_same_features_as_ids(seed):
+    world = random_world(seed, drop_optional=False)
+    assert_same_features(build_features(in_id_order(world, first=1), AS_OF), build_features(world, AS_OF))
 
 
 @pytest.mark.parametrize("shrinkage", [0.0, 1.5])
