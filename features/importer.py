@@ -507,9 +507,20 @@ class _EnterpriseKeys:
     def _keys(self) -> pd.Series:
         if self._key_of is None:
             rows = self._conn.execute(sa.text(f"SELECT enterprise_id, {ENTERPRISE_KEY} FROM enterprises")).all()
-            self._key_of = pd.Series([int(key) for _, key in rows], index=pd.Index([i for i, _ in rows], dtype="str"),
+            keyed = [(i, int(key)) for i, key in rows if key is not None]
+            self._key_of = pd.Series([key for _, key in keyed], index=pd.Index([i for i, _ in keyed], dtype="str"),
                                      dtype="int64")
+            unkeyed = sorted(i for i, key in rows if key is None)  # rows written by other means than the import
+            if unkeyed:
+                self._number(pd.Index(unkeyed, dtype="str"))
+                self._conn.execute(
+                    sa.text(f"UPDATE enterprises SET {ENTERPRISE_KEY} = :key WHERE enterprise_id = :id"),
+                    [{"key": int(self._key_of[i]), "id": i} for i in unkeyed])
         return self._key_of
+
+    def _number(self, new: pd.Index) -> None:
+        first = int(self._key_of.max()) + 1 if len(self._key_of) else 1
+        self._key_of = pd.concat([self._key_of, pd.Series(range(first, first + len(new)), index=new, dtype="int64")])
 
     def added(self, table: str, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` (rows to write into ``table``) with its ``enterprise_key`` column; other tables unchanged."""
@@ -521,9 +532,8 @@ class _EnterpriseKeys:
         if table == "enterprises":
             new = ids[found < 0].unique().sort_values()  # in id order: the feature build then needs no lookup
             if len(new):
-                first = int(key_of.max()) + 1 if len(key_of) else 1
-                key_of = self._key_of = pd.concat(
-                    [key_of, pd.Series(range(first, first + len(new)), index=new, dtype="int64")])
+                self._number(new)
+                key_of = self._key_of
                 found = key_of.index.get_indexer(ids)
         if (found < 0).any():
             missing = ids[found < 0][0]

@@ -531,6 +531,21 @@ def test_enterprise_keys_stay_with_their_enterprise_across_imports(engine, world
     assert {after["E0"], after["E9"]} == {max(before.values()) + 1, max(before.values()) + 2}
 
 
+def test_enterprises_stored_without_a_key_get_one_at_the_next_import(engine, world, tmp_path):
+    import_directory(engine, world, today=TODAY)
+    with engine.begin() as conn:  # written by some other tool than the import
+        conn.execute(sa.text("INSERT INTO enterprises (enterprise_id, sector) VALUES ('E7', 'gas')"))
+    events = write_files(tmp_path / "events", {
+        "enterprises.csv": "enterprise_id,sector\n",
+        "inspections.csv": "inspection_id,enterprise_id,inspected_on\nI70,E7,2025-01-02\n",
+    })
+
+    import_directory(engine, events, today=TODAY)
+
+    key_of = assert_keys_match_ids(load_tables(engine))
+    assert key_of["E7"] == max(key_of.values())
+
+
 def test_a_database_made_before_enterprise_keys_gets_them(engine, world):
     import_directory(engine, world, today=TODAY)
     expected = load_tables(engine)
