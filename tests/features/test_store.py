@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from datetime import date
 
 import pandas as pd
@@ -230,3 +231,22 @@ def test_adbc_is_used_only_for_file_sqlite_and_postgresql():
     assert store._adbc_connect(sa.make_url("sqlite://")) is None
     assert store._adbc_connect(sa.make_url("sqlite:///:memory:")) is None
     assert store._adbc_connect(sa.make_url("mysql://u@h/db")) is None
+
+
+def test_features_from_the_database_equal_features_from_the_files(db_url):
+    """The database's enterprise keys (the build's fast path) give exactly the features of the files' ids."""
+    from features import build_features
+    from features.build import active_rows
+
+    sample = Path(__file__).resolve().parents[2] / "data_samples" / "sample"
+    today = date(2026, 1, 1)
+    engine = connect(db_url)
+    import_directory(engine, sample, today=today)
+    stored = load_tables(engine)
+    engine.dispose()
+    files, _refused = read_directory(sample, today=today)
+    as_of = [pd.Timestamp("2025-01-01"), pd.Timestamp("2025-07-01")]
+
+    rows = active_rows(stored["enterprises"], as_of)
+    assert rows.code_of_key is not None and rows.keys_in_id_order  # a first import numbers them in id order
+    pd.testing.assert_frame_equal(build_features(stored, as_of), build_features(files, as_of))
