@@ -346,6 +346,20 @@ class EventSource:
             self._equals[key] = (values == value).to_numpy(dtype=bool, na_value=False)
         return self._equals[key]
 
+    def weights(self, quantity: Quantity) -> np.ndarray | None:
+        """What each event adds to a sum of ``quantity``: its value (None: 1, a plain count), times
+        ``2 ** ((day - last as-of day) / half-life)`` when recency-weighted. Multiplying a window's sum by
+        ``2 ** ((last as-of day - a) / half-life)`` then gives each event its weight as of ``a`` (see
+        :meth:`FeatureContext.window_sum`). Past events get factors below 1, so cumulative sums stay
+        dominated by recent events and window differences keep their precision."""
+        if quantity.half_life_days is None:
+            return self.values(quantity.value) if quantity.value else None
+        key = f"{quantity.value or ''} × recency {quantity.half_life_days}"
+        if key not in self._values:
+            growth = np.exp2((self.day - self._as_of_days.max()) / quantity.half_life_days)
+            self._values[key] = growth * self.values(quantity.value) if quantity.value else growth
+        return self._values[key]
+
     def values(self, column: str) -> np.ndarray:
         """A value column as float64, missing values as 0 (they add nothing to sums)."""
         if column not in self._values:
@@ -579,7 +593,7 @@ class FeatureContext:
         """Sum of the quantity over events dated before each cut day, per group (``[groups, cuts]``)."""
         source = self.source(quantity.source)
         selected = source.mask(quantity.where)
-        unfiltered = Quantity(quantity.source, value=quantity.value)
+        unfiltered = Quantity(quantity.source, value=quantity.value, half_life_days=quantity.half_life_days)
         # A filter that keeps every event (e.g. "level in (general, major)") shares the unfiltered matrix.
         key = (quantity if selected is not None else unfiltered, grouping, cuts.offsets)
         if key in self._kept_matrices:
@@ -588,7 +602,7 @@ class FeatureContext:
             self._matrices.move_to_end(key)
             return self._matrices[key]
         bins = self._bins(quantity.source, grouping, cuts)
-        weights = source.values(quantity.value) if quantity.value else None
+        weights = source.weights(quantity)
         rows_of = self._matrix_rows(quantity.source, grouping)
         n_rows = self.grid(grouping).n_groups if rows_of is None else int(rows_of.max()) + 1
         if grouping != "enterprise":
@@ -642,20 +656,24 @@ class FeatureContext:
         """Per row, the quantity over events dated in ``[a - start_days, a - end_days)`` and known before ``a``.
 
         ``a`` is the row's as-of date. Negative offsets look forward (labels: ``start_days=0,
-        end_days=-horizon``). Zero where the group has no such events; int64 for counts, float64 for sums.
+        end_days=-horizon``). Zero where the group has no such events; int64 for counts, float64 for sums
+        (and for recency-weighted counts).
         """
         cuts = self._cuts_for((start_days, end_days))
         sums_before = self._cumulative(quantity, grouping, cuts).ravel()
         total = sums_before[self._read_index(quantity.source, grouping, cuts, end_days)]
         total -= sums_before[self._read_index(quantity.source, grouping, cuts, start_days)]
         events, row = self._inflight_rows(quantity.source, quantity.where, grouping)
+        source = self.source(quantity.source)
         if len(events):
-            source = self.source(quantity.source)
             as_of = self.grid(grouping).day[row]
             day = source.day[events]
             in_window = (day >= as_of - start_days) & (day < as_of - end_days)
-            weights = source.values(quantity.value)[events[in_window]] if quantity.value else 1
-            np.subtract.at(total, row[in_window], weights)
+            weights = source.weights(quantity)
+            np.subtract.at(total, row[in_window], 1 if weights is None else weights[events[in_window]])
+        if quantity.half_life_days is not None:  # from weights relative to the last as-of date to weights as of a
+            # (not in place: np.bincount of no events at all gives integer zeros, whatever the weights)
+            total = total * np.exp2((self.as_of_days.max() - self.grid(grouping).day) / quantity.half_life_days)
         return total
 
     def count_before(self, name: str, table: str,
@@ -945,7 +963,8 @@ def _age_years(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     return np.where(missing[grid.group], np.nan, age)
 
 
-def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_days: int) -> np.ndarray:
+def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_days: int, *,
+                 relative: bool = False) -> np.ndarray:
     """Empirical-Bayes rate of ``measure`` per ``per`` over ``[a - start, a - end)``, shrunk to the sector.
 
     ``rate = (x + m·μ) / (n + m)``: ``x`` the enterprise's count (e.g. major hazards), ``n`` its exposure
@@ -953,12 +972,13 @@ def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_day
     enterprises of the same sector at the same as-of date. This is the posterior mean of a Poisson rate
     under a Gamma prior with mean ``μ`` and weight ``m``: an enterprise with little exposure is pulled
     toward its sector's mean, with none it gets the mean. ``m = 0`` gives the raw ratio (NaN when
-    ``n = 0``); NaN too where the sector has no exposure at all.
+    ``n = 0``); NaN too where the sector has no exposure at all. ``relative=True`` divides by ``μ``: the
+    rate as a multiple of the sector's, comparable across sectors whose base rates differ several-fold.
     """
     x = ctx.window_sum(feature.measure, start_days, end_days)
     n = ctx.window_sum(feature.per, start_days, end_days)
     m = ctx.shrinkage_strength
-    if m == 0:
+    if m == 0 and not relative:
         return _ratio(x, n)
     sector, n_sectors = ctx.group_of_enterprise("sector")
     grid = ctx.rows.grid
@@ -968,13 +988,20 @@ def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_day
     cells = n_sectors * n_dates
     mean = _ratio(np.bincount(cell[known], x[known], cells), np.bincount(cell[known], n[known], cells))
     prior = np.where(known, mean[np.maximum(cell, 0)], np.nan)
-    return (x + m * prior) / (n + m)
+    rate = _ratio(x, n) if m == 0 else (x + m * prior) / (n + m)
+    return _ratio(rate, prior) if relative else rate
 
 
 @aggregation("shrunk_rate", stage="cross_enterprise")
 def _shrunk_rate_window(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     """Shrunk rate over ``[a - window, a)`` (see :func:`_shrunk_rate`)."""
     return _shrunk_rate(ctx, feature, feature.window_days, 0)
+
+
+@aggregation("relative_rate", stage="cross_enterprise")
+def _relative_rate(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Shrunk rate over ``[a - window, a)`` as a multiple of the sector mean (see :func:`_shrunk_rate`)."""
+    return _shrunk_rate(ctx, feature, feature.window_days, 0, relative=True)
 
 
 @aggregation("rate_change", stage="cross_enterprise", offsets=_trend_offsets)

@@ -68,16 +68,22 @@ class Where:
 
 @dataclass(frozen=True)
 class Quantity:
-    """What is summed over events of ``source`` matching ``where``: ``value`` (a column) or a count."""
+    """What is summed over events of ``source`` matching ``where``: ``value`` (a column) or a count.
+
+    With ``half_life_days`` each event is weighted by ``0.5 ** (days before the as-of date / half_life_days)``:
+    recent events count fully, older ones fade (a firm's current level rather than its whole history).
+    """
 
     source: str
     where: tuple[Where, ...] = ()
     value: str | None = None
+    half_life_days: int | None = None
 
     def __str__(self) -> str:
         what = f"sum of {self.value}" if self.value else "count"
         where = " and ".join(str(w) for w in self.where)
-        return f"{what} of {self.source}" + (f" where {where}" if where else "")
+        decay = f", weighted by recency (half-life {self.half_life_days} days)" if self.half_life_days else ""
+        return f"{what} of {self.source}" + (f" where {where}" if where else "") + decay
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class Feature:
     levels: tuple[str, ...] = ()
     group_by: str | None = None
     kind: Literal["numeric", "categorical"] = "numeric"
+    half_life_days: int | None = None  # recency weighting of the measure (see Quantity)
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 0, 1):
@@ -111,11 +118,13 @@ class Feature:
             raise ValueError(f"feature {self.name!r}: a categorical feature has no risk direction")
         if self.window_days is not None and self.window_days <= 0:
             raise ValueError(f"feature {self.name!r}: window_days must be positive, got {self.window_days}")
+        if self.half_life_days is not None and self.half_life_days <= 0:
+            raise ValueError(f"feature {self.name!r}: half_life_days must be positive, got {self.half_life_days}")
 
     @property
     def measure(self) -> Quantity:
         """The quantity aggregated: events of ``source`` matching ``where``, summing ``value`` or counting."""
-        return Quantity(self.source, self.where, self.value)
+        return Quantity(self.source, self.where, self.value, self.half_life_days)
 
     def description(self, lang: str = "zh") -> str:
         if lang not in ("zh", "en"):
@@ -137,6 +146,8 @@ def _en_window(days: int) -> str:
 
 
 _ALL_INSPECTIONS = Quantity("inspections")
+_LONG_RECORD_DAYS = 1825
+_HALF_LIFE_DAYS = 365
 _MAJOR = (Where("level", ("major",)),)
 _GENERAL = (Where("level", ("general",)),)
 _ANY_LEVEL = (Where("level", HAZARD_LEVELS),)
@@ -203,6 +214,15 @@ def _hazard_features(windows: Sequence[int]) -> tuple[Feature, ...]:
                     where=where, per=_ALL_INSPECTIONS,
                 ),
             ]
+    # The firm's current level over a long record (five years, recent years weighing most), relative to its
+    # sector so that one scale serves every sector.
+    features.append(Feature(
+        f"hazards_per_inspection_vs_sector_{_LONG_RECORD_DAYS}d", "hazards", _LONG_RECORD_DAYS, "relative_rate", 1,
+        f"近{_LONG_RECORD_DAYS}天每次检查发现的隐患数与行业均值之比（近期加权，半衰期{_HALF_LIFE_DAYS}天，向行业均值收缩）",
+        f"Hazards per inspection {_en_window(_LONG_RECORD_DAYS)} as a multiple of the sector mean, weighted toward "
+        f"recent ones (half-life {_HALF_LIFE_DAYS} days) and shrunk toward the sector mean",
+        half_life_days=_HALF_LIFE_DAYS, per=Quantity("inspections", half_life_days=_HALF_LIFE_DAYS),
+    ))
     return tuple(features)
 
 
@@ -491,6 +511,7 @@ def catalog_frame(catalog: Sequence[Feature] = CATALOG) -> pd.DataFrame:
             "kind": f.kind,
             "measure": str(f.measure) if f.source != "enterprises" else f"column {f.value}",
             "per": str(f.per) if f.per else None,
+            "half_life_days": f.half_life_days,
             "group_by": f.group_by,
             "levels": ", ".join(f.levels) if f.levels else None,
             "description_zh": f.description_zh,
@@ -500,4 +521,5 @@ def catalog_frame(catalog: Sequence[Feature] = CATALOG) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows)
     frame["window_days"] = frame["window_days"].astype("Int64")
+    frame["half_life_days"] = frame["half_life_days"].astype("Int64")
     return frame.set_index("name")

@@ -71,15 +71,17 @@ class Reference:
                 if ev["enterprise_id"] == enterprise_id and ev[date] < a and ev["recorded_on"] < a]
 
     def count(self, table: str, enterprise_id: str, a: pd.Timestamp, start: int, end: int = 0,
-              keep=lambda ev: True, value=None) -> float:
-        """Sum of value (or count) over known events with a - start <= date < a - end."""
+              keep=lambda ev: True, value=None, half_life=None) -> float:
+        """Sum of value (or count) over known events with a - start <= date < a - end, each weighted by
+        0.5 ** (days before a / half_life) if half_life is given."""
         if table not in self.events:
             return math.nan
         date = TABLE_BY_NAME[table].event_date
         total = 0.0
         for ev in self.known(table, enterprise_id, a):
             if a - start * DAY <= ev[date] < a - end * DAY and keep(ev):
-                total += 1.0 if value is None else number(ev[value])
+                weight = 1.0 if half_life is None else 0.5 ** ((a - ev[date]).days / half_life)
+                total += weight * (1.0 if value is None else number(ev[value]))
         return total
 
     @staticmethod
@@ -193,14 +195,16 @@ class Reference:
         def levels(*wanted):
             return lambda ev: ev["level"] in wanted
 
-        def shrunk(start: int, end: int, keep) -> list[float]:
-            x = [self.count("hazards", e["enterprise_id"], a, start, end, keep=keep) for e, a in rows]
-            n = [self.count("inspections", e["enterprise_id"], a, start, end) for e, a in rows]
+        def shrunk(start: int, end: int, keep, half_life=None, relative=False) -> list[float]:
+            x = [self.count("hazards", e["enterprise_id"], a, start, end, keep=keep, half_life=half_life)
+                 for e, a in rows]
+            n = [self.count("inspections", e["enterprise_id"], a, start, end, half_life=half_life) for e, a in rows]
             out = []
             for i, (e, a) in enumerate(rows):
                 peers = [j for j, (e2, a2) in enumerate(rows) if a2 == a and e2["sector"] == e["sector"]]
                 mean = self.ratio(sum(x[j] for j in peers), sum(n[j] for j in peers))
-                out.append(self.ratio(x[i], n[i]) if self.m == 0 else (x[i] + self.m * mean) / (n[i] + self.m))
+                rate = self.ratio(x[i], n[i]) if self.m == 0 else (x[i] + self.m * mean) / (n[i] + self.m)
+                out.append(self.ratio(rate, mean) if relative else rate)
             return out
 
         for w in WINDOWS:
@@ -210,6 +214,9 @@ class Reference:
         last, prior = shrunk(365, 0, levels("general", "major")), shrunk(730, 365, levels("general", "major"))
         for record, now, before in zip(records, last, prior, strict=True):
             record["hazards_per_inspection_change_365d"] = now - before
+        weighted = shrunk(1825, 0, lambda ev: True, half_life=365, relative=True)
+        for record, value in zip(records, weighted, strict=True):
+            record["hazards_per_inspection_vs_sector_1825d"] = value
 
         for record, (e, a) in zip(records, rows, strict=True):
             for group in ("sector", "township"):
