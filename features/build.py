@@ -27,7 +27,8 @@ enterprise, and a window sum is a difference of two of those — for all enterpr
 in the same pass, with no sort and no loop over enterprises or events. A count whose filter keeps most
 events (general hazards) is all events minus the few others, which spares copying nearly every bin.
 Records entered late (dated before an as-of date, recorded on or after it) are found once per date and
-subtracted. "Days since the last event" sorts the table once by (enterprise, date) (one packed int64
+subtracted. Recency-weighted sums (``Quantity.half_life_days``) use the same pass: each event is weighted
+``2 ** ((day - last as-of day) / half-life)`` and each row's window sum rescaled to its own as-of date. "Days since the last event" sorts the table once by (enterprise, date) (one packed int64
 key) and uses ``np.searchsorted``.
 
 The aggregations registered with ``stage="enterprise"`` only read the enterprise's own events: they can
