@@ -469,7 +469,7 @@ def import_directory(
         files = iter_validated(
             sources,
             today=today,
-            known_enterprises=lambda: _enterprise_ids(conn),
+            known_enterprises=keys.ids,
             in_database=True,
             uscc_allowlist=uscc_allowlist,
             chunk_rows=chunk_rows,
@@ -485,11 +485,6 @@ def import_directory(
                     loaded += len(result.good)
             results.append(_table_import(source, validator, loaded))
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
-
-
-def _enterprise_ids(conn: sa.Connection) -> pd.Index:
-    ids = conn.execute(sa.text("SELECT enterprise_id FROM enterprises")).scalars().all()
-    return pd.Index(ids, dtype="str")
 
 
 class _EnterpriseKeys:
@@ -517,6 +512,10 @@ class _EnterpriseKeys:
                     sa.text(f"UPDATE enterprises SET {ENTERPRISE_KEY} = :key WHERE enterprise_id = :id"),
                     [{"key": int(self._key_of[i]), "id": i} for i in unkeyed])
         return self._key_of
+
+    def ids(self) -> pd.Index:
+        """Every stored enterprise's id, those of this import included (what an event's enterprise_id may be)."""
+        return self._keys().index
 
     def _number(self, new: pd.Index) -> None:
         first = int(self._key_of.max()) + 1 if len(self._key_of) else 1
