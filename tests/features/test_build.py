@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from features import CATALOG, Feature, build_features, catalog_for, feature_names
-from features.build import Timeline
 from features.contract import SECTOR_CODES
 from features.errors import DataError, MissingInputError
 from feature_tables import D, tables
@@ -289,19 +288,6 @@ def test_events_of_unknown_enterprises_are_ignored():
     stray = world["inspections"].iloc[[0]].assign(inspection_id="I9", enterprise_id="nobody")
     frame = build_features(dict(world, inspections=pd.concat([world["inspections"], stray])), A)
     pd.testing.assert_frame_equal(frame, build_features(world, A))
-
-
-def test_timeline_without_room_to_pack_the_lag_gives_the_same_answers():
-    rng = np.random.default_rng(0)
-    group = rng.integers(0, 5, 200).astype(np.int64)
-    day = rng.integers(0, 100, 200).astype(np.int64)
-    lag = rng.choice([0, 0, 3, 50], 200).astype(np.int64)
-    query_group, query_day = np.repeat(np.arange(5), 20), np.tile(np.arange(0, 120, 6), 5)
-    packed = Timeline(group, day, lag, 5).days_since_last_known(query_group, query_day)
-    huge = 2**40  # the same events far apart: too many bits to pack, sorted the slow way
-    spread = Timeline(group, day * huge, lag * huge, 5)
-    assert spread.lag_bits == 0
-    np.testing.assert_array_equal(spread.days_since_last_known(query_group, query_day * huge), packed * huge)
 
 
 def test_catalog_for_windows_matches_build_windows():
