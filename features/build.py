@@ -28,8 +28,9 @@ in the same pass, with no sort and no loop over enterprises or events. A count w
 events (general hazards) is all events minus the few others, which spares copying nearly every bin.
 Records entered late (dated before an as-of date, recorded on or after it) are found once per date and
 subtracted. Recency-weighted sums (``Quantity.half_life_days``) use the same pass: each event is weighted
-``2 ** ((day - last as-of day) / half-life)`` and each row's window sum rescaled to its own as-of date. "Days since the last event" sorts the table once by (enterprise, date) (one packed int64
-key) and uses ``np.searchsorted``.
+``2 ** ((day - last as-of day) / half-life)`` and each row's window sum rescaled to its own as-of date.
+"Days since the last event" needs no sort either: the latest event day per (enterprise, first as-of date
+that knows the event), from one ``np.maximum.at``, carried forward along the dates.
 
 The aggregations registered with ``stage="enterprise"`` only read the enterprise's own events: they can
 run partition-wise (e.g. Dask partitioned by ``enterprise_id``). Those with ``stage="cross_enterprise"``
