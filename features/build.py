@@ -22,9 +22,10 @@ How it is computed (fast, and ready for Dask)
 Windows are read at a handful of "cut days": every as-of date minus every window bound. Each event
 table is mapped once to enterprise codes and day numbers; each event falls in a bucket (how many cut
 days are on or before its date, from a small lookup table). One ``np.bincount`` per quantity over
-``enterprise × bucket`` and a cumulative sum along the buckets give "sum before each cut day" for every
-enterprise, and a window sum is a difference of two of those — for all enterprises and all as-of dates
-in the same pass, with no sort and no loop over enterprises or events. A count whose filter keeps most
+``bucket × enterprise`` and a cumulative sum along the buckets give "sum before each cut day" for every
+enterprise (bucket-major, so reading one cut day for all enterprises walks memory in order), and a
+window sum is a difference of two of those — for all enterprises and all as-of dates in the same pass,
+with no sort and no loop over enterprises or events. A count whose filter keeps most
 events (general hazards) is all events minus the few others, which spares copying nearly every bin.
 Records entered late (dated before an as-of date, recorded on or after it) are found once per date and
 subtracted. Recency-weighted sums (``Quantity.half_life_days``) use the same pass: each event is weighted
@@ -273,13 +274,14 @@ class CutDays:
 
 
 def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int, n_cuts: int) -> np.ndarray:
-    """``C[r, j]`` = sum of ``weights`` (or count) of the events of matrix row r dated before cut day j.
+    """``C[j, r]`` = sum of ``weights`` (or count) of the events of matrix row r dated before cut day j.
 
-    ``bins`` is ``row * (n_cuts + 1) + bucket`` per event; the last column (all events) is never read.
-    Counts stay integers (int64), sums of values are float64.
+    ``bins`` is ``bucket * n_rows + row`` per event: cut-major, so that reading one cut day for every
+    enterprise walks memory in order. The last cut row (all events) is never read. Counts stay integers
+    (int64), sums of values are float64.
     """
-    histogram = np.bincount(bins, weights, minlength=n_rows * (n_cuts + 1)).reshape(n_rows, n_cuts + 1)
-    return np.cumsum(histogram, axis=1, out=histogram)
+    histogram = np.bincount(bins, weights, minlength=(n_cuts + 1) * n_rows).reshape(n_cuts + 1, n_rows)
+    return np.cumsum(histogram, axis=0, out=histogram)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +434,7 @@ def _graded(accidents: pd.DataFrame) -> pd.Series:
 
 Grouping = Literal["enterprise", "sector", "township"]
 
-_MATRICES_KEPT = 6  # cumulative matrices kept for reuse (each n_groups × cut days)
+_MATRICES_KEPT = 6  # cumulative matrices kept for reuse (each cut days × n_groups)
 
 
 class FeatureContext:
@@ -531,15 +533,21 @@ class FeatureContext:
 
         return self._memo(("matrix rows", table, grouping), compute)
 
+    def _matrix_height(self, table: str | None, grouping: Grouping) -> int:
+        """Rows of the table's matrices: one per group, or fewer (see :meth:`_matrix_rows`)."""
+        rows_of = None if table is None else self._matrix_rows(table, grouping)
+        return self.grid(grouping).n_groups if rows_of is None else int(rows_of.max()) + 1
+
     def _bins(self, table: str, grouping: Grouping, cuts: CutDays) -> np.ndarray:
-        """Per event ``matrix row * (cuts + 1) + bucket`` (-1 for events of no group)."""
+        """Per event ``bucket * matrix height + matrix row`` (-1 for events of no group)."""
 
         def compute() -> np.ndarray:
             group = self._event_groups(table, grouping)
             rows_of = self._matrix_rows(table, grouping)
             # As long as the table: one new array, then in place.
-            bins = np.multiply(group if rows_of is None else rows_of[group], len(cuts) + 1, dtype=np.int64)
-            bins += cuts.bucket(self.source(table).day)
+            bins = np.multiply(cuts.bucket(self.source(table).day), self._matrix_height(table, grouping),
+                               dtype=np.int64)
+            bins += group if rows_of is None else rows_of[group]
             if grouping != "enterprise":
                 bins[group < 0] = -1
             return bins
@@ -547,7 +555,7 @@ class FeatureContext:
         return self._memo(("bins", table, grouping, cuts.offsets), compute)
 
     def _cumulative(self, quantity: Quantity, grouping: Grouping, cuts: CutDays) -> np.ndarray:
-        """Sum of the quantity over events dated before each cut day, per group (``[groups, cuts]``)."""
+        """Sum of the quantity over events dated before each cut day, per group (``[cut days + 1, groups]``)."""
         source = self.source(quantity.source)
         selected = source.mask(quantity.where)
         unfiltered = Quantity(quantity.source, value=quantity.value, half_life_days=quantity.half_life_days)
@@ -560,8 +568,7 @@ class FeatureContext:
             return self._matrices[key]
         bins = self._bins(quantity.source, grouping, cuts)
         weights = source.weights(quantity)
-        rows_of = self._matrix_rows(quantity.source, grouping)
-        n_rows = self.grid(grouping).n_groups if rows_of is None else int(rows_of.max()) + 1
+        n_rows = self._matrix_height(quantity.source, grouping)
         if grouping != "enterprise":
             selected = bins >= 0 if selected is None else selected & (bins >= 0)
         if (selected is not None and weights is None and grouping == "enterprise"
@@ -588,10 +595,11 @@ class FeatureContext:
         grid = self.grid(grouping)
         column = self._memo(("column", grouping, cuts.offsets, offset), lambda: cuts.column[offset][grid.date_index])
         rows_of = None if table is None else self._matrix_rows(table, grouping)
+        height = self._matrix_height(table, grouping)
         if rows_of is None:
-            return self._memo(("read", grouping, cuts.offsets, offset), lambda: grid.group * (len(cuts) + 1) + column)
+            return self._memo(("read", grouping, cuts.offsets, offset), lambda: column * height + grid.group)
         row = self._memo(("matrix row", table, grouping), lambda: rows_of[grid.group])
-        return row * (len(cuts) + 1) + column
+        return column * height + row
 
     def _inflight_rows(self, table: str, where: tuple[Where, ...], grouping: Grouping) -> tuple[np.ndarray, np.ndarray]:
         """(event, row) pairs: events matching ``where``, dated before the row's date, recorded on or after it."""
@@ -645,7 +653,8 @@ class FeatureContext:
             source = self.source(table)
             selected, day = derived_day(source)
             cuts = self._cuts_for((0,))
-            bins = source.code[selected].astype(np.int64) * (len(cuts) + 1) + cuts.bucket(day)
+            bins = np.multiply(cuts.bucket(day), len(self.rows.ids), dtype=np.int64)
+            bins += source.code[selected]
             matrix = _cumulative_before(bins, None, len(self.rows.ids), len(cuts))
             return matrix.ravel()[self._read_index(None, "enterprise", cuts, 0)]
 
@@ -664,11 +673,11 @@ class FeatureContext:
             (source.code[selected], source.day[selected], source.known[selected])
         dates = self._memo(("cuts", (0,)), lambda: CutDays(self.as_of_days, (0,)))  # cut days = the as-of days
         n_buckets = len(dates) + 1  # the last: known on or after the last date, never read
-        latest = np.full(len(self.rows.ids) * n_buckets, np.iinfo(np.int64).min)
-        bins = np.multiply(code, n_buckets, dtype=np.int64)
-        bins += dates.bucket(known)
+        latest = np.full(n_buckets * len(self.rows.ids), np.iinfo(np.int64).min)
+        bins = np.multiply(dates.bucket(known), len(self.rows.ids), dtype=np.int64)
+        bins += code
         np.maximum.at(latest, bins, day)
-        latest = np.maximum.accumulate(latest.reshape(-1, n_buckets), axis=1).ravel()
+        latest = np.maximum.accumulate(latest.reshape(n_buckets, -1), axis=0).ravel()
         last_day = latest[self._read_index(None, "enterprise", dates, 0)]
         grid = self.rows.grid
         return np.where(last_day > np.iinfo(np.int64).min, grid.day - last_day, np.nan)
