@@ -358,8 +358,7 @@ class EventSource:
         key = (column, value)
         if key not in self._equals:
             values = _graded(self.frame) if column == "grade" else _column(self.frame, column)
-            # ``==`` rather than ``isin([value])``: the same answer, without isin's value-set machinery.
-            self._equals[key] = (values == value).to_numpy(dtype=bool, na_value=False)
+            self._equals[key] = _equal_mask(values, value)
         return self._equals[key]
 
     def weights(self, quantity: Quantity) -> np.ndarray | None:
@@ -409,6 +408,22 @@ class EventSource:
                 date_indices.append(np.full(len(hit), date_index, dtype=np.int64))
             self._inflight = (np.concatenate(events), np.concatenate(date_indices))
         return self._inflight
+
+
+def _equal_mask(values: pd.Series, value: object) -> np.ndarray:
+    """``values == value`` as a numpy bool array, missing values False.
+
+    Text held by Arrow (pandas' ``str``) is compared by Arrow and its result bitmap unpacked directly: the
+    generic route through a masked boolean array costs as much again as the comparison itself.
+    """
+    if isinstance(value, str) and isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        matches = pc.fill_null(pc.equal(pa.array(values.array), value), False)
+        chunks = matches.chunks if isinstance(matches, pa.ChunkedArray) else [matches]
+        parts = [np.unpackbits(np.frombuffer(chunk.buffers()[1], dtype=np.uint8), count=chunk.offset + len(chunk),
+                               bitorder="little")[chunk.offset:].view(bool) for chunk in chunks if len(chunk)]
+        return parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, dtype=bool), *parts])
+    # ``==`` rather than ``isin([value])``: the same answer, without isin's value-set machinery.
+    return (values == value).to_numpy(dtype=bool, na_value=False)
 
 
 def _graded(accidents: pd.DataFrame) -> pd.Series:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features import CATALOG, Feature, build_features, catalog_for, feature_names
+from features.build import _equal_mask
 from features.contract import SECTOR_CODES
 from features.errors import DataError, MissingInputError
 from feature_tables import D, tables
@@ -281,6 +282,17 @@ def test_bad_data_is_refused():
     doubled = dict(world, enterprises=pd.concat([world["enterprises"], world["enterprises"].iloc[[0]]]))
     with pytest.raises(DataError, match="E1.*more than once"):
         build_features(doubled, A)
+
+
+@pytest.mark.parametrize("rows", [slice(None), slice(3, None), slice(5, 7), slice(0, 0)])
+def test_filters_on_text_match_pandas_equality_with_missing_values_never_matching(rows):
+    # Arrow-held text (one chunk, several chunks, sliced at odd offsets) and plain objects take different routes.
+    one_chunk = pd.Series(["major", None, "general", "major"] * 3, dtype="str")
+    two_chunks = pd.concat([one_chunk.iloc[:5], one_chunk.iloc[5:]], ignore_index=True)
+    for values in (one_chunk, two_chunks, one_chunk.astype(object)):
+        part = values.iloc[rows]
+        expected = np.array([v == "major" for v in part], dtype=bool)
+        np.testing.assert_array_equal(_equal_mask(part, "major"), expected)
 
 
 def test_events_of_unknown_enterprises_are_ignored():
