@@ -97,10 +97,12 @@ def as_of_index(as_of_dates: object) -> pd.DatetimeIndex:
 def _days(values: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(days since 1970 as int64 — the smallest int64 where missing —, missing mask) of a datetime column."""
     nanoseconds = np.asarray(values, dtype="datetime64[ns]").view(np.int64)
-    missing = nanoseconds == np.iinfo(np.int64).min  # NaT
     days = nanoseconds // _NS_PER_DAY  # floors like ``astype("datetime64[D]")``, at half its cost
-    if missing.any():
+    if len(nanoseconds) and nanoseconds.min() == np.iinfo(np.int64).min:  # NaT: a mask only when there are some
+        missing = nanoseconds == np.iinfo(np.int64).min
         days[missing] = np.iinfo(np.int64).min
+    else:
+        missing = np.zeros(len(nanoseconds), dtype=bool)
     return days, missing
 
 
@@ -152,10 +154,14 @@ class ActiveRows:
         """
         keys = _integer_keys(events)
         if self.code_of_key is not None and keys is not None and len(keys):
-            if keys.min() >= 0 and keys.max() < len(self.code_of_key):
+            smallest = keys.min()
+            if smallest >= 0 and keys.max() < len(self.code_of_key):
                 if self.keys_in_id_order:  # (a first import numbers them so) the code is the key shifted: no gather
-                    codes = np.subtract(keys, len(self.code_of_key) - len(self.ids), dtype=np.int32)
-                    return np.maximum(codes, -1, out=codes)  # keys below the first: no enterprise of the frame
+                    first_key = len(self.code_of_key) - len(self.ids)
+                    codes = np.subtract(keys, first_key, dtype=np.int32)
+                    if smallest < first_key:  # keys below the first: no enterprise of the frame
+                        np.maximum(codes, -1, out=codes)
+                    return codes
                 return self.code_of_key[keys]
         return _codes(events["enterprise_id"], self.ids)
 
