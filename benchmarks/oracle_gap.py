@@ -36,6 +36,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -136,7 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     start = date.fromisoformat(args.start)
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        result = measure(args.enterprises, args.years, seed, start, config, mapping["labels"])
+        # The policy's thread count, as `riskgrade train` uses: OpenMP threads spinning on a busy machine can
+        # slow a run down a hundredfold.
+        with threadpool_limits(config.threads or None):
+            result = measure(args.enterprises, args.years, seed, start, config, mapping["labels"])
         results.append(result)
         print(f"seed {seed}: {result['test_rows']:,} test rows, {result['positives']:,} positive "
               f"({result['seconds']} s)", flush=True)
