@@ -282,7 +282,7 @@ class CutDays:
 def _cumulative_before(bins: np.ndarray, weights: np.ndarray | None, n_rows: int, n_cuts: int) -> np.ndarray:
     """``C[j, r]`` = sum of ``weights`` (or count) of the events of matrix row r dated before cut day j.
 
-    ``bins`` is ``bucket * n_rows + row`` per event: cut-major, so that reading one cut day for every
+    ``bins`` is ``bucket * n_rows + row`` per event: bucket-major, so that reading one cut day for every
     enterprise walks memory in order. The last cut row (all events) is never read. Counts stay integers
     (int64), sums of values are float64.
     """
