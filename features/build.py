@@ -651,15 +651,22 @@ class FeatureContext:
         total -= sums_before[self._read_index(quantity.source, grouping, cuts, start_days)]
         events, row = self._inflight_rows(quantity.source, quantity.where, grouping)
         source = self.source(quantity.source)
+        late_rows = row[:0]
         if len(events):
             as_of = self.grid(grouping).day[row]
             day = source.day[events]
             in_window = (day >= as_of - start_days) & (day < as_of - end_days)
             weights = source.weights(quantity)
-            np.subtract.at(total, row[in_window], 1 if weights is None else weights[events[in_window]])
+            late_rows = row[in_window]
+            np.subtract.at(total, late_rows, 1 if weights is None else weights[events[in_window]])
         if quantity.half_life_days is not None:  # from weights relative to the last as-of date to weights as of a
             # (not in place: np.bincount of no events at all gives integer zeros, whatever the weights)
             total = total * np.exp2((self.as_of_days.max() - self.grid(grouping).day) / quantity.half_life_days)
+            if quantity.value is None and len(late_rows):
+                # In a weighted count every event of the window weighs at least 0.5 ** (start / half-life): less than
+                # half of that, where late records were taken out, is their rounding (1e-16) in an empty window.
+                late_rows = late_rows[np.abs(total[late_rows]) < 0.5 ** (start_days / quantity.half_life_days) / 2]
+                total[late_rows] = 0.0
         return total
 
     def count_before(self, name: str, table: str,

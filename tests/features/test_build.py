@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import CATALOG, Feature, build_features, catalog_for, feature_names
-from features.build import _equal_mask
+from features import CATALOG, Feature, Quantity, build_features, catalog_for, feature_names
+from features.build import FeatureContext, _equal_mask
 from features.contract import SECTOR_CODES
 from features.errors import DataError, MissingInputError
 from feature_tables import D, tables
@@ -237,6 +237,26 @@ def test_several_dates_equal_one_date_at_a_time():
     pd.testing.assert_frame_equal(together, one_by_one)
     assert ("E3", D("2024-01-02")) in together.index  # founded on A, active the day after
     assert ("E5", D("2024-01-02")) not in together.index  # closed on A
+
+
+def test_a_recency_weighted_window_whose_records_all_came_late_is_empty():
+    """Late records are taken out of float sums: what remains must be 0, not a rounding residue (1e-16), or a
+    sector without any known inspection would get a mean (and every firm in it a relative rate of 1)."""
+    world = tables(
+        enterprises=[{"enterprise_id": "E1", "sector": "gas"}],
+        inspections=[{"inspection_id": "I1", "enterprise_id": "E1", "inspected_on": "2023-03-01", "recorded_on": "2024-02-01"},
+                     {"inspection_id": "I2", "enterprise_id": "E1", "inspected_on": "2023-09-13", "recorded_on": A},
+                     {"inspection_id": "I3", "enterprise_id": "E1", "inspected_on": "2019-01-01", "recorded_on": "2024-03-01"}],
+        hazards=[{"hazard_id": "H1", "enterprise_id": "E1", "found_on": "2022-01-01", "level": "general"}],
+    )
+    later = D("2024-06-01")  # weights are kept relative to the last date: A's sums are rescaled
+    ctx = FeatureContext(world, [A, later], offsets={0, 1825})
+    weighted = ctx.window_sum(Quantity("inspections", half_life_days=365), 1825)
+    assert weighted[0] == 0.0
+    assert weighted[1] == pytest.approx(0.5 ** (458 / 365) + 0.5 ** (262 / 365))  # I1 and I2, known by then
+    names = ["hazards_per_inspection_vs_sector_1825d"]
+    frame = build_features(world, [A, later], catalog=[f for f in CATALOG if f.name in names])
+    assert frame.loc[("E1", A)].isna().all()  # no known inspection in the sector: no mean, no rate
 
 
 def test_custom_windows_and_catalogs():
