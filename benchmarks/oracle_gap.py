@@ -9,13 +9,21 @@ records. This script measures, on the same test rows and labels (ROC-AUC, pooled
    ``adverse_prob``) on the same feature matrix, cross-fitted over enterprises (5 folds, all as-of dates).
    It is trained on the hidden truth, which no real model has, so it bounds what these features can reveal:
    if it falls short of the oracle by more than some margin, no model on these features can do better.
-3. ``true risk, past 12 months``: the mean true ``adverse_prob`` over the 12 months before the date — a
+3. ``truth-fit + every latent hazard seen at past visits``: the same regression, also given the number of
+   latent hazards the enterprise really had at each visit of the five years before the date (the last one,
+   their mean, the days since the last visit). That is what the inspection records would show if every visit
+   found every hazard, so it bounds what any count of *found* hazards can reveal.
+4. ``truth-fit + true state at past visits``: also given the hidden state itself at those visits (true risk,
+   hazard rate, management quality, unrectified major hazards), which no record shows: what sparse visits
+   could reveal at best.
+5. ``true risk, past 12 months``: the mean true ``adverse_prob`` over the 12 months before the date — a
    perfect, noise-free memory of the past, as if every hazard had been seen as it arose.
-4. ``true risk at the date``: the true ``adverse_prob`` of the month of the as-of date (no drift after it).
-5. ``oracle``: the true risk of the horizon itself (``features.labels.oracle_risk``), future drift included.
+6. ``true risk at the date``: the true ``adverse_prob`` of the month of the as-of date (no drift after it).
+7. ``oracle``: the true risk of the horizon itself (``features.labels.oracle_risk``), future drift included.
 
-Steps 1→2 is the cost of learning from labels, 2→3 the cost of observing risk only through sparse, partial
-inspections, 3→5 the cost of drift. Several seeds give the spread between worlds.
+Steps 1→2 is the cost of learning from labels, 2→3 the cost of partial detection, 3→4 the cost of a state the
+records never show, 4→5 the cost of visiting rarely, 5→7 the cost of drift. Several seeds give the spread
+between worlds.
 
     .venv/bin/python benchmarks/oracle_gap.py                               # 20 000 × 5 years, seed 7
     .venv/bin/python benchmarks/oracle_gap.py --seeds 1,2,3,7 --json gap.json
@@ -49,8 +57,11 @@ from models.train import make_model, training_as_of_dates  # noqa: E402
 from scoring.policy import build_section, read_policy_mapping  # noqa: E402
 
 MODELS = ("scorecard", "boosting")
-RUNGS = ("scorecard", "boosting", "truth-fit on features", "true risk, past 12 months", "true risk at the date",
-         "oracle")
+SEEN_ALL = "truth-fit + every latent hazard seen at past visits"
+STATE_AT_VISITS = "truth-fit + true state at past visits"
+RUNGS = ("scorecard", "boosting", "truth-fit on features", SEEN_ALL, STATE_AT_VISITS, "true risk, past 12 months",
+         "true risk at the date", "oracle")
+VISIT_LOOKBACK_DAYS = 1825  # the longest window of the feature catalog
 
 
 def _monthly_truth(truth: pd.DataFrame, as_of_dates: list[pd.Timestamp], months_before: int) -> pd.Series:
@@ -77,6 +88,41 @@ def _at(risk: pd.Series, as_of: pd.Timestamp) -> pd.Series:
 def _numeric(features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: features[c].cat.codes if isinstance(features[c].dtype, pd.CategoricalDtype)
                          else features[c].astype(float) for c in features.columns}, index=features.index)
+
+
+def _state_at_visits(tables: dict[str, pd.DataFrame], as_of_dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """Per (enterprise_id, as_of): the hidden state of the months of the visits in the five years before the date.
+
+    The truth is monthly (state at the start of the month), so a visit sees its month's row. Columns: for the
+    last visit and averaged over the visits, the latent hazards, and the hidden state no record shows.
+    """
+    truth = tables["truth"]
+    visits = pd.DataFrame({
+        "enterprise_id": tables["inspections"]["enterprise_id"].astype(str).to_numpy(),
+        "visited": pd.to_datetime(tables["inspections"]["inspected_on"]).to_numpy(),
+    })
+    visits["month"] = visits["visited"].dt.to_period("M").dt.to_timestamp()
+    state = pd.DataFrame({
+        "enterprise_id": truth["enterprise_id"].astype(str).to_numpy(), "month": truth["month"].to_numpy(),
+        "latent_hazards": truth["latent_hazards"].to_numpy(),
+        "log_risk": np.log(truth["adverse_prob"].to_numpy()),
+        "log_hazard_rate": np.log(np.maximum(truth["hazard_rate"].to_numpy(dtype=float), 1e-9)),
+        "management": truth["management"].to_numpy(),
+        "unrectified_major": truth["unrectified_major"].to_numpy(),
+    })
+    visits = visits.merge(state, on=["enterprise_id", "month"]).sort_values("visited", kind="stable")
+    parts = []
+    for as_of in as_of_dates:
+        seen = visits[(visits["visited"] < as_of) & (visits["visited"] >= as_of - pd.Timedelta(days=VISIT_LOOKBACK_DAYS))]
+        by_enterprise = seen.groupby("enterprise_id")
+        hidden = ["latent_hazards", "log_risk", "log_hazard_rate", "management", "unrectified_major"]
+        frame = by_enterprise[hidden].last().add_prefix("last_visit_").join(
+            by_enterprise[hidden].mean().add_prefix("mean_visit_"))
+        frame["days_since_visit"] = (as_of - by_enterprise["visited"].max()).dt.days
+        frame.index = pd.MultiIndex.from_arrays([frame.index, pd.DatetimeIndex([as_of] * len(frame))],
+                                                names=["enterprise_id", "as_of"])
+        parts.append(frame)
+    return pd.concat(parts)
 
 
 def _truth_fit(features: pd.DataFrame, now: pd.Series, seed: int) -> pd.Series:
@@ -113,6 +159,10 @@ def measure(n_enterprises: int, years: int, seed: int, start: date, config: Trai
     now = _monthly_truth(truth, dates, 0)
     scores = {kind: backtest.of(kind)["probability"].reindex(test.index) for kind in MODELS}
     scores["truth-fit on features"] = _truth_fit(features, now, seed).reindex(test.index)
+    at_visits = _state_at_visits(tables, dates).reindex(features.index)
+    seen_all = ["last_visit_latent_hazards", "mean_visit_latent_hazards", "days_since_visit"]
+    scores[SEEN_ALL] = _truth_fit(features.join(at_visits[seen_all]), now, seed).reindex(test.index)
+    scores[STATE_AT_VISITS] = _truth_fit(features.join(at_visits), now, seed).reindex(test.index)
     scores["true risk, past 12 months"] = _monthly_truth(truth, test_dates, 12).reindex(test.index)
     scores["true risk at the date"] = now.reindex(test.index)
     scores["oracle"] = oracle.reindex(test.index)
@@ -153,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     print(table.round(4).to_string())
     best = [max(r["roc_auc"][k] for k in MODELS) for r in results]
     gaps = [r["roc_auc"]["oracle"] - b for r, b in zip(results, best)]
-    ceiling = [r["roc_auc"]["oracle"] - r["roc_auc"]["truth-fit on features"] for r in results]
     print(f"\nbest model's gap to the oracle: median {statistics.median(gaps):.4f} "
-          f"(range {min(gaps):.4f}–{max(gaps):.4f}); truth-fit's gap: median {statistics.median(ceiling):.4f}")
+          f"(range {min(gaps):.4f}–{max(gaps):.4f})")
+    for rung in ("truth-fit on features", SEEN_ALL):
+        ceiling = [r["roc_auc"]["oracle"] - r["roc_auc"][rung] for r in results]
+        print(f"{rung}: gap median {statistics.median(ceiling):.4f} (range {min(ceiling):.4f}–{max(ceiling):.4f})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
         print(f"written to {args.json}")

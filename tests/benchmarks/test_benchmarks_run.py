@@ -46,9 +46,11 @@ def test_oracle_gap_ladder_runs_from_the_models_to_the_oracle(tmp_path):
 
     (result,) = json.loads(report.read_text(encoding="utf-8"))
     auc = result["roc_auc"]
-    assert set(auc) == {"scorecard", "boosting", "truth-fit on features", "true risk, past 12 months",
-                        "true risk at the date", "oracle"}
+    assert set(auc) == {"scorecard", "boosting", "truth-fit on features",
+                        "truth-fit + every latent hazard seen at past visits", "truth-fit + true state at past visits",
+                        "true risk, past 12 months", "true risk at the date", "oracle"}
     assert all(0.5 < value <= 1.0 for value in auc.values()), auc
     # The hidden truth ranks the outcomes better than anything fitted on the records.
     assert auc["oracle"] > max(auc["scorecard"], auc["boosting"])
     assert "best model's gap to the oracle" in out
+    assert re.search(r"truth-fit \+ every latent hazard seen at past visits: gap median -?[\d.]+", out)
