@@ -5,7 +5,14 @@
 - every catalog feature with a risk direction is constrained to move the risk that way
   (``monotonic_cst``), so more major hazards never lower the score;
 - ``sector`` enters as its smoothed training event rate (a number, constrained increasing), which keeps the
-  trees purely numeric and the attribution below simple and exact.
+  trees purely numeric and the attribution below simple and exact;
+- the model's size can follow the data: a bureau's few thousand labelled rows need small trees (larger ones
+  overfit), a province's million rows support larger ones. Given ``larger_sizes``, every size is fitted on the
+  rows of three quarters of the enterprises and ranks the rows of the others (ROC-AUC). Holding out whole
+  enterprises matters: an enterprise's rows at nearby as-of dates share features and, through overlapping
+  outcome windows, events, so a large model that has memorised enterprises would look better than it is. A
+  larger size replaces the default only if it ranks better on ``size_confidence`` of bootstrap resamples of
+  the held-out enterprises; the chosen size is then refitted on all the rows.
 
 Attribution (reason codes). scikit-learn has no TreeSHAP. We use the path-dependent decomposition of
 Saabas (2014): in every tree, the expected output of a node is the training-cover-weighted mean of its
@@ -25,12 +32,17 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from models import _catalog
 from models._frame import as_frame, binary_target, categorical_values, numeric_matrix, split_columns
+
+ENTERPRISE_LEVEL = "enterprise_id"
+SIZE_HELD_OUT_SHARE = 0.25  # enterprises held out to compare sizes
+SIZE_RESAMPLES = 200  # bootstrap resamples judging a larger size: a share of 0.95 is then known to ±0.015
 
 
 class BoostingClassifier(ClassifierMixin, BaseEstimator):
@@ -39,7 +51,12 @@ class BoostingClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     learning_rate, max_iter, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization :
-        passed to ``HistGradientBoostingClassifier``.
+        passed to ``HistGradientBoostingClassifier``; ``max_leaf_nodes`` and ``max_iter`` are the default size.
+    larger_sizes : tuple of (max_leaf_nodes, max_iter) pairs
+        Larger sizes to try (see the module docstring). Empty: the default size, no comparison.
+    size_confidence : float
+        Share of bootstrap resamples of the held-out enterprises on which a larger size must rank better
+        (ROC-AUC) than the default one to replace it.
     sector_smoothing : float
         Pseudo-count pulling a sector's event rate towards the overall rate.
     pdo, base_points, base_odds : float
@@ -56,6 +73,8 @@ class BoostingClassifier(ClassifierMixin, BaseEstimator):
         min_samples_leaf: int = 200,
         l2_regularization: float = 10.0,
         sector_smoothing: float = 50.0,
+        larger_sizes: tuple[tuple[int, int], ...] = (),
+        size_confidence: float = 0.95,
         pdo: float = 20.0,
         base_points: float = 600.0,
         base_odds: float = 50.0,
@@ -68,6 +87,8 @@ class BoostingClassifier(ClassifierMixin, BaseEstimator):
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.sector_smoothing = sector_smoothing
+        self.larger_sizes = larger_sizes
+        self.size_confidence = size_confidence
         self.pdo = pdo
         self.base_points = base_points
         self.base_odds = base_odds
@@ -99,10 +120,13 @@ class BoostingClassifier(ClassifierMixin, BaseEstimator):
         self.columns_ = self.numeric_features_ + self.categorical_features_
         constraints = _catalog.directions(self.numeric_features_) + [1] * len(categorical)
         self.monotonic_cst_ = np.array(constraints, dtype=int)
+        self._compare_sizes(frame, target)
+        self.size_ = self._chosen_size()
+        max_leaf_nodes, max_iter = self.size_
         self.model_ = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
-            max_iter=self.max_iter,
-            max_leaf_nodes=self.max_leaf_nodes,
+            max_iter=max_iter,
+            max_leaf_nodes=max_leaf_nodes,
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
@@ -113,6 +137,47 @@ class BoostingClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = self.model_.n_iter_
         self._prepare_attribution()
         return self
+
+    def _compare_sizes(self, frame: pd.DataFrame, target: np.ndarray) -> None:
+        """Fit every size on most enterprises and rank the others: ``size_scores_`` (ROC-AUC) and ``size_wins_``
+        (share of bootstrap resamples of the held-out enterprises on which a size ranks better than the default
+        one). Both stay empty without ``larger_sizes`` or when a side lacks one of the outcomes.
+
+        Enterprises are the first level of a ``(enterprise_id, as_of)`` index; any other index makes every row
+        its own enterprise.
+        """
+        self.size_scores_, self.size_wins_ = {}, {}
+        if not self.larger_sizes:
+            return
+        names = frame.index.names or []
+        groups = frame.index.get_level_values(ENTERPRISE_LEVEL) if ENTERPRISE_LEVEL in names else frame.index
+        codes, uniques = pd.factorize(groups)
+        rng = np.random.default_rng(self.random_state)
+        held_out = (rng.random(len(uniques)) < SIZE_HELD_OUT_SHARE)[codes]
+        if any(len(np.unique(target[rows])) < 2 for rows in (held_out, ~held_out)):
+            return
+        truth = target[held_out]
+        # Poisson(1) weights per enterprise resample whole enterprises (their rows are not independent); the
+        # same resamples judge every size, so the comparison is paired.
+        held_codes = pd.factorize(codes[held_out])[0]
+        weights = rng.poisson(1.0, (SIZE_RESAMPLES, held_codes.max() + 1))[:, held_codes]
+        resampled = {}
+        for leaves, trees in ((self.max_leaf_nodes, self.max_iter), *self.larger_sizes):
+            size = (int(leaves), int(trees))
+            trial = clone(self).set_params(max_leaf_nodes=size[0], max_iter=size[1], larger_sizes=())
+            score = trial.fit(frame[~held_out], target[~held_out]).decision_function(frame[held_out])
+            self.size_scores_[size] = float(roc_auc_score(truth, score))
+            resampled[size] = np.array([roc_auc_score(truth, score, sample_weight=w) for w in weights])
+        default = (self.max_leaf_nodes, self.max_iter)
+        self.size_wins_ = {size: float(np.mean(aucs > resampled[default]))
+                           for size, aucs in resampled.items() if size != default}
+
+    def _chosen_size(self) -> tuple[int, int]:
+        """The larger size ranking best, if it beats the default on ``size_confidence`` of the resamples."""
+        confident = [size for size, share in self.size_wins_.items() if share >= self.size_confidence]
+        if not confident:
+            return self.max_leaf_nodes, self.max_iter
+        return max(confident, key=self.size_scores_.get)
 
     def _encode(self, frame: pd.DataFrame) -> np.ndarray:
         numeric = numeric_matrix(frame, list(self.numeric_features_))

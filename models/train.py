@@ -61,7 +61,8 @@ def _boosting(config: TrainingConfig, rules: ExpertCardRules | None):
     return BoostingClassifier(
         learning_rate=b.learning_rate, max_iter=b.max_iter, max_leaf_nodes=b.max_leaf_nodes,
         min_samples_leaf=b.min_samples_leaf, l2_regularization=b.l2_regularization,
-        sector_smoothing=b.sector_smoothing, pdo=p.pdo, base_points=p.base_points, base_odds=p.base_odds,
+        sector_smoothing=b.sector_smoothing, larger_sizes=b.larger_sizes, size_confidence=b.size_confidence,
+        pdo=p.pdo, base_points=p.base_points, base_odds=p.base_odds,
         random_state=config.seed,
     )
 
@@ -345,6 +346,9 @@ def train_and_evaluate(
     for kind, model in models.items():
         with _threads(config), clock(f"fit_{kind}"):
             fitted[kind] = _fit_final(model, X, y, dates[-1])
+        size_note = _size_note(kind, fitted[kind].estimator_)
+        if size_note:
+            report["notes"].append(size_note)
     result = TrainingResult(
         as_of=day, horizon_days=horizon_days, target=str(target), as_of_dates=dates, test_dates=test_dates,
         features=features, labels=labels, backtest=backtest, report=report, models=fitted,
@@ -393,6 +397,20 @@ def _fit_final(model: TimeSliceCalibrated, X: pd.DataFrame, y: np.ndarray, calib
     from sklearn.base import clone
 
     return clone(model).set_params(calibration_as_of=calibration_as_of).fit(X, y)
+
+
+def _size_note(kind: str, estimator) -> str | None:
+    """How a model that chooses its size (boosting) chose it for the final fit, or None."""
+    scores = getattr(estimator, "size_scores_", None)
+    if not scores:
+        return None
+    leaves, trees = estimator.size_
+    compared = "; ".join(
+        f"{size[0]}×{size[1]}: ROC-AUC {auc:.4f}"
+        + (f", better on {estimator.size_wins_[size]:.0%} of resamples" if size in estimator.size_wins_ else "")
+        for size, auc in scores.items())
+    return (f"{kind}: final size {leaves} leaves × {trees} trees (held-out enterprises, needing "
+            f"{estimator.size_confidence:.0%} of resamples: {compared})")
 
 
 def _context(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -447,6 +465,12 @@ def _log(result: TrainingResult, kind: str, model: TimeSliceCalibrated, config: 
         "as_of_dates": ",".join(str(d.date()) for d in result.as_of_dates),
         **{f"model.{k}": v for k, v in estimator.get_params(deep=False).items() if k != "rules"},
     }
+    if getattr(estimator, "size_scores_", None):  # boosting chose its size: which, and on what evidence
+        params["model.chosen_size"] = "{} leaves × {} trees".format(*estimator.size_)
+        params["model.size_roc_auc_held_out"] = "; ".join(
+            f"{leaves}×{trees}: {auc:.4f}" for (leaves, trees), auc in estimator.size_scores_.items())
+        params["model.size_wins_in_resamples"] = "; ".join(
+            f"{leaves}×{trees}: {share:.2f}" for (leaves, trees), share in estimator.size_wins_.items())
     metrics = {k: v for k, v in entry.items() if not isinstance(v, dict | list)}
     if result.report.get("oracle"):
         metrics["oracle_roc_auc"] = result.report["oracle"].get("roc_auc")

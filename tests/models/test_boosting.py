@@ -82,3 +82,85 @@ def test_empty_feature_is_left_out(matrix):
     contributions = model.contributions(X.head(20))
     assert (contributions["credit_grade_rank"] == 0).all()
     np.testing.assert_allclose(contributions.sum(axis=1) + model.expected_value_, model.decision_function(X.head(20)))
+
+
+def _dated(features: pd.DataFrame, n_dates: int) -> pd.DataFrame:
+    """``features`` indexed by (enterprise_id, as_of), rows spread over ``n_dates`` quarterly dates."""
+    dates = pd.date_range("2023-01-01", periods=n_dates, freq="91D")
+    index = pd.MultiIndex.from_arrays(
+        [[f"E{i:06d}" for i in range(len(features))], dates[np.arange(len(features)) % n_dates]],
+        names=["enterprise_id", "as_of"])
+    return features.set_axis(index)
+
+
+def test_a_larger_size_is_kept_when_it_ranks_held_out_enterprises_better():
+    # Four signals of equal weight: three trees of 3 leaves (six splits) cannot rank by their sum.
+    rng = np.random.default_rng(5)
+    n = 4_000
+    signals = ("major_hazards_365d", "overdue_major_hazards", "penalties_365d", "blacklisted")
+    features = _dated(pd.DataFrame({name: rng.normal(size=n) for name in signals}), 4)
+    y = (rng.random(n) < 1 / (1 + np.exp(2 - features.sum(axis=1).to_numpy()))).astype(int)
+
+    model = BoostingClassifier(max_leaf_nodes=3, max_iter=3, larger_sizes=((7, 40),)).fit(features, y)
+
+    assert model.size_scores_[(7, 40)] > model.size_scores_[(3, 3)] + 0.05
+    assert model.size_wins_ == {(7, 40): 1.0}
+    assert model.size_ == (7, 40)
+    assert model.n_iter_ == 40
+    assert max(int(p.nodes["is_leaf"].sum()) for (p,) in model.model_._predictors) > 3
+
+
+@pytest.mark.parametrize(("confidence", "chosen"), [(0.95, (3, 20)), (0.5, (7, 40))])
+def test_a_larger_size_must_win_on_the_required_share_of_resamples(confidence, chosen):
+    # A flag and a neutral column: the larger size ranks the latest date a little better, not convincingly.
+    rng = np.random.default_rng(8)
+    n = 4_000
+    blacklisted = (rng.random(n) < 0.2).astype(float)
+    features = _dated(pd.DataFrame({"blacklisted": blacklisted, "employees": rng.integers(5, 500, n).astype(float)}), 4)
+    y = (rng.random(n) < np.where(blacklisted > 0, 0.5, 0.1)).astype(int)
+
+    model = BoostingClassifier(max_leaf_nodes=3, max_iter=20, larger_sizes=((7, 40),), size_confidence=confidence)
+    model.fit(features, y)
+
+    assert model.size_scores_[(7, 40)] > model.size_scores_[(3, 20)]
+    assert 0.5 < model.size_wins_[(7, 40)] < 0.95
+    assert model.size_ == chosen
+    assert model.n_iter_ == chosen[1]
+
+
+def test_sizes_are_compared_on_enterprises_held_out_whole():
+    # Each enterprise's outcome repeats on its four dates, and a unique size lets a model recognise it: held out
+    # by row, a larger model would recall the other dates' outcomes and look far better than it is.
+    rng = np.random.default_rng(3)
+    n_enterprises, n_dates = 3_000, 4
+    employees = rng.permutation(n_enterprises).astype(float)
+    blacklisted = (rng.random(n_enterprises) < 0.2).astype(float)
+    outcome = (rng.random(n_enterprises) < np.where(blacklisted > 0, 0.3, 0.1)).astype(int)
+    dates = pd.date_range("2023-01-01", periods=n_dates, freq="91D")
+    index = pd.MultiIndex.from_product([[f"E{i:05d}" for i in range(n_enterprises)], dates],
+                                       names=["enterprise_id", "as_of"])
+    features = pd.DataFrame(
+        {"employees": np.repeat(employees, n_dates), "blacklisted": np.repeat(blacklisted, n_dates)}, index=index)
+    y = np.repeat(outcome, n_dates)
+
+    model = BoostingClassifier(max_leaf_nodes=3, max_iter=20, min_samples_leaf=4, larger_sizes=((31, 300),))
+    model.fit(features, y)
+
+    assert model.size_wins_[(31, 300)] < 0.95
+    assert model.size_ == (3, 20)
+
+
+@pytest.mark.parametrize("case", ["no larger size", "one outcome only"])
+def test_the_default_size_is_kept_when_sizes_cannot_be_compared(matrix, case):
+    features, labels, _ = matrix
+    known = labels["label_known"].to_numpy()
+    X, y = features[known], labels["label"][known].astype(int).to_numpy()
+    if case == "one outcome only":
+        y = np.zeros_like(y)
+        y[0] = 1  # one positive enterprise: held out or not, the other side has no positive
+
+    model = BoostingClassifier(max_iter=10, larger_sizes=() if case == "no larger size" else ((7, 20),)).fit(X, y)
+
+    assert model.size_scores_ == {} and model.size_wins_ == {}
+    assert model.size_ == (3, 10)
+    assert model.n_iter_ == 10
