@@ -112,11 +112,12 @@ def _state_at_visits(tables: dict[str, pd.DataFrame], as_of_dates: list[pd.Times
         "unrectified_major": truth["unrectified_major"].to_numpy(),
     })
     visits = visits.merge(state, on=["enterprise_id", "month"]).sort_values("visited", kind="stable")
+    hidden = [c for c in state.columns if c not in ("enterprise_id", "month")]
     parts = []
     for as_of in as_of_dates:
-        seen = visits[(visits["visited"] < as_of) & (visits["visited"] >= as_of - pd.Timedelta(days=VISIT_LOOKBACK_DAYS))]
+        lookback = as_of - pd.Timedelta(days=VISIT_LOOKBACK_DAYS)
+        seen = visits[(visits["visited"] < as_of) & (visits["visited"] >= lookback)]
         by_enterprise = seen.groupby("enterprise_id")
-        hidden = ["latent_hazards", "log_risk", "log_hazard_rate", "management", "unrectified_major"]
         frame = by_enterprise[hidden].last().add_prefix("last_visit_").join(
             by_enterprise[hidden].mean().add_prefix("mean_visit_"))
         frame["days_since_visit"] = (as_of - by_enterprise["visited"].max()).dt.days

@@ -244,9 +244,11 @@ def test_a_recency_weighted_window_whose_records_all_came_late_is_empty():
     sector without any known inspection would get a mean (and every firm in it a relative rate of 1)."""
     world = tables(
         enterprises=[{"enterprise_id": "E1", "sector": "gas"}],
-        inspections=[{"inspection_id": "I1", "enterprise_id": "E1", "inspected_on": "2023-03-01", "recorded_on": "2024-02-01"},
-                     {"inspection_id": "I2", "enterprise_id": "E1", "inspected_on": "2023-09-13", "recorded_on": A},
-                     {"inspection_id": "I3", "enterprise_id": "E1", "inspected_on": "2019-01-01", "recorded_on": "2024-03-01"}],
+        inspections=[
+            {"inspection_id": "I1", "enterprise_id": "E1", "inspected_on": "2023-03-01", "recorded_on": "2024-02-01"},
+            {"inspection_id": "I2", "enterprise_id": "E1", "inspected_on": "2023-09-13", "recorded_on": A},
+            {"inspection_id": "I3", "enterprise_id": "E1", "inspected_on": "2019-01-01", "recorded_on": "2024-03-01"},
+        ],
         hazards=[{"hazard_id": "H1", "enterprise_id": "E1", "found_on": "2022-01-01", "level": "general"}],
     )
     later = D("2024-06-01")  # weights are kept relative to the last date: A's sums are rescaled
