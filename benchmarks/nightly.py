@@ -17,7 +17,7 @@ Setup (timed, not part of the nightly figures):
    store, so the batch loads a real champion by alias.
 3. One nightly run as of the day before, so that the timed runs have a previous run (hysteresis, tier changes).
 
-Measured: ``--repeat`` runs (default 3) of ``scoring.batch.run_nightly`` as of the day after the world's last month,
+Measured: ``--repeat`` runs (default 3) of ``scoring.results.batch.run_nightly`` as of the day after the world's last month,
 each in a fresh process (spawned, so that its peak memory — ``ru_maxrss`` — is the run's own), re-running the same
 date (the realistic case: results replaced in one transaction). Stages: ``load`` (contract tables from the database;
 with ``--source frames`` the canonical frames are unpickled from a file instead and handed to the batch — no
@@ -36,7 +36,7 @@ hazards, 2.18M credit records; 188 522 enterprises active on 2026-01-01), median
 Setup: world generated in 15.5 s, CSV written in 2.4 s, imported in 68 s (1.35 GB SQLite file); boosting
 trained on a 20 000-enterprise world in 16 s. ``load`` is ``features.store.load_tables`` reading SQLite
 (``sqlite3`` builds one Python object per cell, then pandas converts them to Arrow strings); ``tiers/limits`` is
-mostly ``scoring.tiers.assign_tiers`` (4.5 s) and ``scoring.supervision.supervision_limits`` (3.2 s); ``score`` with
+mostly ``scoring.domain.tiers.assign_tiers`` (4.5 s) and ``scoring.domain.supervision.supervision_limits`` (3.2 s); ``score`` with
 the boosting champion is MLflow loading (2 s) plus ``decision_function`` computed twice (probability and points).
 """
 
@@ -130,7 +130,7 @@ def _train(args, workdir: Path) -> str | None:
     from models.config import TrainingConfig
     from models.expert import ExpertCardRules
     from models.train import train_and_evaluate
-    from scoring.policy import build_section, read_policy_mapping
+    from scoring.domain.policy import build_section, read_policy_mapping
 
     uri = f"sqlite:///{workdir / f'mlflow-{args.model}-{args.train_enterprises}.db'}"
     if args.reuse and Path(uri.removeprefix("sqlite:///")).exists():
@@ -167,7 +167,7 @@ def _child(db_url: str, as_of: str, uri: str, frames: str | None, queue) -> None
 
     warnings.filterwarnings("ignore")
     from features.db import connect
-    from scoring.batch import run_nightly
+    from scoring.results.batch import run_nightly
 
     tables = None
     unpickled = 0.0

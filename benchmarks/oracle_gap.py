@@ -55,7 +55,7 @@ from features.labels import oracle_risk  # noqa: E402
 from models.backtest import temporal_backtest  # noqa: E402
 from models.config import TrainingConfig  # noqa: E402
 from models.train import make_model, training_as_of_dates  # noqa: E402
-from scoring.policy import build_section, read_policy_mapping  # noqa: E402
+from scoring.domain.policy import build_section, read_policy_mapping  # noqa: E402
 
 MODELS = ("scorecard", "boosting")
 SEEN_ALL = "truth-fit + every latent hazard seen at past visits"

@@ -32,7 +32,7 @@ from models.config import TrainingConfig  # noqa: E402
 from models.expert import ExpertCardRules  # noqa: E402
 from models.explain import score_frame  # noqa: E402
 from models.train import MODEL_KINDS, train_and_evaluate  # noqa: E402
-from scoring.policy import build_section, read_policy_mapping  # noqa: E402
+from scoring.domain.policy import build_section, read_policy_mapping  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

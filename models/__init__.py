@@ -2,7 +2,7 @@
 
 Layering: ``models`` knows ``features`` (the catalog, features, labels), never ``scoring``. Policy sections the
 models need (``[expert_card]``, ``[training]``) are typed here (:class:`ExpertCardRules`,
-:class:`TrainingConfig`) and loaded by ``scoring.policy.build_section``.
+:class:`TrainingConfig`) and loaded by ``scoring.domain.policy.build_section``.
 
 Heavy imports (MLflow, optbinning, matplotlib) happen only inside the functions that need them.
 """

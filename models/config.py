@@ -1,6 +1,6 @@
 """The ``[training]`` section of the policy file: backtest dates, calibration, model settings, promotion gate.
 
-Frozen dataclasses with documented defaults; ``scoring.policy.build_section(TrainingConfig, mapping,
+Frozen dataclasses with documented defaults; ``scoring.domain.policy.build_section(TrainingConfig, mapping,
 "policy.toml: training")`` builds them from the TOML, and ``TrainingConfig()`` gives the same defaults
 without any file (notebooks, tests).
 """

@@ -150,7 +150,7 @@ class ExpertCard(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     rules : ExpertCardRules
-        The card (``[expert_card]`` of the policy file, loaded by ``scoring.policy``).
+        The card (``[expert_card]`` of the policy file, loaded by ``scoring.domain.policy``).
 
     ``fit`` learns nothing from labels (``y`` is ignored and may be omitted): it records the feature columns and which rule
     features the matrix lacks (those rules then give no points, listed in ``absent_features_``).
@@ -163,7 +163,7 @@ class ExpertCard(ClassifierMixin, BaseEstimator):
         if not isinstance(self.rules, ExpertCardRules):
             raise ValueError(
                 "ExpertCard needs rules=ExpertCardRules(...) (the policy file's [expert_card] section, "
-                f"loaded with scoring.policy); got {self.rules!r}"
+                f"loaded with scoring.domain.policy); got {self.rules!r}"
             )
         frame = as_frame(X)
         self.feature_names_in_ = np.array([str(c) for c in frame.columns], dtype=object)

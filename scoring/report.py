@@ -1,8 +1,8 @@
 """The monitoring report for the bureau's leaders: one self-contained HTML file (``riskgrade report``).
 
 :func:`generate_report` reads the latest nightly run (or the run of a date), the contract tables and the MLflow
-champion, computes the figures with the pure functions of :mod:`scoring.monitoring`, stores them in
-``monitoring_runs`` / ``monitoring_metrics`` (:mod:`scoring.monitoring_tables`) and writes the HTML. Sections
+champion, computes the figures with the pure functions of :mod:`scoring.domain.monitoring`, stores them in
+``monitoring_runs`` / ``monitoring_metrics`` (:mod:`scoring.results.monitoring_tables`) and writes the HTML. Sections
 (each an HTML ``<section>`` with this id):
 
 ``summary``    the run described, the model, headline figures and their change since the previous monitoring run;
@@ -16,7 +16,7 @@ champion, computes the figures with the pure functions of :mod:`scoring.monitori
 ``changes``    what moved since the previous monitoring run;
 ``notes``      definitions and caveats.
 
-The champion's training distribution (:class:`scoring.monitoring.Reference`) is read from its MLflow run
+The champion's training distribution (:class:`scoring.domain.monitoring.Reference`) is read from its MLflow run
 (artifact ``monitoring/reference.json``, written by :func:`log_reference` — the retraining notebook does it
 after promoting). When the artifact is missing it is computed from the champion's training rows (the training
 as-of dates recorded with the run: features rebuilt point-in-time from the database, scored with the champion)
@@ -49,7 +49,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.errors import DataError
-from scoring.monitoring import (
+from scoring.domain.monitoring import (
     BAND_LABELS_ZH,
     MIGRATION_LABELS_ZH,
     SCORE_VARIABLE,
@@ -66,7 +66,7 @@ from scoring.monitoring import (
     tier_counts,
     training_reference,
 )
-from scoring.tiers import TIER_LABELS_ZH, TIERS
+from scoring.domain.tiers import TIER_LABELS_ZH, TIERS
 
 __all__ = [
     "CJK_FONT_FAMILY",
@@ -302,7 +302,7 @@ def _descriptions() -> dict[str, str]:
 
 
 def _run_before(engine: sa.Engine, day: date) -> dict | None:
-    from scoring.tables import latest_run
+    from scoring.results.tables import latest_run
 
     return latest_run(engine, day - timedelta(days=1), on_or_before=True)
 
@@ -310,7 +310,7 @@ def _run_before(engine: sa.Engine, day: date) -> dict | None:
 def _evaluated_run(engine: sa.Engine, day: date, horizon: int, settings: MonitoringSettings) -> tuple[date, int] | None:
     """The earlier run whose outcomes are judged: the latest whose horizon has closed, else the earliest run
     at least ``min_outcome_days`` old; with the days of its window that had passed (at most ``horizon``)."""
-    from scoring.tables import runs_frame
+    from scoring.results.tables import runs_frame
 
     runs = runs_frame(engine)
     runs = runs[(runs["status"] == "succeeded")]
@@ -356,15 +356,15 @@ def build_report(
     """Compute (and with ``store`` record) the monitoring report of the nightly run of ``as_of`` — the latest
     succeeded run on or before that date, or the latest run when ``as_of`` is None.
 
-    ``policy``: a :class:`scoring.policy.Policy` (default: the shipped policy); its ``[labels]`` give the outcome
+    ``policy``: a :class:`scoring.domain.policy.Policy` (default: the shipped policy); its ``[labels]`` give the outcome
     horizon and target when the champion's run does not record them, its ``[monitoring]`` the thresholds
     (unless ``settings`` overrides them). Raises :class:`DataError` when the
     database holds no succeeded nightly run.
     """
     from features.store import load_tables
-    from scoring.monitoring_tables import previous_monitoring, read_metrics, store_monitoring
-    from scoring.policy import load_policy
-    from scoring.tables import latest_run, scores_frame
+    from scoring.results.monitoring_tables import previous_monitoring, read_metrics, store_monitoring
+    from scoring.domain.policy import load_policy
+    from scoring.results.tables import latest_run, scores_frame
 
     policy = policy if policy is not None else load_policy()
     settings = settings if settings is not None else policy.monitoring
@@ -412,7 +412,7 @@ def build_report(
         report.changes = compare_metrics(report.metrics, read_metrics(engine, earlier["monitoring_run_id"]))
     report.facts["summary"] = _summary(report)
     if store:
-        from scoring.batch import policy_fingerprint
+        from scoring.results.batch import policy_fingerprint
 
         evaluated_facts = report.facts.get("evaluated") or {}
         report.monitoring_run_id = store_monitoring(engine, as_of=day, metrics=report.metrics, run={
@@ -435,7 +435,7 @@ def build_report(
 
 def _tiers_and_migration(report: MonitoringReport, engine: sa.Engine, scores: pd.DataFrame) -> None:
     """Tier counts by township and sector; the migration matrix since the previous nightly run."""
-    from scoring.tables import scores_frame
+    from scoring.results.tables import scores_frame
 
     labelled = scores.assign(sector=scores["sector"].map(_sector_zh))
     report.tables["tiers_by_township"] = tier_counts(labelled, "township")
@@ -482,7 +482,7 @@ def _outcomes(report: MonitoringReport, engine: sa.Engine, tables, labels: Mappi
     """Events captured by the tiers of an earlier run, and that run's tiers with their realised labels
     (``enterprise_id, final_tier, label, label_known``); None without an earlier run old enough."""
     from features import build_labels
-    from scoring.tables import scores_frame
+    from scoring.results.tables import scores_frame
 
     day, horizon = report.as_of, labels["horizon_days"]
     chosen = _evaluated_run(engine, day, horizon, settings)
@@ -576,7 +576,7 @@ def _metric(section, metric, value, *, feature="", group_by="", group_value="", 
 
 
 def report_metrics(report: MonitoringReport) -> pd.DataFrame:
-    """Every figure of ``report`` as rows of :data:`scoring.monitoring_tables.METRIC_COLUMNS`."""
+    """Every figure of ``report`` as rows of :data:`scoring.results.monitoring_tables.METRIC_COLUMNS`."""
     rows: list[dict] = []
     for by in ("township", "sector"):
         table = report.tables.get(f"tiers_by_{by}")

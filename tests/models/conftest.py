@@ -72,7 +72,7 @@ def matrix():
 
 @pytest.fixture(scope="session")
 def policy_mapping():
-    from scoring.policy import read_policy_mapping
+    from scoring.domain.policy import read_policy_mapping
 
     mapping, _ = read_policy_mapping()
     return mapping
@@ -81,7 +81,7 @@ def policy_mapping():
 @pytest.fixture(scope="session")
 def expert_rules(policy_mapping):
     """The shipped [expert_card] section, typed."""
-    from scoring.policy import build_section
+    from scoring.domain.policy import build_section
 
     from models.expert import ExpertCardRules
 
@@ -90,7 +90,7 @@ def expert_rules(policy_mapping):
 
 @pytest.fixture(scope="session")
 def training_config(policy_mapping):
-    from scoring.policy import build_section
+    from scoring.domain.policy import build_section
 
     from models.config import TrainingConfig
 

@@ -8,7 +8,7 @@ import pytest
 
 from features.errors import PolicyError
 from models.config import TrainingConfig
-from scoring.policy import build_section
+from scoring.domain.policy import build_section
 
 
 def test_shipped_training_section_is_the_documented_default(training_config):

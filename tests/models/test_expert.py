@@ -12,7 +12,7 @@ from sklearn.base import clone
 from features.errors import PolicyError
 from models.calibrate import TimeSliceCalibrated
 from models.expert import CardRule, ExpertCard, ExpertCardRules
-from scoring.policy import build_section
+from scoring.domain.policy import build_section
 
 
 def _rules(**kwargs) -> ExpertCardRules:

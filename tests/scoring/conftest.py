@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.policy import Policy, load_policy
+from scoring.domain.policy import Policy, load_policy
 
 
 @pytest.fixture(scope="session")

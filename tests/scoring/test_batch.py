@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from features.errors import BatchLockedError, DataError
-from scoring.batch import (
+from scoring.results.batch import (
     hysteresis_history,
     list_rank,
     run_nightly,
     tier_change_rows,
 )
-from scoring.lock import BatchLock
-from scoring.tables import (
+from scoring.results.lock import BatchLock
+from scoring.results.tables import (
     add_override,
     batch_lock,
     batch_runs,
@@ -35,7 +35,7 @@ from scoring.tables import (
     scores_frame,
     tier_changes,
 )
-from scoring.tiers import assign_tiers
+from scoring.domain.tiers import assign_tiers
 
 from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
 from scoring_frames import enterprises
@@ -121,7 +121,7 @@ def test_the_champion_is_used_when_there_is_one(engine, tmp_path, policy, monkey
     import models.registry
     from models.expert import ExpertCard, ExpertCardRules
     from models.registry import ChampionModel
-    from scoring.policy import build_section
+    from scoring.domain.policy import build_section
 
     store = tmp_path / "mlflow.db"
     store.touch()  # the store exists; the registry call itself is replaced
@@ -292,7 +292,7 @@ def test_a_killed_process_leaves_the_previous_results_and_its_lock_is_taken_over
     script = textwrap.dedent(f"""
         import sys, time
         from features.db import connect
-        from scoring.batch import run_nightly
+        from scoring.results.batch import run_nightly
 
         def stall(where, done, total):
             if where == "scores" and done > 0:
@@ -401,7 +401,7 @@ def test_the_pure_middle_gives_exactly_the_stored_rows(engine, uri, policy):
 
     from features import build_features
     from features.store import load_tables
-    from scoring.batch import compute_nightly, expert_card_model
+    from scoring.results.batch import compute_nightly, expert_card_model
 
     run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=uri)
     tables = load_tables(engine)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import scoring.simulate
-import scoring.tables
+import scoring.domain.simulate
+import scoring.results.tables
 from scoring.cli import app
-from scoring.simulate import SimulationResult
-from scoring.supervision import supervision_limits
+from scoring.domain.simulate import SimulationResult
+from scoring.domain.supervision import supervision_limits
 
 from scoring_frames import enterprises
 
@@ -32,7 +32,7 @@ def fake_limits(monkeypatch, policy):
         seen["as_of"] = as_of
         return supervision_limits(tiers, tables, as_of=as_of, policy=policy_.supervision)
 
-    monkeypatch.setattr(scoring.tables, "current_limits", current_limits)
+    monkeypatch.setattr(scoring.results.tables, "current_limits", current_limits)
     return seen
 
 
@@ -85,7 +85,7 @@ def test_simulate_prints_the_ratios_as_json(monkeypatch):
         calls.update(kwargs)
         return SimulationResult(monthly=monthly, settings={"seed": kwargs["seed"]}, capacity=pd.DataFrame())
 
-    monkeypatch.setattr(scoring.simulate, "closed_loop", fake_loop)
+    monkeypatch.setattr(scoring.domain.simulate, "closed_loop", fake_loop)
     result = runner.invoke(app, ["simulate", "--months", "3", "--enterprises", "200", "--seed", "5",
                                  "--format", "json"])
     assert result.exit_code == 0, result.output

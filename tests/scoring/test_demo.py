@@ -24,7 +24,7 @@ def test_demo_runs_every_section(tmp_path, monkeypatch):
     assert "riskgrade v1 (expert)" in result.output  # the nightly run scored with the promoted champion
 
     from features.db import connect
-    from scoring.tables import latest_run, load_plan
+    from scoring.results.tables import latest_run, load_plan
 
     engine = connect(f"sqlite:///{tmp_path / 'riskgrade.db'}")
     run = latest_run(engine)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from scoring.monitoring import (
+from scoring.domain.monitoring import (
     MonitoringSettings,
     Reference,
     capture_table,
@@ -28,7 +28,7 @@ from scoring.monitoring import (
     tier_counts,
     training_reference,
 )
-from scoring.monitoring_tables import monitoring_runs, previous_monitoring, read_metrics, store_monitoring
+from scoring.results.monitoring_tables import monitoring_runs, previous_monitoring, read_metrics, store_monitoring
 
 # ---------------------------------------------------------------------------------------------
 # PSI and its bands

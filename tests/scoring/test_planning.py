@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.errors import DataError
-from scoring.planning import capacity_frame, monthly_draw_size, plan_inspections
-from scoring.supervision import supervision_limits
+from scoring.domain.planning import capacity_frame, monthly_draw_size, plan_inspections
+from scoring.domain.supervision import supervision_limits
 
 from scoring_frames import enterprises, frame
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from features.errors import PolicyError
-from scoring.policy import Policy, load_policy, read_policy_mapping
+from scoring.domain.policy import Policy, load_policy, read_policy_mapping
 
 
 def write(tmp_path, text: str):
@@ -91,7 +91,7 @@ def test_a_bad_policy_file_is_refused_naming_the_key(tmp_path, text, match):
 
 
 def test_shipped_monitoring_section_is_the_documented_defaults(policy: Policy):
-    from scoring.monitoring import MonitoringSettings
+    from scoring.domain.monitoring import MonitoringSettings
 
     assert policy.monitoring == MonitoringSettings()
 
@@ -107,7 +107,7 @@ def test_messages_name_the_file(tmp_path):
 
 
 def test_policy_keeps_other_engineers_sections_as_mappings():
-    from scoring.policy import policy_from_mapping
+    from scoring.domain.policy import policy_from_mapping
 
     mapping, _ = read_policy_mapping()
     mapping = {**mapping, "expert_card": {"base": 100}, "training": {"folds": 3}}

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from scoring.batch import run_nightly
+from scoring.results.batch import run_nightly
 from scoring.cli import app
-from scoring.ranking import RANK_COLUMNS, ranked_list
-from scoring.tables import add_override, current_limits, load_plan, scores_frame
+from scoring.results.ranking import RANK_COLUMNS, ranked_list
+from scoring.results.tables import add_override, current_limits, load_plan, scores_frame
 
 from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
 

@@ -69,7 +69,7 @@ def _database(url: str, directory: Path, uri: str, dates=NIGHTLY_DATES):
     """An engine on ``url`` with the world imported and the nightly batch run on ``dates``."""
     from features.db import connect
     from features.importer import import_directory
-    from scoring.batch import run_nightly
+    from scoring.results.batch import run_nightly
 
     engine = connect(url)
     import_directory(engine, directory, today=AS_OF)
@@ -96,7 +96,7 @@ def _images(page: str) -> dict[str, bytes]:
 
 
 def test_report_has_its_sections_charts_and_stores_what_a_later_run_compares(db_url, world_dir, champion, tmp_path):
-    from scoring.monitoring_tables import monitoring_metrics, monitoring_runs
+    from scoring.results.monitoring_tables import monitoring_metrics, monitoring_runs
     from scoring.report import SECTIONS
 
     uri, _ = champion
@@ -153,7 +153,7 @@ def test_report_has_its_sections_charts_and_stores_what_a_later_run_compares(db_
 def test_the_reference_is_computed_from_the_training_rows_when_missing_and_then_read_back(world_dir, champion,
                                                                                         tmp_path):
     from models.registry import load_champion
-    from scoring.monitoring import training_reference
+    from scoring.domain.monitoring import training_reference
     from scoring.report import build_report, load_reference
 
     uri, trained = champion
@@ -200,7 +200,7 @@ def test_a_sector_whose_hazards_double_shows_psi_above_025_on_the_hazard_feature
     out = tmp_path / "drift.html"
     _report(["--out", str(out), "--db", url, "--mlflow-uri", uri])
 
-    from scoring.monitoring_tables import monitoring_metrics
+    from scoring.results.monitoring_tables import monitoring_metrics
 
     with engine.connect() as conn:
         metrics = pd.DataFrame(conn.execute(sa.select(monitoring_metrics)).mappings().all())
@@ -209,7 +209,7 @@ def test_a_sector_whose_hazards_double_shows_psi_above_025_on_the_hazard_feature
     for name in ("general_hazards_90d", "general_hazards_365d"):  # < 0.25 without the drift: see the next test
         assert psi[name] > 0.25, (name, psi[name])
     # Features that do not read the hazards table stay below 0.25, overall and in the drifted sector
-    # (peer-accident context features are shown without a band: see scoring.monitoring).
+    # (peer-accident context features are shown without a band: see scoring.domain.monitoring).
     hazard_features = _hazard_sources()
     context = {f.name for f in CATALOG if f.group_by}
     overall = metrics[metrics["section"] == "stability"].set_index("feature")
@@ -231,7 +231,7 @@ def test_without_the_drift_the_sector_hazard_counts_are_stable(world, champion):
     """The baseline of the drift test: the same report date on the untouched world."""
     from features import build_features
     from models.registry import load_champion
-    from scoring.monitoring import segment_stability, training_reference
+    from scoring.domain.monitoring import segment_stability, training_reference
 
     uri, trained = champion
     reference = training_reference(trained.features, load_champion(uri).model)
@@ -246,7 +246,7 @@ def test_without_the_drift_the_sector_hazard_counts_are_stable(world, champion):
 def test_without_a_champion_or_an_earlier_run_the_report_says_so_and_shows_the_rest(world_dir, tmp_path):
     from features.db import connect
     from features.importer import import_directory
-    from scoring.batch import run_nightly
+    from scoring.results.batch import run_nightly
     from scoring.report import SECTIONS
 
     url, no_store = f"sqlite:///{tmp_path / 'riskgrade.db'}", f"sqlite:///{tmp_path / 'no-mlflow.db'}"

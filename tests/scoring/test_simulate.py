@@ -7,7 +7,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from scoring.simulate import closed_loop, hazards_per_visit_targets
+from scoring.domain.simulate import closed_loop, hazards_per_visit_targets
 
 from scoring_frames import frame
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.errors import DataError
-from scoring.supervision import counted_visits, supervision_limits
+from scoring.domain.supervision import counted_visits, supervision_limits
 
 from scoring_frames import enterprises, frame
 

@@ -9,14 +9,14 @@ import pytest
 
 from features.db import connect
 from features.errors import DataError
-from scoring.tables import (
+from scoring.results.tables import (
     add_override,
     expire_overrides,
     override_audit_trail,
     overrides_active_at,
     revoke_override,
 )
-from scoring.tiers import assign_tiers
+from scoring.domain.tiers import assign_tiers
 
 from scoring_frames import enterprises
 
@@ -104,7 +104,7 @@ def test_current_limits_compose_champion_scores_overrides_and_limits(engine, pol
     import models.registry
     from models.registry import ChampionModel
 
-    from scoring.tables import current_limits
+    from scoring.results.tables import current_limits
     from scoring_frames import frame
 
     ids = [f"E{i}" for i in range(10)]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.errors import DataError
-from scoring.tiers import assign_tiers, low_eligibility, vetoes
+from scoring.domain.tiers import assign_tiers, low_eligibility, vetoes
 
 from scoring_frames import enterprises, frame
 

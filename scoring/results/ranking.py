@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
-from scoring.tables import (
+from scoring.results.tables import (
     create_scoring_tables,
     enterprise_changes,
     enterprise_history,
@@ -31,7 +31,7 @@ from scoring.tables import (
     scores_frame,
     scores_history,
 )
-from scoring.tiers import TIER_LABELS_ZH, TIERS
+from scoring.domain.tiers import TIER_LABELS_ZH, TIERS
 
 __all__ = [
     "RANK_COLUMNS",

@@ -1,7 +1,7 @@
 """Risk tiers: calibrated probability → low / general / high, then overrides (DESIGN.md §8).
 
 Pure functions: DataFrames in, DataFrames out, the as-of date an explicit argument. The database side of
-manual overrides lives in :mod:`scoring.tables`; this module only receives the overrides active at the date.
+manual overrides lives in :mod:`scoring.results.tables`; this module only receives the overrides active at the date.
 
 Time semantics: every event is used only if it was **known before** the as-of date, i.e. its event date
 (``occurred_on``, ``found_on``, ``decided_on``, ``valid_from``) **and** its ``recorded_on`` are strictly before
@@ -547,7 +547,7 @@ def assign_tiers(
     ``tables``: canonical contract tables (:mod:`features.frames`); absent optional tables count as empty.
     ``history``: previous runs, ``enterprise_id, as_of, model_tier, final_tier`` (runs on or after ``as_of``
     are ignored, so a re-run gives the same answer). ``manual``: the manual overrides active at ``as_of``
-    (:func:`scoring.tables.overrides_active_at`), ``enterprise_id, tier, reason, created_by, valid_until``
+    (:func:`scoring.results.tables.overrides_active_at`), ``enterprise_id, tier, reason, created_by, valid_until``
     and optionally ``created_at`` / ``override_id`` to pick the latest when several are active.
 
     Returns ``tiers``: ``enterprise_id, as_of, probability, [points], rank, model_tier, eligibility,

@@ -1,7 +1,7 @@
 """Monitoring computations for the leaders' report: stability (PSI), tier mix and migration, capture, fairness.
 
 Pure functions — DataFrames in, DataFrames out, nothing read or written. :mod:`scoring.report` loads the data,
-calls these, stores the results (:mod:`scoring.monitoring_tables`) and renders the HTML.
+calls these, stores the results (:mod:`scoring.results.monitoring_tables`) and renders the HTML.
 
 Population stability index (PSI)
 ---------------------------------
@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from scoring.tiers import TIER_LABELS_ZH, TIERS
+from scoring.domain.tiers import TIER_LABELS_ZH, TIERS
 
 __all__ = [
     "BAND_LABELS_ZH",

@@ -1,6 +1,6 @@
 """The policy file: every number of the supervision regime in one validated TOML file.
 
-``scoring/policy.toml`` (shipped with the package) holds the documented defaults and their sources. A bureau
+``scoring/domain/policy.toml`` (shipped with the package) holds the documented defaults and their sources. A bureau
 copies it, edits it, and points riskgrade at its copy with ``--policy FILE`` or ``RISKGRADE_POLICY``; keys
 it leaves out keep their defaults (the bureau's file is laid over the shipped one, table by table).
 
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import PolicyError
-from scoring.monitoring import MonitoringSettings
-from scoring.planning import PlanningPolicy
-from scoring.supervision import SupervisionPolicy
-from scoring.tiers import OverridePolicy, TierPolicy
+from scoring.domain.monitoring import MonitoringSettings
+from scoring.domain.planning import PlanningPolicy
+from scoring.domain.supervision import SupervisionPolicy
+from scoring.domain.tiers import OverridePolicy, TierPolicy
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
 

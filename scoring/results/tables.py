@@ -12,14 +12,14 @@ Time semantics of :func:`overrides_active_at` (``as_of`` a date): an override is
 not revoked on or before ``as_of`` (so re-running an old date gives the old answer). Expiry needs no action to
 take effect; :func:`expire_overrides` (called by the nightly batch) records it in the audit trail once.
 
-The outputs of the nightly batch (:mod:`scoring.batch`) and of the planner (DESIGN.md §10):
+The outputs of the nightly batch (:mod:`scoring.results.batch`) and of the planner (DESIGN.md §10):
 
 - ``batch_runs`` — one row per run: status, as-of date, model, policy hash, data watermark, counts, timings, error;
 - ``scores_history`` — one row per (as-of date, enterprise): probability, points, tiers, overrides, reasons,
   supervision limits, rank (a re-run of a date replaces its rows: :func:`scores_frame`, :func:`previous_tiers`);
 - ``tier_changes`` — one row per (as-of date, enterprise) whose final tier changed since the previous run;
 - ``plans`` / ``plan_items`` — every stored monthly plan and its visits (:func:`store_plan`, :func:`load_plan`);
-- ``batch_lock`` — who is running the batch (:mod:`scoring.lock`).
+- ``batch_lock`` — who is running the batch (:mod:`scoring.results.lock`).
 
 :func:`current_limits` (what ``riskgrade plan`` plans from) reads the nightly run of the date when there is one.
 
@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from features.errors import DataError
 from features.schema import metadata
-from scoring.tiers import TIERS, ManualOverridePolicy
+from scoring.domain.tiers import TIERS, ManualOverridePolicy
 
 __all__ = [
     "manual_overrides",
@@ -204,7 +204,7 @@ _ACTIVE_COLUMNS = ["override_id", "enterprise_id", "tier", "reason", "created_by
 
 def overrides_active_at(engine: sa.Engine, as_of: date | str) -> pd.DataFrame:
     """The overrides in force on ``as_of`` (see the module docstring), as the frame
-    :func:`scoring.tiers.assign_tiers` takes (``manual=``)."""
+    :func:`scoring.domain.tiers.assign_tiers` takes (``manual=``)."""
     day = _as_date(as_of)
     next_day = datetime.combine(day + timedelta(days=1), datetime.min.time())
     create_scoring_tables(engine)
@@ -248,17 +248,17 @@ def override_audit_trail(engine: sa.Engine, override_id: int | None = None) -> p
 
 
 def current_limits(engine: sa.Engine, as_of: date | str, policy, *, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Supervision limits of every enterprise active at ``as_of`` (``policy``: a :class:`scoring.policy.Policy`).
+    """Supervision limits of every enterprise active at ``as_of`` (``policy``: a :class:`scoring.domain.policy.Policy`).
 
     - When a **succeeded nightly run of that date** exists, its stored rows are read (no model, no recomputation):
       the plan then uses exactly the tiers and limits the batch published. Column ``run_id`` names the run.
     - Otherwise they are **computed on the fly** like the batch does, without writing anything: contract tables
       from ``engine`` → features as of ``as_of`` → calibrated probability of the MLflow ``champion`` model
-      (:class:`~features.errors.NoChampionError` if none) → :func:`~scoring.tiers.assign_tiers` with hysteresis
+      (:class:`~features.errors.NoChampionError` if none) → :func:`~scoring.domain.tiers.assign_tiers` with hysteresis
       from the latest stored run before ``as_of`` and the manual overrides active at ``as_of`` →
-      :func:`~scoring.supervision.supervision_limits`. Column ``run_id`` is then missing (NA).
+      :func:`~scoring.domain.supervision.supervision_limits`. Column ``run_id`` is then missing (NA).
 
-    Same columns either way (those of :func:`~scoring.supervision.supervision_limits`, plus ``name``, ``model``
+    Same columns either way (those of :func:`~scoring.domain.supervision.supervision_limits`, plus ``name``, ``model``
     and ``run_id``).
     """
     day = pd.Timestamp(_as_date(as_of))
@@ -270,7 +270,7 @@ def current_limits(engine: sa.Engine, as_of: date | str, policy, *, tracking_uri
 
 def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     from features.contract import SECTOR_BY_CODE
-    from scoring.supervision import MODES
+    from scoring.domain.supervision import MODES
 
     names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on")]
     frame = scores_frame(engine, run["as_of"], columns=names)
@@ -299,9 +299,9 @@ def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_ur
     from features import build_features
     from features.store import load_tables
     from models.registry import load_champion
-    from scoring.batch import hysteresis_history
-    from scoring.supervision import supervision_limits
-    from scoring.tiers import assign_tiers
+    from scoring.results.batch import hysteresis_history
+    from scoring.domain.supervision import supervision_limits
+    from scoring.domain.tiers import assign_tiers
 
     tables = load_tables(engine)
     champion = load_champion(tracking_uri)
@@ -330,7 +330,7 @@ def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_ur
 # tier_changes    one row per (as_of, enterprise) whose final tier differs from the previous run's.
 # plans           one row per stored monthly plan (period, seed, the run its limits came from, draws, unmet).
 # plan_items      the plan's visits.
-# batch_lock      at most one row per lock name: who runs the batch (see scoring.lock).
+# batch_lock      at most one row per lock name: who runs the batch (see scoring.results.lock).
 
 RUN_STATUSES = ("running", "succeeded", "failed", "superseded")
 
@@ -479,7 +479,7 @@ batch_lock = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("acquired_at", sa.DateTime, nullable=False),
     sa.Column("heartbeat_at", sa.DateTime, nullable=False),
-    comment="Who runs the nightly batch right now (one row per lock; see scoring/lock.py).",
+    comment="Who runs the nightly batch right now (one row per lock; see scoring/results/lock.py).",
 )
 
 OUTPUT_TABLES = [batch_runs, scores_history, tier_changes, plans, plan_items, batch_lock]
@@ -596,7 +596,7 @@ _PLAN_ITEM_COLUMNS = [c.name for c in plan_items.columns if c.name != "plan_id"]
 def store_plan(engine: sa.Engine, plan, *, as_of: date | str, source_run_id: int | None = None,
                limits_source: str | None = None, policy_hash: str | None = None, created_by: str | None = None,
                now: datetime | None = None) -> int:
-    """Store a :class:`scoring.planning.Plan` (its items, draws, unmet visits and capacity) in one transaction;
+    """Store a :class:`scoring.domain.planning.Plan` (its items, draws, unmet visits and capacity) in one transaction;
     returns the new ``plan_id``. Every planning run is kept (re-planning a period adds a plan; the latest wins
     in :func:`load_plan`)."""
     from scoring.exports import json_records

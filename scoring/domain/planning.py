@@ -1,6 +1,6 @@
 """Monthly inspection plan within caps, quiet periods, inspector limits and department capacity (DESIGN.md §8).
 
-Pure: :func:`plan_inspections` takes the supervision limits (:func:`scoring.supervision.supervision_limits`,
+Pure: :func:`plan_inspections` takes the supervision limits (:func:`scoring.domain.supervision.supervision_limits`,
 computed as of the first day of the period), the capacity of each department in the period and a seed, and
 returns a :class:`Plan` that explains itself as tables.
 
@@ -44,8 +44,8 @@ import pandas as pd
 
 from features.contract import SECTOR_CODES
 from features.errors import DataError
-from scoring.supervision import SupervisionPolicy, _after_quiet
-from scoring.tiers import TIERS, lookup
+from scoring.domain.supervision import SupervisionPolicy, _after_quiet
+from scoring.domain.tiers import TIERS, lookup
 
 __all__ = [
     "STAGES",
@@ -440,7 +440,7 @@ def plan_inspections(
 ) -> Plan:
     """Plan the visits of ``period`` (see the module docstring for the stages, the draw and the constraints).
 
-    ``limits``: :func:`~scoring.supervision.supervision_limits` as of the first day of the period (optionally a
+    ``limits``: :func:`~scoring.domain.supervision.supervision_limits` as of the first day of the period (optionally a
     ``lead_department`` column overriding the sector's lead department, and ``probability``).
     ``capacity``: visits per department in the period (``department, visits``); ``None``: ``planning.capacity``.
     A department absent from it has no capacity. ``expected_hazards``: hazards a visit is expected to find, per

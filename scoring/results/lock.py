@@ -1,6 +1,6 @@
 """The nightly batch lock: one run at a time per database, on SQLite and PostgreSQL alike.
 
-Design — a row in the ``batch_lock`` table (:data:`scoring.tables.batch_lock`), not a database session lock:
+Design — a row in the ``batch_lock`` table (:data:`scoring.results.tables.batch_lock`), not a database session lock:
 
 - **acquire**: ``INSERT`` the row ``name = 'nightly'`` with our owner token (``host:pid:random``) in its own
   short transaction. The primary key makes a second ``INSERT`` fail on both backends, whatever the isolation
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from features.errors import BatchLockedError
-from scoring.tables import batch_lock, batch_runs, create_scoring_tables
+from scoring.results.tables import batch_lock, batch_runs, create_scoring_tables
 
 __all__ = ["DEFAULT_STALE_AFTER", "BatchLock", "pid_alive"]
 

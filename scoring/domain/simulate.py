@@ -6,8 +6,8 @@ in every arm — trains the risk model on that history, then lets each rule choo
 for ``months`` months and counts what the visits find and the accidents that happen:
 
 - ``risk_based`` — this package's pipeline each month: features → calibrated probability (the models
-  engineer's estimator, ``models.train.make_model``) → :func:`~scoring.tiers.assign_tiers` (with the arm's
-  own tier history) → :func:`~scoring.supervision.supervision_limits` → :func:`~scoring.planning.plan_inspections`
+  engineer's estimator, ``models.train.make_model``) → :func:`~scoring.domain.tiers.assign_tiers` (with the arm's
+  own tier history) → :func:`~scoring.domain.supervision.supervision_limits` → :func:`~scoring.domain.planning.plan_inspections`
   with expected hazards per visit from a Poisson gradient-boosting regressor trained on the same history;
 - ``random`` — the same capacity per department spent on enterprises drawn uniformly among those the caps,
   spacing and quiet period allow a counted visit (the same limits as the risk-based arm's);
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.planning import capacity_frame, counted_visit_windows, parse_period, plan_inspections
-from scoring.supervision import supervision_limits
-from scoring.tiers import assign_tiers
+from scoring.domain.planning import capacity_frame, counted_visit_windows, parse_period, plan_inspections
+from scoring.domain.supervision import supervision_limits
+from scoring.domain.tiers import assign_tiers
 
 __all__ = ["ARMS", "SimulationResult", "closed_loop", "hazards_per_visit_targets"]
 
@@ -98,7 +98,7 @@ class _Month:
     seed: int
     rng: np.random.Generator
     expected_hazards: pd.Series
-    policy: Any  # scoring.policy.Policy
+    policy: Any  # scoring.domain.policy.Policy
 
 
 def _risk_based(month: _Month) -> pd.DataFrame:
@@ -225,7 +225,7 @@ def closed_loop(
     arms: tuple[str, ...] = (*ARMS, CURRENT_PRACTICE),
     progress: Progress | None = None,
 ) -> SimulationResult:
-    """Run the closed-loop comparison (see the module docstring); ``policy`` is a :class:`scoring.policy.Policy`,
+    """Run the closed-loop comparison (see the module docstring); ``policy`` is a :class:`scoring.domain.policy.Policy`,
     ``training`` a ``models.config.TrainingConfig`` (default: its defaults)."""
     from data_samples.world import WorldSimulator, default_inspection_policy
     from features import build_features, build_labels

@@ -39,7 +39,7 @@ import pandas as pd
 from features.contract import INSPECTION_KINDS, SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
 from features.frames import Tables, is_in
-from scoring.tiers import TIERS, as_timestamp, known_before, lookup, table, valid_at
+from scoring.domain.tiers import TIERS, as_timestamp, known_before, lookup, table, valid_at
 
 __all__ = [
     "MODES",

@@ -252,7 +252,7 @@ def train(
     from models.config import TrainingConfig
     from models.expert import ExpertCardRules
     from models.train import train_and_evaluate
-    from scoring.policy import build_section, read_policy_mapping
+    from scoring.domain.policy import build_section, read_policy_mapping
 
     if model not in ModelChoice:
         raise typer.BadParameter(f"expected one of {', '.join(ModelChoice)}, got {model!r}", param_hint="--model")
@@ -344,15 +344,15 @@ def plan(
     """Plan a month of inspections within caps, quiet periods, inspector limits and capacity (双随机 seeded).
 
     The limits are those of the first day of the period: read from the nightly run of that date when there is
-    one, else computed on the fly from the database and the champion model (scoring.tables.current_limits).
+    one, else computed on the fly from the database and the champion model (scoring.results.tables.current_limits).
     The plan is stored in the database (plans, plan_items) unless --no-store.
     """
     import pandas as pd
 
     from features.db import connect, database_url
-    from scoring.batch import load_policy_and_hash
-    from scoring.planning import capacity_frame, parse_period, plan_inspections
-    from scoring.tables import current_limits, store_plan
+    from scoring.results.batch import load_policy_and_hash
+    from scoring.domain.planning import capacity_frame, parse_period, plan_inspections
+    from scoring.results.tables import current_limits, store_plan
 
     _check_format(output_format, out, "plan")
     start, _ = parse_period(period)
@@ -450,7 +450,7 @@ class _NightlyReporter:
         self.bar = None
 
     def __enter__(self):
-        from scoring.batch import STAGES
+        from scoring.results.batch import STAGES
 
         if self.terminal:
             self.bar = progress_bar()
@@ -482,7 +482,7 @@ class _NightlyReporter:
 def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str]):
     import signal
 
-    from scoring.batch import run_nightly
+    from scoring.results.batch import run_nightly
 
     def terminated(signum, frame):  # SIGTERM: fail the run cleanly (marked failed, lock released), exit 143
         raise SystemExit(128 + signum)
@@ -502,7 +502,7 @@ def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str])
 def _print_run(run) -> None:
     import pandas as pd
 
-    from scoring.tiers import TIER_LABELS_ZH
+    from scoring.domain.tiers import TIER_LABELS_ZH
 
     counts = run.counts
     table = pd.DataFrame({
@@ -579,7 +579,7 @@ _RANK_WIDTHS = {"override": 30, "reasons": 36, "name": 14, "township": 8}
 
 def _rank_flat(frame):
     """The ranked list for CSV and Excel: reasons as one bilingual text cell."""
-    from scoring.ranking import reasons_text
+    from scoring.results.ranking import reasons_text
 
     flat = frame.copy()
     flat["reasons"] = [reasons_text(r) for r in flat["reasons"]]
@@ -604,7 +604,7 @@ def rank(
     """The ranked list planners read: highest risk first (final tier, then calibrated probability)."""
     from features.db import connect
     from scoring.exports import write_csv, write_json, write_xlsx
-    from scoring.ranking import ranked_list
+    from scoring.results.ranking import ranked_list
 
     _check_format(output_format, out, "list")
     if tier is not None and tier not in ("high", "general", "low"):
@@ -639,7 +639,7 @@ def explain(
     """One enterprise: its current tier and why, its supervision limits, tier history and last 12 months of records."""
     from features.db import connect
     from scoring.exports import write_json
-    from scoring.ranking import enterprise_report
+    from scoring.results.ranking import enterprise_report
 
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
@@ -654,8 +654,8 @@ def explain(
 def _print_report(report) -> None:
     import pandas as pd
 
-    from scoring.ranking import reasons_text
-    from scoring.supervision import MODES
+    from scoring.results.ranking import reasons_text
+    from scoring.domain.supervision import MODES
 
     e, c = report.enterprise, report.current
     console.rule(f"{e.get('enterprise_id')} {e.get('name') or ''}")
@@ -735,7 +735,7 @@ def _train_demo(engine, as_of, kinds, mapping, source, labels, mlflow_uri):
     from models.config import TrainingConfig
     from models.expert import ExpertCardRules
     from models.train import train_and_evaluate
-    from scoring.policy import build_section
+    from scoring.domain.policy import build_section
 
     return train_and_evaluate(
         load_tables(engine, [*_contract_tables(), "truth"]), as_of, kinds,
@@ -821,11 +821,11 @@ def demo(
     from data_samples.world import generate_world, write_world
     from features.db import connect
     from features.importer import import_directory
-    from scoring.batch import load_policy_and_hash
-    from scoring.planning import plan_inspections
-    from scoring.policy import read_policy_mapping
-    from scoring.ranking import ranked_list
-    from scoring.tables import current_limits, store_plan
+    from scoring.results.batch import load_policy_and_hash
+    from scoring.domain.planning import plan_inspections
+    from scoring.domain.policy import read_policy_mapping
+    from scoring.results.ranking import ranked_list
+    from scoring.results.tables import current_limits, store_plan
 
     if models not in ModelChoice:
         raise typer.BadParameter(f"expected one of {', '.join(ModelChoice)}, got {models!r}", param_hint="--models")
@@ -915,8 +915,8 @@ def simulate(
     """
     import json
 
-    from scoring.policy import load_policy
-    from scoring.simulate import closed_loop
+    from scoring.domain.policy import load_policy
+    from scoring.domain.simulate import closed_loop
 
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
@@ -955,7 +955,7 @@ def report(
     import warnings
 
     from features.db import connect, database_url
-    from scoring.policy import load_policy
+    from scoring.domain.policy import load_policy
     from scoring.report import SECTIONS, generate_report
 
     if out.suffix.lower() not in (".html", ".htm"):
@@ -1010,6 +1010,3 @@ def main() -> None:
         err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -2,7 +2,7 @@
 
 ``riskgrade nightly [--as-of DATE]`` calls :func:`run_nightly`, which goes through :data:`STAGES`:
 
-``lock``      take the database's batch lock (:mod:`scoring.lock`); a second run at once is refused
+``lock``      take the database's batch lock (:mod:`scoring.results.lock`); a second run at once is refused
               (:class:`~features.errors.BatchLockedError`, exit code 6) — then a ``running`` row is written to
               ``batch_runs`` **in its own transaction**, so that a crash leaves a trace.
 ``load``      the contract tables (:func:`features.store.load_tables`) and the data watermark (rows and latest
@@ -12,9 +12,9 @@
               expert card, with a warning stored on the run and shown by the CLI.
 ``score``     calibrated probability, points and the top 3 reasons (:func:`models.explain.score_frame`).
 ``tiers``     tiers with hysteresis from the stored previous run and the manual overrides active at the date
-              (:func:`scoring.tiers.assign_tiers`; overrides past their expiry are first marked expired in the
+              (:func:`scoring.domain.tiers.assign_tiers`; overrides past their expiry are first marked expired in the
               audit trail — its own small transaction, idempotent).
-``limits``    supervision limits (:func:`scoring.supervision.supervision_limits`), the ranked list, tier changes.
+``limits``    supervision limits (:func:`scoring.domain.supervision.supervision_limits`), the ranked list, tier changes.
 ``write``     **one transaction**: check we still own the lock, delete the date's previous rows, insert
               ``scores_history`` and ``tier_changes``, mark the date's older run ``superseded`` and this one
               ``succeeded`` with its counts. Any failure before the commit rolls everything back.
@@ -54,8 +54,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.errors import DataError, NoChampionError
-from scoring.lock import DEFAULT_STALE_AFTER, BatchLock
-from scoring.tables import (
+from scoring.results.lock import DEFAULT_STALE_AFTER, BatchLock
+from scoring.results.tables import (
     batch_runs,
     create_scoring_tables,
     expire_overrides,
@@ -64,7 +64,7 @@ from scoring.tables import (
     scores_history,
     tier_changes,
 )
-from scoring.tiers import TIERS
+from scoring.domain.tiers import TIERS
 
 __all__ = [
     "STAGES",
@@ -126,7 +126,7 @@ def expert_card_model(expert_card: Mapping[str, Any], features: pd.DataFrame, *,
                       where: str = "policy: expert_card") -> ScoringModel:
     """The policy's expert card, fitted on ``features`` (it learns no outcome: it only records the columns)."""
     from models.expert import ExpertCard, ExpertCardRules
-    from scoring.policy import build_section, policy_hash
+    from scoring.domain.policy import build_section, policy_hash
 
     rules = build_section(ExpertCardRules, expert_card, where)
     card = ExpertCard(rules=rules).fit(features)
@@ -209,7 +209,7 @@ def _reason_lists(long: pd.DataFrame, index: pd.Index) -> list[list[dict]]:
 
 
 def hysteresis_history(previous: pd.DataFrame) -> pd.DataFrame:
-    """The tier history :func:`scoring.tiers.assign_tiers` needs, from the previous run's stored rows alone.
+    """The tier history :func:`scoring.domain.tiers.assign_tiers` needs, from the previous run's stored rows alone.
 
     Hysteresis asks two things: the previous final tier, and the last date the model scored the enterprise high.
     Every stored row carries the latter (``last_model_high_on``), so the previous run's rows plus one row per
@@ -288,8 +288,8 @@ class NightlyResult:
 
 def tier_enterprises(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of, policy,
                      previous: pd.DataFrame | None, manual: pd.DataFrame | None):
-    """:func:`scoring.tiers.assign_tiers` with the hysteresis history taken from the previous run's rows."""
-    from scoring.tiers import assign_tiers
+    """:func:`scoring.domain.tiers.assign_tiers` with the hysteresis history taken from the previous run's rows."""
+    from scoring.domain.tiers import assign_tiers
 
     return assign_tiers(scores[["enterprise_id", "probability", "points"]], tables,
                         as_of=pd.Timestamp(as_of).normalize(), tiers=policy.tiers, overrides=policy.overrides,
@@ -339,7 +339,7 @@ def compute_nightly(features: pd.DataFrame, model: ScoringModel, tables: Mapping
                     policy, previous: pd.DataFrame | None = None, manual: pd.DataFrame | None = None,
                     n_reasons: int = 3) -> NightlyResult:
     """The whole pure middle of a run: features → scores and reasons → tiers → limits → output rows and changes."""
-    from scoring.supervision import supervision_limits
+    from scoring.domain.supervision import supervision_limits
 
     previous = previous if previous is not None else pd.DataFrame()
     scores = score_enterprises(model.model, features, n_reasons)
@@ -379,15 +379,15 @@ def _plain(value: Any) -> Any:
 
 
 def policy_fingerprint(policy) -> str:
-    """:func:`scoring.policy.policy_hash` of the effective (typed, defaults filled in) policy."""
-    from scoring.policy import policy_hash
+    """:func:`scoring.domain.policy.policy_hash` of the effective (typed, defaults filled in) policy."""
+    from scoring.domain.policy import policy_hash
 
     return policy_hash(_plain(policy))
 
 
 def load_policy_and_hash(path: str | Path | None = None):
     """``(Policy, hash)`` of the policy file (``path``, ``$RISKGRADE_POLICY`` or the shipped defaults)."""
-    from scoring.policy import load_policy
+    from scoring.domain.policy import load_policy
 
     policy = load_policy(path)
     return policy, policy_fingerprint(policy)
@@ -442,7 +442,7 @@ def run_nightly(
 ) -> NightlyRun:
     """Run the nightly batch as of ``as_of`` (default: today) on ``engine``'s database (see the module docstring).
 
-    ``policy``: a :class:`scoring.policy.Policy` (else loaded from ``policy_file`` / ``$RISKGRADE_POLICY`` / the
+    ``policy``: a :class:`scoring.domain.policy.Policy` (else loaded from ``policy_file`` / ``$RISKGRADE_POLICY`` / the
     shipped defaults). ``tables``: canonical contract frames to use instead of reading the database (benchmarks).
     ``checkpoint``: test hook called inside the write transaction. Raises
     :class:`~features.errors.BatchLockedError` when another run holds the lock (nothing is written then).
@@ -532,7 +532,7 @@ def _compute(engine, day, policy, tracking_uri, tables, n_reasons, lock, timings
         tiers = tier_enterprises(scores, tables, as_of=day, policy=policy, previous=previous, manual=manual)
         s.detail = ", ".join(f"{t} {int((tiers.tiers['final_tier'] == t).sum()):,}" for t in reversed(TIERS))
     with stage("limits", "supervision limits and the ranked list") as s:
-        from scoring.supervision import supervision_limits
+        from scoring.domain.supervision import supervision_limits
 
         limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
         output = output_rows(scores, limits, tables, as_of=day, previous=previous, model_label=model.label)
