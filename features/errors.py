@@ -29,3 +29,15 @@ class NoChampionError(RiskgradeError):
 
 class BatchLockedError(RiskgradeError):
     """Another run holds the batch lock for this database."""
+
+
+class OutputError(RiskgradeError):
+    """An output file could not be written (disk full, no permission, its folder gone): nothing was left behind."""
+
+
+class DatabaseError(RiskgradeError):
+    """The database cannot be used: unreachable, missing (for a command that only reads), or busy past the wait."""
+
+
+class DatabaseUrlError(DatabaseError):
+    """The database URL itself is malformed or names an unsupported database (a usage error)."""

@@ -49,6 +49,7 @@ import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, TRUTH_TABLE
 from features.errors import DataError, MissingInputError, RiskgradeError
+from features.db import serialise, write_transaction
 from features.schema import create_schema, quarantine
 from features.validate import (
     ChunkResult,
@@ -464,7 +465,7 @@ def import_directory(
     create_schema(engine)
     imported_at = datetime.now(timezone.utc).replace(tzinfo=None)  # quarantine.imported_at is naive UTC
     results = []
-    with engine.begin() as conn, closing(writer_type(conn)) as writer:
+    with write_transaction(engine, what="this import") as conn, closing(writer_type(conn)) as writer:
         keys = _EnterpriseKeys(conn)
         files = iter_validated(
             sources,
@@ -492,10 +493,13 @@ class _EnterpriseKeys:
 
     A new enterprise gets the next free key; a re-imported one keeps its own, so re-importing unchanged files
     still changes nothing. Event rows get their enterprise's key (validation has already refused rows of unknown
-    enterprises). Read from the database on first use, inside the import's transaction.
+    enterprises). Read from the database on first use, inside the import's transaction, which holds the key
+    allocation lock until its commit, so two imports at once cannot hand out the same keys (on PostgreSQL an
+    advisory lock, :func:`features.db.serialise`; on SQLite the import's write transaction).
     """
 
     def __init__(self, conn: sa.Connection):
+        serialise(conn, "enterprise_key", what="this import")
         self._conn = conn
         self._key_of: pd.Series | None = None  # key by enterprise_id
 

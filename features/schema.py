@@ -6,6 +6,8 @@ Later layers (the scoring outputs) add their tables to the same :data:`metadata`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, TABLES, TRUTH_TABLE, Column, TableSpec
@@ -77,31 +79,55 @@ quarantine = sa.Table(
 
 def create_schema(engine: sa.Engine) -> None:
     """Create every table that does not exist yet, and bring older contract tables up to date (idempotent)."""
-    metadata.create_all(engine)
-    _add_enterprise_keys(engine)
+    create_tables(engine, upgrade=_add_enterprise_keys)
 
 
-def _add_enterprise_keys(engine: sa.Engine) -> None:
+def create_tables(engine: sa.Engine, tables: Sequence[sa.Table] | None = None, *,
+                  upgrade: Callable[[sa.Connection], None] | None = None) -> None:
+    """Create ``tables`` (default: every table of :data:`metadata`) that do not exist yet, safely against other
+    processes doing the same on a brand-new database: when something is missing, the check and the creation run
+    under the database's write lock (:func:`features.db.write_transaction`, :func:`features.db.serialise`), so a
+    second process waits and then finds the tables made. ``upgrade(conn)`` runs in the same transaction."""
+    from features.db import serialise, write_transaction
+
+    wanted = list(metadata.sorted_tables if tables is None else tables)
+    if _complete(sa.inspect(engine), wanted, upgrade is not None):
+        return
+    with write_transaction(engine, what="creating the tables") as conn:
+        serialise(conn, "schema", what="creating the tables")
+        metadata.create_all(conn, tables=wanted, checkfirst=True)
+        if upgrade is not None:
+            upgrade(conn)
+
+
+def _complete(inspector: sa.Inspector, tables: Sequence[sa.Table], keyed: bool) -> bool:
+    existing = set(inspector.get_table_names())
+    if not {t.name for t in tables} <= existing:
+        return False
+    return not keyed or all(ENTERPRISE_KEY in {c["name"] for c in inspector.get_columns(name)}
+                            for name in CONTRACT_TABLES)
+
+
+def _add_enterprise_keys(conn: sa.Connection) -> None:
     """Databases made before ``enterprise_key`` existed: add the column and fill it (enterprises numbered in
-    ``enterprise_id`` order, events from their enterprise), in one transaction."""
-    inspector = sa.inspect(engine)
+    ``enterprise_id`` order, events from their enterprise), in the caller's transaction."""
+    inspector = sa.inspect(conn)
     lacking = [name for name in CONTRACT_TABLES
                if ENTERPRISE_KEY not in {c["name"] for c in inspector.get_columns(name)}]
     if not lacking:
         return
-    with engine.begin() as conn:
-        quote = conn.dialect.identifier_preparer.quote
-        key = quote(ENTERPRISE_KEY)
-        for name in lacking:
-            conn.execute(sa.text(f"ALTER TABLE {quote(name)} ADD COLUMN {key} INTEGER"))
-        if "enterprises" in lacking:
+    quote = conn.dialect.identifier_preparer.quote
+    key = quote(ENTERPRISE_KEY)
+    for name in lacking:
+        conn.execute(sa.text(f"ALTER TABLE {quote(name)} ADD COLUMN {key} INTEGER"))
+    if "enterprises" in lacking:
+        conn.execute(sa.text(
+            f"UPDATE enterprises SET {key} = numbered.n FROM (SELECT enterprise_id, "
+            f"row_number() OVER (ORDER BY enterprise_id) AS n FROM enterprises) AS numbered "
+            f"WHERE enterprises.enterprise_id = numbered.enterprise_id"))
+        conn.execute(sa.text(f"CREATE UNIQUE INDEX ux_enterprises_enterprise_key ON enterprises ({key})"))
+    for name in lacking:
+        if name != "enterprises":
             conn.execute(sa.text(
-                f"UPDATE enterprises SET {key} = numbered.n FROM (SELECT enterprise_id, "
-                f"row_number() OVER (ORDER BY enterprise_id) AS n FROM enterprises) AS numbered "
-                f"WHERE enterprises.enterprise_id = numbered.enterprise_id"))
-            conn.execute(sa.text(f"CREATE UNIQUE INDEX ux_enterprises_enterprise_key ON enterprises ({key})"))
-        for name in lacking:
-            if name != "enterprises":
-                conn.execute(sa.text(
-                    f"UPDATE {quote(name)} SET {key} = (SELECT e.{key} FROM enterprises AS e "
-                    f"WHERE e.enterprise_id = {quote(name)}.enterprise_id)"))
+                f"UPDATE {quote(name)} SET {key} = (SELECT e.{key} FROM enterprises AS e "
+                f"WHERE e.enterprise_id = {quote(name)}.enterprise_id)"))

@@ -8,15 +8,28 @@ Chinese text must survive every format:
 - **JSON**: UTF-8, ``ensure_ascii=False`` (readable 中文), dates as ISO text, missing values as ``null``;
 - **xlsx**: openpyxl, one sheet per frame, dates as Excel dates, column widths fitted to the (wide) text.
 
+Spreadsheet safety (CSV and xlsx alike, :func:`neutralise_formulas`): a text cell starting with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return would be read by Excel / WPS / LibreOffice as a formula (a township named
+``=HYPERLINK(...)`` becomes a live link in the planners' sheet). Following the OWASP CSV-injection advice, such a
+cell is written with a single quote in front (``'=HYPERLINK(...)``); numbers stay numbers (a negative number, or
+text that is exactly a number like ``-3.5``, is not touched).
+
+Files are written whole or not at all: into a temporary file beside ``out``, renamed over it once complete; a
+failure (disk full, no permission) removes the temporary file and raises :class:`OutputError` naming ``out``.
+
 Used by ``riskgrade rank`` and ``riskgrade plan`` (and anything else that writes a table).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +37,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import OutputError
+
 __all__ = [
     "FORMATS",
+    "FORMULA_TRIGGERS",
+    "OutputError",
     "json_records",
     "json_value",
+    "neutralise_formulas",
     "print_frame",
     "write_csv",
     "write_json",
@@ -35,6 +53,63 @@ __all__ = [
 ]
 
 FORMATS = ("table", "csv", "json", "xlsx")
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a text cell as a formula (OWASP, CSV injection)."""
+
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _neutralised_text(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell a spreadsheet would run as a formula prefixed with ``'`` (see the module
+    docstring); number, date and boolean columns, and text that is exactly a number, are left as they are.
+
+    The one place where CSV and xlsx exports are made safe to open: every writer of this module calls it.
+    """
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        kind = values.cat.categories.dtype if isinstance(values.dtype, pd.CategoricalDtype) else values.dtype
+        if not (kind == object or pd.api.types.is_string_dtype(kind)):
+            continue  # numbers, dates and booleans are written as such
+        text = values.astype(object)
+        starts = np.fromiter((isinstance(v, str) and v[:1] in _TRIGGER_SET for v in text), dtype=bool,
+                             count=len(text))
+        if not starts.any():
+            continue
+        out = out.copy() if out is frame else out
+        out[column] = [_neutralised_text(v) if hit else v for v, hit in zip(text, starts, strict=True)]
+    return out
+
+
+_TRIGGER_SET = frozenset(FORMULA_TRIGGERS)
+
+
+@contextlib.contextmanager
+def _atomic(out: Path) -> Iterator[Path]:
+    """A temporary path beside ``out`` to write to; renamed over ``out`` when the block succeeds, removed if not."""
+    out = Path(out)
+    temporary = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, out)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        hint = " (the disk is full: free some space and run the command again)" if exc.errno in _DISK_FULL else ""
+        raise OutputError(f"could not write {out}: {reason}{hint}; nothing was written") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 def json_value(value: Any) -> Any:
@@ -80,13 +155,16 @@ def _destination(out: Path | None, what: str, say: Callable[[str], None] | None)
 
 def write_csv(frame: pd.DataFrame, out: Path | None, *, what: str = "table",
               say: Callable[[str], None] | None = None) -> None:
-    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly), or to standard output without a BOM."""
-    text = frame.to_csv(index=False, date_format="%Y-%m-%d")
+    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly), or to standard output without a BOM.
+
+    Formula-like text cells are neutralised (:func:`neutralise_formulas`)."""
+    text = neutralise_formulas(frame).to_csv(index=False, date_format="%Y-%m-%d")
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    Path(out).write_text(text, encoding="utf-8-sig", newline="")
+    with _atomic(out) as temporary:
+        temporary.write_text(text, encoding="utf-8-sig", newline="")
     _destination(out, what, say)
 
 
@@ -99,19 +177,22 @@ def write_json(data: Any, out: Path | None, *, what: str = "table",
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    Path(out).write_text(text, encoding="utf-8")
+    with _atomic(out) as temporary:
+        temporary.write_text(text, encoding="utf-8")
     _destination(out, what, say)
 
 
 def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path, *, what: str = "table",
                say: Callable[[str], None] | None = None) -> None:
-    """An Excel workbook, one sheet per frame (names cut to Excel's 31 characters), widths fitted to the text."""
+    """An Excel workbook, one sheet per frame (names cut to Excel's 31 characters), widths fitted to the text.
+
+    Formula-like text cells are neutralised (:func:`neutralise_formulas`): no cell of the workbook is a formula."""
     from openpyxl.utils import get_column_letter
 
-    with pd.ExcelWriter(out, engine="openpyxl") as writer:
+    with _atomic(out) as temporary, pd.ExcelWriter(temporary, engine="openpyxl") as writer:
         for name, frame in sheets.items():
             sheet_name = str(name)[:31]
-            _excel_ready(frame).to_excel(writer, sheet_name=sheet_name, index=False)
+            _excel_ready(neutralise_formulas(frame)).to_excel(writer, sheet_name=sheet_name, index=False)
             sheet = writer.sheets[sheet_name]
             for i, column in enumerate(frame.columns, start=1):
                 values = [str(column)] + [str(v) for v in frame[column].head(500) if v is not None]

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from features.db import write_transaction
 from features.errors import DataError, NoChampionError
 from scoring.results.lock import DEFAULT_STALE_AFTER, BatchLock
 from scoring.results.tables import (
@@ -565,7 +566,7 @@ class _Stage:
 
 def _start_run(engine: sa.Engine, day: pd.Timestamp, owner: str, hashed: str) -> int:
     create_scoring_tables(engine)
-    with engine.begin() as conn:
+    with write_transaction(engine, what="the nightly run") as conn:  # waits for an import that is writing
         run_id = conn.execute(batch_runs.insert().values(
             as_of=day.date(), status="running", started_at=_utcnow(), owner=owner, policy_hash=hashed,
         )).inserted_primary_key[0]
@@ -600,7 +601,7 @@ def _write(engine, lock, run_id, day, result, model, watermark, timings, warning
     hook = checkpoint or (lambda point, done, total: None)
     scores = result.scores.assign(run_id=run_id)
     changes = result.changes.assign(run_id=run_id)
-    with engine.begin() as conn:
+    with write_transaction(engine, what="the nightly run") as conn:
         lock.verify(conn)
         conn.execute(scores_history.delete().where(scores_history.c.as_of == day.date()))
         conn.execute(tier_changes.delete().where(tier_changes.c.as_of == day.date()))

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from features.schema import metadata
+from features.schema import create_tables, metadata
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -80,7 +80,7 @@ _KEY = ["section", "metric", "feature", "group_by", "group_value"]
 
 def create_monitoring_tables(engine: sa.Engine) -> None:
     """Create the monitoring tables that do not exist yet (idempotent)."""
-    metadata.create_all(engine, tables=[monitoring_runs, monitoring_metrics], checkfirst=True)
+    create_tables(engine, [monitoring_runs, monitoring_metrics])
 
 
 def _utcnow() -> datetime:

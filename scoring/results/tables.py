@@ -34,7 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.errors import DataError
-from features.schema import metadata
+from features.schema import create_tables, metadata
 from scoring.domain.tiers import TIERS, ManualOverridePolicy
 
 __all__ = [
@@ -101,7 +101,7 @@ _TABLES = [manual_overrides, manual_override_audit]
 
 def create_scoring_tables(engine: sa.Engine) -> None:
     """Create the scoring-side tables that do not exist yet (idempotent)."""
-    metadata.create_all(engine, tables=_TABLES, checkfirst=True)
+    create_tables(engine, _TABLES)
 
 
 def _now(now: datetime | None) -> datetime:
