@@ -39,5 +39,9 @@ class DatabaseError(RiskgradeError):
     """The database cannot be used: unreachable, missing (for a command that only reads), or busy past the wait."""
 
 
-class DatabaseUrlError(DatabaseError):
+class UsageError(RiskgradeError):
+    """An option's value cannot work (an output path that is a folder, a date far in the future): exit code 2."""
+
+
+class DatabaseUrlError(UsageError, DatabaseError):
     """The database URL itself is malformed or names an unsupported database (a usage error)."""

@@ -84,7 +84,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         if not starts.any():
             continue
         out = out.copy() if out is frame else out
-        out[column] = [_neutralised_text(v) if hit else v for v, hit in zip(text, starts, strict=True)]
+        out[column] = pd.Series([_neutralised_text(v) if hit else v for v, hit in zip(text, starts, strict=True)],
+                                index=frame.index, dtype=object)
     return out
 
 

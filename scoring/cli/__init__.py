@@ -6,11 +6,16 @@ Exit codes (every command):
 
 - 0 success
 - 1 unexpected failure (a nightly run is then marked ``failed`` with the error in ``batch_runs``)
-- 2 usage error (bad option or argument)
-- 3 bad input data (also: unknown enterprise id in ``explain``, no nightly run yet for ``rank`` / ``explain``)
+- 2 usage error (bad option or argument; also a malformed ``--db`` URL, an ``--out`` that is a folder, in a missing
+  folder, the database itself or whose suffix contradicts ``--format``, ``nightly --as-of`` too far ahead)
+- 3 bad input data (also: unknown enterprise id in ``explain``, no nightly run yet for ``rank`` / ``explain``, an
+  import whose every row was refused, an empty or undecodable ``--capacity`` file)
 - 4 bad policy file
 - 5 no champion model (``plan`` computing limits on the fly; ``nightly`` falls back to the expert card instead)
 - 6 another nightly run holds the batch lock of the database
+- 7 the database cannot be used: unreachable, missing (commands that only read never create one), or still busy
+  with another job's write after the wait (``$RISKGRADE_DB_WAIT_SECONDS``, default 600)
+- 8 an output file could not be written (disk full, no permission): nothing half-written is left behind
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from rich.markup import escape
 
 from features.errors import (
     BatchLockedError,
+    DatabaseError,
     DataError,
     NoChampionError,
+    OutputError,
     PolicyError,
     RiskgradeError,
+    UsageError,
 )
 
 app = typer.Typer(
@@ -45,11 +53,14 @@ _LOG_WIDTH = 160
 console = Console(width=None if sys.stdout.isatty() else _LOG_WIDTH)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _LOG_WIDTH)
 
-EXIT_CODES: dict[type[RiskgradeError], int] = {
+EXIT_CODES: dict[type[RiskgradeError], int] = {  # the first matching class wins: subclasses first
+    UsageError: 2,
     DataError: 3,
     PolicyError: 4,
     NoChampionError: 5,
     BatchLockedError: 6,
+    DatabaseError: 7,
+    OutputError: 8,
 }
 
 DbOption = Annotated[
@@ -154,6 +165,10 @@ def import_(
             progress=report,
         )
     _print_frame(f"Import of {directory}", summary.to_table())
+    read = sum(item.rows_read for item in summary.tables)
+    if read and not summary.loaded:
+        raise DataError(f"every one of the {read:,} rows read from {directory} was refused; nothing was loaded "
+                        f"(the reasons: riskgrade quarantine)")
 
 
 @app.command()
@@ -170,11 +185,11 @@ def quarantine(
     from features.store import quarantine_frame
     from scoring.exports import write_csv, write_json, write_xlsx
 
-    _check_format(output_format, out, "list")
+    _check_format(output_format, out, "list", db)
     known = (*TABLE_BY_NAME, TRUTH_TABLE.name)
     if table is not None and table not in known:
         raise typer.BadParameter(f"expected one of {', '.join(known)}, got {table!r}", param_hint="--table")
-    frame = quarantine_frame(connect(db), table)
+    frame = quarantine_frame(connect(db, create=False), table)
     frame = frame.drop(columns=["quarantine_id"])
     say = err_console.print
     if output_format == "table":
@@ -210,18 +225,21 @@ def features(
     from features import build_features
     from features.db import connect
     from features.store import load_tables
+    from scoring.cli.guards import check_output
+    from scoring.exports import neutralise_formulas
 
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(f"expected a .parquet or .csv file, got {out.name!r}", param_hint="--out")
+    check_output(out, out.suffix.lower().lstrip("."), db_url=db)
     dates = [_parse_date(value, "--as-of") for value in as_of]
-    tables = load_tables(connect(db))
+    tables = load_tables(connect(db, create=False))
     with progress_bar() as bar:
         task = bar.add_task("building features", total=None)
         matrix = build_features(tables, dates, progress=lambda message: bar.update(task, description=message))
     if out.suffix.lower() == ".parquet":
         matrix.to_parquet(out)
     else:
-        matrix.to_csv(out, encoding="utf-8-sig")
+        neutralise_formulas(matrix.reset_index()).to_csv(out, encoding="utf-8-sig", index=False)
     console.print(f"{len(matrix):,} rows × {matrix.shape[1]} features written to {out}")
 
 
@@ -252,18 +270,22 @@ def train(
     from models.config import TrainingConfig
     from models.expert import ExpertCardRules
     from models.train import train_and_evaluate
-    from scoring.domain.policy import build_section, read_policy_mapping
+    from scoring.cli.guards import check_output
+    from scoring.domain.policy import build_section, policy_from_mapping, read_policy_mapping
 
     if model not in ModelChoice:
         raise typer.BadParameter(f"expected one of {', '.join(ModelChoice)}, got {model!r}", param_hint="--model")
     day = _parse_date(as_of, "--as-of")
+    _check_target(target)
+    check_output(report, "json", db_url=db, option="--report")
     mapping, source = read_policy_mapping(policy)
+    policy_from_mapping(mapping, source)  # the whole file checked ([labels] included) before hours of work
     labels = mapping.get("labels", {})
     kinds = ("expert", "scorecard", "boosting") if model == "all" else (model,)
     rules = build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card")
     config = build_section(TrainingConfig, mapping["training"], f"{source}: training")
     url = database_url(db)
-    tables = load_tables(connect(url), [*_contract_tables(), "truth"])
+    tables = load_tables(connect(url, create=False), [*_contract_tables(), "truth"])
     result = train_and_evaluate(
         tables,
         day,
@@ -292,8 +314,21 @@ def train(
         console.print(("[green]promoted[/]: " if result.promotion.promoted else "[yellow]not promoted[/]: ")
                       + result.promotion.reason, highlight=False)
     if report is not None:
-        report.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-        console.print(f"report written to {report}")
+        from scoring.exports import write_json
+
+        write_json(json.loads(json.dumps(summary, default=str)), report, what="report", say=console.print)
+
+
+def _check_target(target: str | None) -> None:
+    from features.labels import OUTCOMES, LabelTarget
+
+    if target is None:
+        return
+    try:
+        LabelTarget.parse(target)
+    except ValueError:
+        raise UsageError(f"--target {target!r}: expected outcomes joined with '+' from {', '.join(OUTCOMES)}, "
+                         f"e.g. accident+major_hazard") from None
 
 
 def _contract_tables() -> list[str]:
@@ -354,18 +389,18 @@ def plan(
     from scoring.domain.planning import capacity_frame, parse_period, plan_inspections
     from scoring.results.tables import current_limits, store_plan
 
-    _check_format(output_format, out, "plan")
+    _check_format(output_format, out, "plan", db)
     start, _ = parse_period(period)
     chosen_seed = seed if seed is not None else start.year * 100 + start.month
     rules, hashed = load_policy_and_hash(policy)
     month_capacity = None
     if capacity is not None:
-        if not capacity.is_file():
-            raise DataError(f"capacity file {capacity} does not exist")
-        month_capacity = capacity_frame(pd.read_csv(capacity, encoding="utf-8-sig"))
+        from scoring.cli.guards import read_capacity
+
+        month_capacity = capacity_frame(read_capacity(capacity))
     url = database_url(db)
     tracking = mlflow_uri or _default_mlflow_uri(url)
-    engine = connect(url)
+    engine = connect(url, create=store)  # --no-store only reads: never creates an empty database
     limits = current_limits(engine, start.date(), rules, tracking_uri=tracking)
     result = plan_inspections(limits, month_capacity, period, supervision=rules.supervision,
                               planning=rules.planning, seed=chosen_seed)
@@ -388,12 +423,21 @@ def _source_run(limits) -> int | None:
         return None
 
 
-def _check_format(output_format: str, out: Path | None, what: str) -> None:
+def _check_format(output_format: str, out: Path | None, what: str, db: str | None = None) -> None:
+    from scoring.cli.guards import check_output
+
     if output_format not in PlanFormat:
         raise typer.BadParameter(f"expected one of {', '.join(PlanFormat)}, got {output_format!r}",
                                  param_hint="--format")
     if output_format == "xlsx" and out is None:
         raise typer.BadParameter(f"an Excel {what} needs --out FILE.xlsx", param_hint="--out")
+    from scoring.cli.guards import SUFFIX_FORMATS
+
+    written = "csv" if output_format == "table" else output_format  # the table format saves CSV with --out
+    said = SUFFIX_FORMATS.get(out.suffix.lower()) if out is not None else None
+    hint = (f"use --format {said}, or name it {out.with_suffix('.' + written).name}"
+            if out is not None and said in PlanFormat else None)
+    check_output(out, written, db_url=db, suffix_hint=hint)
 
 
 def write_plan(result, output_format: str, out: Path | None, *, title: str | None = None,
@@ -526,15 +570,21 @@ def nightly(
     db: DbOption = None,
     mlflow_uri: MlflowUriOption = None,
     policy: PolicyOption = None,
+    allow_future: Annotated[bool, typer.Option("--allow-future", help="Accept an --as-of more than \\[nightly] "
+                            "max_future_days after today.")] = False,
 ) -> None:
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
     Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
-    model the policy's expert card is used, with a warning.
+    model the policy's expert card is used, with a warning. An --as-of more than [nightly] max_future_days after
+    today is refused (exit 2) unless --allow-future.
     """
     from features.db import connect, database_url
+    from scoring.cli.guards import check_future
+    from scoring.domain.policy import load_policy
 
     day = _parse_date(as_of, "--as-of") if as_of else date.today()
+    check_future(day, date.today(), load_policy(policy).nightly.max_future_days, allow_future=allow_future)
     url = database_url(db)
     run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
     _print_run(run)
@@ -606,11 +656,11 @@ def rank(
     from scoring.exports import write_csv, write_json, write_xlsx
     from scoring.results.ranking import ranked_list
 
-    _check_format(output_format, out, "list")
+    _check_format(output_format, out, "list", db)
     if tier is not None and tier not in ("high", "general", "low"):
         raise typer.BadParameter(f"expected high, general or low, got {tier!r}", param_hint="--tier")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    run, frame = ranked_list(connect(db), as_of=day, tier=tier, township=township, sector=sector, top=top)
+    run, frame = ranked_list(connect(db, create=False), as_of=day, tier=tier, township=township, sector=sector, top=top)
     say = err_console.print
     if output_format == "table":
         filters = ", ".join(f"{k} {v}" for k, v in (("tier", tier), ("township", township), ("sector", sector),
@@ -644,7 +694,7 @@ def explain(
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    report = enterprise_report(connect(db), enterprise_id, as_of=day)
+    report = enterprise_report(connect(db, create=False), enterprise_id, as_of=day)
     if output_format == "json":
         write_json(report.to_json(), None)
         return
@@ -958,8 +1008,11 @@ def report(
     from scoring.domain.policy import load_policy
     from scoring.report import SECTIONS, generate_report
 
+    from scoring.cli.guards import check_output
+
     if out.suffix.lower() not in (".html", ".htm"):
         raise typer.BadParameter(f"expected an .html file, got {out.name!r}", param_hint="--out")
+    check_output(out, "html", db_url=db)
     day = _parse_date(as_of, "--as-of") if as_of else None
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     url = database_url(db)
@@ -967,7 +1020,7 @@ def report(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        result = generate_report(connect(url), out, as_of=day, policy=rules,
+        result = generate_report(connect(url, create=False), out, as_of=day, policy=rules,
                                  tracking_uri=mlflow_uri or _default_mlflow_uri(url))
     summary = result.facts.get("summary", {})
     counts = summary.get("counts") or {}
@@ -1007,6 +1060,51 @@ def main() -> None:
     try:
         app()  # standalone mode: usage errors print Typer's message and exit 2
     except RiskgradeError as exc:
-        err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
-        sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
+        _fail(str(exc), next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
+    except OSError as exc:  # the machine, not the data: a full disk, a file gone or not permitted
+        _fail(_os_error(exc), 8 if exc.errno in _DISK_FULL else 1)
+    except Exception as exc:
+        failed = _database_failure(exc)
+        if failed is None:
+            raise
+        _fail(*failed)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _disk_full_errnos() -> frozenset[int]:
+    import errno
+
+    return frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+_DISK_FULL = _disk_full_errnos()
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _DISK_FULL:
+        return f"could not write{where}: {reason} (the disk is full: free some space and run the command again)"
+    return f"{reason}:{where}" if where else reason
+
+
+def _database_failure(exc: BaseException) -> tuple[str, int] | None:
+    """A database error that reached the top (one line and exit 7, 8 for a full disk), or None for a bug."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    import sqlalchemy as sa
+
+    if not isinstance(exc, sa.exc.OperationalError):
+        return None
+    first = next((line.strip() for line in str(exc.orig).splitlines() if line.strip()), type(exc.orig).__name__)
+    if "disk is full" in first or "No space left" in first:
+        return f"the database could not be written: {first} (free some space and run the command again)", 8
+    if "locked" in first:
+        return (f"the database stayed locked by another job past the wait: {first}; run the command again when "
+                f"it has finished", 7)
+    return f"database error: {first}", 7
 

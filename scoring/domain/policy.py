@@ -139,13 +139,48 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file ``path`` as a mapping: UTF-8, with or without a byte-order mark (Notepad writes one); any
+    other encoding, a binary file or a folder is refused naming what was found."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist") from None
+    except IsADirectoryError:
+        raise PolicyError(f"policy file {path} is a folder: name the .toml file in it") from None
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(_policy_text(path, data))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path.name}: not valid TOML: {exc}") from exc
+
+
+_UTF16_32_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                  (b"\xfe\xff", "UTF-16"))
+
+
+def _policy_text(path: Path, data: bytes) -> str:
+    save_as = "save it as UTF-8 (in Notepad: Save as → Encoding UTF-8)"
+    for bom, encoding in _UTF16_32_BOMS:
+        if data.startswith(bom):
+            raise PolicyError(f"{path.name}: the file is {encoding} text; {save_as}")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # UTF-8 with a byte-order mark is still UTF-8
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        hint = ("looks like UTF-16 text without a byte-order mark; " + save_as) if _utf16_like(data) else (
+            "a binary file, not a TOML text file")
+        raise PolicyError(f"{path.name}: NUL byte at offset {nul}: {hint}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise PolicyError(f"{path.name} line {line}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not "
+                          f"UTF-8 (a GBK/ANSI file?); {save_as}") from None
+
+
+def _utf16_like(data: bytes) -> bool:
+    head = data[:200]
+    return len(head) >= 4 and (head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4)
 
 
 # Tables whose keys are the bureau's own (its departments, ...): a bureau's file replaces them as a whole
@@ -189,6 +224,38 @@ def _empty() -> Mapping[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelSettings:
+    """The ``[labels]`` section, checked when the file loads (a bad target used to pass ``nightly`` and crash
+    ``train`` later); commands keep reading the section as a mapping (:attr:`Policy.labels`)."""
+
+    horizon_days: int = 365
+    target: str = "accident+major_hazard+suspension"
+    exclude_road_traffic: bool = True
+
+    def validate(self) -> None:
+        from features.labels import OUTCOMES, LabelTarget
+
+        if self.horizon_days < 1:
+            raise ValueError(("horizon_days", f"expected at least 1 day, got {self.horizon_days}"))
+        try:
+            LabelTarget.parse(self.target)
+        except ValueError:
+            raise ValueError(("target", f"expected outcomes joined with '+' from {', '.join(OUTCOMES)}, got "
+                                        f"{self.target!r}")) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class NightlyPolicy:
+    """The ``[nightly]`` section: how far ahead of today a nightly run may be dated."""
+
+    max_future_days: int = 3
+
+    def validate(self) -> None:
+        if self.max_future_days < 0:
+            raise ValueError(("max_future_days", f"expected 0 or more days, got {self.max_future_days}"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """The whole validated policy file; hand each function only the section it needs.
 
@@ -201,6 +268,7 @@ class Policy:
     supervision: SupervisionPolicy
     planning: PlanningPolicy
     monitoring: MonitoringSettings
+    nightly: NightlyPolicy = dataclasses.field(default_factory=NightlyPolicy)
     labels: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     expert_card: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     training: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
@@ -230,4 +298,6 @@ def policy_from_mapping(mapping: Mapping[str, Any], source: str = "policy.toml")
             values[name] = _convert(hints[name], mapping[name], f"{source}: {name}")
         elif f.default_factory is dataclasses.MISSING:
             raise PolicyError(f"{source}: {name}: missing section")
+    if "labels" in mapping:  # typed for its check only: the label builders take its values one by one
+        build_section(LabelSettings, mapping["labels"], f"{source}: labels")
     return Policy(**values)
