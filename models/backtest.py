@@ -99,9 +99,9 @@ def temporal_backtest(
             raise DataError(
                 f"test date {test_date.date()}: need at least two as-of dates with labels complete before it "
                 f"(one to fit, a later one to calibrate), found {len(train)}: the records' history is too short "
-                f"for a {horizon_days}-day horizon and {len(test_dates)} test date(s) — it needs roughly "
-                f"{2 * horizon_days} days of history plus the spacing of the as-of dates; use more years of data, "
-                f"a shorter --horizon-days or fewer test dates ([training] n_test_dates)"
+                f"for a {horizon_days}-day horizon at this test date; choose later test dates "
+                f"(models.train.backtest_test_dates picks the ones the history allows), use more years of data or "
+                f"a shorter --horizon-days"
             )
         if train_labels is not None and test_date in train_labels:
             fold_known, fold_label = _known_labels(features, train_labels[test_date])

@@ -88,7 +88,11 @@ def make_model(kind: str, config: TrainingConfig = TrainingConfig(), expert_rule
 def training_as_of_dates(
     tables: Mapping[str, pd.DataFrame], as_of, horizon_days: int, config: TrainingConfig = TrainingConfig()
 ) -> list[pd.Timestamp]:
-    """The as-of dates of the training matrix (oldest first); see the module docstring."""
+    """The as-of dates of the training matrix (oldest first); see the module docstring.
+
+    Refuses (:class:`DataError`) only when not even one honest test date exists (:func:`backtest_test_dates`),
+    saying how many more days of records one would take.
+    """
     from features.labels import labels_complete_on
 
     day = pd.Timestamp(as_of)
@@ -98,18 +102,44 @@ def training_as_of_dates(
         latest -= pd.Timedelta(days=1)
     first_record = _first_record(tables, day)
     earliest = first_record + pd.Timedelta(days=config.warmup_days)
-    dates = [latest - pd.Timedelta(days=config.step_days * k) for k in range(config.max_as_of_dates)]
-    dates = sorted(d for d in dates if d >= earliest)
-    needed = config.n_test_dates + 2
-    if len(dates) < needed:
-        raise DataError(
-            f"training as of {day.date()} with a {horizon_days}-day horizon needs at least {needed} as-of dates "
-            f"every {config.step_days} days between {earliest.date()} (first inspection {first_record.date()} + "
-            f"{config.warmup_days} warm-up days) and {latest.date()} (the last date whose outcomes are complete); "
-            f"found {len(dates)}: the history is too short (lower training.warmup_days / step_days / n_test_dates, "
-            f"or train later)"
-        )
+    grid = [latest - pd.Timedelta(days=config.step_days * k) for k in range(config.max_as_of_dates)]
+    dates = sorted(d for d in grid if d >= earliest)
+    if not backtest_test_dates(dates, horizon_days, config.n_test_dates):
+        raise DataError(_too_short(day, horizon_days, config, grid, earliest, first_record, len(dates)))
     return dates
+
+
+def backtest_test_dates(dates: Sequence, horizon_days: int, n_test_dates: int) -> list[pd.Timestamp]:
+    """The latest ``n_test_dates`` (at most) of ``dates`` that can be honest test dates: each needs two earlier
+    as-of dates whose outcomes were complete before it (one to fit, a later one to calibrate). On a short history
+    fewer are returned, down to one; none means no honest backtest is possible."""
+    from models.backtest import training_dates
+
+    ordered = sorted(pd.Timestamp(d) for d in dates)
+    usable = [t for t in ordered if len(training_dates(ordered, t, horizon_days)) >= 2]
+    return usable[-n_test_dates:]
+
+
+def _too_short(day, horizon_days, config, grid, earliest, first_record, found) -> str:
+    """Why no test date exists, and how many more days of records would give one."""
+    from models.backtest import training_dates
+
+    head = (f"training as of {day.date()} with a {horizon_days}-day horizon: no honest test date — one needs two "
+            f"earlier as-of dates (every {config.step_days} days, the first at least {config.warmup_days} warm-up "
+            f"days after the first inspection, {first_record.date()}) whose outcomes were complete before it; "
+            f"found {found} as-of date(s) and none qualifies")
+    latest = grid[0]  # the grid runs newest first; the newest date is the best test date (most history before it)
+    needed = next((m for m in range(1, len(grid) + 1)
+                   if len(training_dates(grid[:m], latest, horizon_days)) >= 2), None)
+    if needed is None:
+        return (head + f"; [training] max_as_of_dates = {config.max_as_of_dates} is too few for this horizon and "
+                f"spacing at any history length (raise it, shorten --horizon-days or [training] step_days)")
+    oldest = grid[needed - 1]  # the oldest as-of date the first test date needs
+    more = (earliest - oldest).days
+    days = f"{more} day{'' if more == 1 else 's'}"
+    return (head + f"; the history is too short by {days}: records from "
+            f"{(first_record - pd.Timedelta(days=more)).date()} on, or training {days} later as records accumulate "
+            f"(or lower [training] warmup_days / step_days, or a shorter --horizon-days)")
 
 
 def _first_record(tables: Mapping[str, pd.DataFrame], day: pd.Timestamp) -> pd.Timestamp:
@@ -306,7 +336,10 @@ def train_and_evaluate(
         raise ValueError("promotion needs the models logged to MLflow (log=True)")
     day = pd.Timestamp(as_of).normalize()
     dates = training_as_of_dates(tables, day, horizon_days, config)
-    test_dates = dates[-config.n_test_dates:]
+    test_dates = backtest_test_dates(dates, horizon_days, config.n_test_dates)
+    short_note = _short_history_note(dates, test_dates, horizon_days, config)
+    if short_note:
+        say(short_note)
 
     timings: dict[str, float] = {}
     clock = _Clock(timings)
@@ -336,8 +369,12 @@ def train_and_evaluate(
             "n_rows": int(len(features)),
             "n_labelled_rows": int(labels["label_known"].sum()),
             "folds": _jsonable_frame(backtest.folds),
+            "n_test_dates_wanted": config.n_test_dates,
+            "short_history": short_note is not None,
         }
     )
+    if short_note:
+        report["notes"].insert(0, short_note)
 
     say("fitting the final models")
     known = labels["label_known"].to_numpy(dtype=bool)
@@ -370,6 +407,17 @@ def train_and_evaluate(
         report["tracking_uri"] = registry.tracking_uri(tracking_uri)
     report["seconds"] = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def _short_history_note(dates, test_dates, horizon_days: int, config: TrainingConfig) -> str | None:
+    """What a short history changed in the backtest (None when it has all ``n_test_dates``)."""
+    if len(test_dates) >= config.n_test_dates:
+        return None
+    return (f"short history: backtested on {len(test_dates)} test date(s) ({', '.join(str(t.date()) for t in test_dates)}) "
+            f"instead of the {config.n_test_dates} of [training] n_test_dates — as-of dates from {dates[0].date()} "
+            f"allow no more with a {horizon_days}-day horizon (each test date needs two earlier as-of dates whose "
+            f"outcomes were complete before it); the metrics rest on fewer rows and are less certain; each "
+            f"{config.step_days} more days of records add a test date")
 
 
 class _Clock:

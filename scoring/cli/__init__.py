@@ -352,7 +352,7 @@ def _train_summary(report: dict) -> dict:
     """The JSON report: {"models": {kind: metrics…, by_sector, by_township}, "oracle": …, "promoted": …, …}."""
     keep = ("as_of", "target", "horizon_days", "test_dates", "as_of_dates", "n_rows", "n_labelled_rows", "models",
             "oracle", "comparison", "notes", "promoted", "promotion", "registered", "champion_backtest",
-            "tracking_uri", "folds", "seconds")
+            "tracking_uri", "folds", "seconds", "n_test_dates_wanted", "short_history")
     return {key: report[key] for key in keep if key in report}
 
 
