@@ -413,7 +413,8 @@ def _short_history_note(dates, test_dates, horizon_days: int, config: TrainingCo
     """What a short history changed in the backtest (None when it has all ``n_test_dates``)."""
     if len(test_dates) >= config.n_test_dates:
         return None
-    return (f"short history: backtested on {len(test_dates)} test date(s) ({', '.join(str(t.date()) for t in test_dates)}) "
+    listed = ", ".join(str(t.date()) for t in test_dates)
+    return (f"short history: backtested on {len(test_dates)} test date(s) ({listed}) "
             f"instead of the {config.n_test_dates} of [training] n_test_dates — as-of dates from {dates[0].date()} "
             f"allow no more with a {horizon_days}-day horizon (each test date needs two earlier as-of dates whose "
             f"outcomes were complete before it); the metrics rest on fewer rows and are less certain; each "

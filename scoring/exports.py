@@ -40,6 +40,8 @@ import pandas as pd
 from features.errors import OutputError
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
+    "DISK_FULL_HINT",
     "FORMATS",
     "FORMULA_TRIGGERS",
     "OutputError",
@@ -92,6 +94,11 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 _TRIGGER_SET = frozenset(FORMULA_TRIGGERS)
 
 
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+"""``OSError.errno`` values that mean the disk (or the user's quota) is full."""
+DISK_FULL_HINT = "the disk is full: free some space and run the command again"
+
+
 @contextlib.contextmanager
 def _atomic(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out`` to write to; renamed over ``out`` when the block succeeds, removed if not."""
@@ -103,14 +110,11 @@ def _atomic(out: Path) -> Iterator[Path]:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         reason = exc.strerror or str(exc)
-        hint = " (the disk is full: free some space and run the command again)" if exc.errno in _DISK_FULL else ""
+        hint = f" ({DISK_FULL_HINT})" if exc.errno in DISK_FULL_ERRNOS else ""
         raise OutputError(f"could not write {out}: {reason}{hint}; nothing was written") from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 def json_value(value: Any) -> Any:

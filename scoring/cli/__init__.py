@@ -424,15 +424,13 @@ def _source_run(limits) -> int | None:
 
 
 def _check_format(output_format: str, out: Path | None, what: str, db: str | None = None) -> None:
-    from scoring.cli.guards import check_output
+    from scoring.cli.guards import SUFFIX_FORMATS, check_output
 
     if output_format not in PlanFormat:
         raise typer.BadParameter(f"expected one of {', '.join(PlanFormat)}, got {output_format!r}",
                                  param_hint="--format")
     if output_format == "xlsx" and out is None:
         raise typer.BadParameter(f"an Excel {what} needs --out FILE.xlsx", param_hint="--out")
-    from scoring.cli.guards import SUFFIX_FORMATS
-
     written = "csv" if output_format == "table" else output_format  # the table format saves CSV with --out
     said = SUFFIX_FORMATS.get(out.suffix.lower()) if out is not None else None
     hint = (f"use --format {said}, or name it {out.with_suffix('.' + written).name}"
@@ -660,7 +658,8 @@ def rank(
     if tier is not None and tier not in ("high", "general", "low"):
         raise typer.BadParameter(f"expected high, general or low, got {tier!r}", param_hint="--tier")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    run, frame = ranked_list(connect(db, create=False), as_of=day, tier=tier, township=township, sector=sector, top=top)
+    engine = connect(db, create=False)
+    run, frame = ranked_list(engine, as_of=day, tier=tier, township=township, sector=sector, top=top)
     say = err_console.print
     if output_format == "table":
         filters = ", ".join(f"{k} {v}" for k, v in (("tier", tier), ("township", township), ("sector", sector),
@@ -1005,10 +1004,9 @@ def report(
     import warnings
 
     from features.db import connect, database_url
+    from scoring.cli.guards import check_output
     from scoring.domain.policy import load_policy
     from scoring.report import SECTIONS, generate_report
-
-    from scoring.cli.guards import check_output
 
     if out.suffix.lower() not in (".html", ".htm"):
         raise typer.BadParameter(f"expected an .html file, got {out.name!r}", param_hint="--out")
@@ -1062,7 +1060,9 @@ def main() -> None:
     except RiskgradeError as exc:
         _fail(str(exc), next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
     except OSError as exc:  # the machine, not the data: a full disk, a file gone or not permitted
-        _fail(_os_error(exc), 8 if exc.errno in _DISK_FULL else 1)
+        from scoring.exports import DISK_FULL_ERRNOS
+
+        _fail(_os_error(exc), 8 if exc.errno in DISK_FULL_ERRNOS else 1)
     except Exception as exc:
         failed = _database_failure(exc)
         if failed is None:
@@ -1075,20 +1075,13 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _disk_full_errnos() -> frozenset[int]:
-    import errno
-
-    return frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-
-
-_DISK_FULL = _disk_full_errnos()
-
-
 def _os_error(exc: OSError) -> str:
+    from scoring.exports import DISK_FULL_ERRNOS, DISK_FULL_HINT
+
     where = f" {exc.filename}" if exc.filename else ""
     reason = exc.strerror or str(exc)
-    if exc.errno in _DISK_FULL:
-        return f"could not write{where}: {reason} (the disk is full: free some space and run the command again)"
+    if exc.errno in DISK_FULL_ERRNOS:
+        return f"could not write{where}: {reason} ({DISK_FULL_HINT})"
     return f"{reason}:{where}" if where else reason
 
 
@@ -1102,7 +1095,9 @@ def _database_failure(exc: BaseException) -> tuple[str, int] | None:
         return None
     first = next((line.strip() for line in str(exc.orig).splitlines() if line.strip()), type(exc.orig).__name__)
     if "disk is full" in first or "No space left" in first:
-        return f"the database could not be written: {first} (free some space and run the command again)", 8
+        from scoring.exports import DISK_FULL_HINT
+
+        return f"the database could not be written: {first} ({DISK_FULL_HINT})", 8
     if "locked" in first:
         return (f"the database stayed locked by another job past the wait: {first}; run the command again when "
                 f"it has finished", 7)

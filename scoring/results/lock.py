@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from features.db import write_transaction
 from features.errors import BatchLockedError
 from scoring.results.tables import batch_lock, batch_runs, create_scoring_tables
 
@@ -86,7 +87,7 @@ class BatchLock:
         for _ in range(3):  # the holder may release between our INSERT and our SELECT: try again
             now = _utcnow()
             try:
-                with self.engine.begin() as conn:
+                with write_transaction(self.engine, what="the nightly run") as conn:  # waits for an import
                     conn.execute(batch_lock.insert().values(name=self.name, owner=self.owner, host=self.host,
                                                             pid=self.pid, acquired_at=now, heartbeat_at=now))
                 self.held = True

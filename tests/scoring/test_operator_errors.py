@@ -145,7 +145,8 @@ TEXT = "[tiers]\nhigh_share = 0.12\n"
     (TEXT.encode("utf-16"), r"bureau\.toml: the file is UTF-16 text; save it as UTF-8"),
     (TEXT.encode("utf-16-le"), r"bureau\.toml: NUL byte at offset 1: looks like UTF-16 text without a byte-order mark"),
     (bytes(range(256)), r"bureau\.toml: NUL byte at offset 0: a binary file"),
-    ("[tiers]\n# 高风险比例\nhigh_share = 0.12\n".encode("gbk"), r"bureau\.toml line 2: byte 0xb8 at offset 10 is not UTF-8"),
+    ("[tiers]\n# 高风险比例\nhigh_share = 0.12\n".encode("gbk"),
+     r"bureau\.toml line 2: byte 0xb8 at offset 10 is not UTF-8"),
 ])
 def test_policy_files_in_other_encodings_are_refused(tmp_path, data, message):
     with pytest.raises(PolicyError, match=message):
@@ -328,6 +329,21 @@ def test_a_job_waits_for_another_jobs_write_with_a_message_then_proceeds(hold_sq
     assert "waited" in sa.inspect(engine).get_table_names()
 
 
+def test_the_nightly_lock_waits_for_an_import_that_is_writing(hold_sqlite, capsys):
+    from scoring.results.lock import BatchLock
+
+    path, hold = hold_sqlite
+    engine = connect(f"sqlite:///{path}")
+    from scoring.results.tables import create_scoring_tables
+
+    create_scoring_tables(engine)
+    hold(1.0)
+    with BatchLock(engine) as lock:
+        assert lock.held
+    assert f"database {path} is busy: another job is writing to it; the nightly run waits" in capsys.readouterr().err
+    engine.dispose()
+
+
 def test_past_the_wait_the_job_fails_cleanly(capsys, monkeypatch, hold_sqlite, tmp_path):
     path, hold = hold_sqlite
     monkeypatch.setenv("RISKGRADE_DB_WAIT_SECONDS", "0.5")
@@ -341,22 +357,27 @@ def test_past_the_wait_the_job_fails_cleanly(capsys, monkeypatch, hold_sqlite, t
     code, out, err = riskgrade(capsys, monkeypatch, "import", str(files), "--db", f"sqlite:///{path}")
     assert code == 7 and "Traceback" not in out + err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[0] == f"database {path} is busy: another job is writing to it; this import waits for it to finish (up to 0.5 s)"
+    assert lines[0] == (f"database {path} is busy: another job is writing to it; this import waits for it to finish "
+                        f"(up to 0.5 s)")
     assert lines[-1].startswith(f"error: database {path} is still busy after 1 s (another job is writing to it): this "
                                 f"import gave up and wrote nothing; run it again when the other job has finished")
     assert pd.read_sql("SELECT count(*) AS n FROM enterprises", f"sqlite:///{path}")["n"].iloc[0] == 0
 
 
-def test_a_lock_still_held_at_the_top_is_one_line(capsys, monkeypatch, tmp_path):
+@pytest.mark.parametrize("driver_message, code, pattern", [
+    ("database is locked", 7, r"the database stayed locked by another job past the wait: database is locked"),
+    ("database or disk is full", 8, r"the database could not be written: database or disk is full \(the disk is "
+                                    r"full: free some space"),
+])
+def test_database_failures_at_the_top_are_one_line(capsys, monkeypatch, tmp_path, driver_message, code, pattern):
     import scoring.cli
 
-    def locked(*args, **kwargs):
-        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+    def failing(*args, **kwargs):
+        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError(driver_message))
 
-    monkeypatch.setattr(scoring.cli, "_print_run", locked)
+    monkeypatch.setattr(scoring.cli, "_print_run", failing)
     monkeypatch.setattr(scoring.cli, "_nightly", lambda *a, **k: None)
-    refused(capsys, monkeypatch, 7, r"the database stayed locked by another job past the wait: database is locked",
-            "nightly", "--db", f"sqlite:///{tmp_path / 'r.db'}")
+    refused(capsys, monkeypatch, code, pattern, "nightly", "--db", f"sqlite:///{tmp_path / 'r.db'}")
 
 
 def test_postgresql_jobs_take_turns_on_a_named_lock(db_url, monkeypatch):
