@@ -417,8 +417,8 @@ def _short_history_note(dates, test_dates, horizon_days: int, config: TrainingCo
     return (f"short history: backtested on {len(test_dates)} test date(s) ({listed}) "
             f"instead of the {config.n_test_dates} of [training] n_test_dates — as-of dates from {dates[0].date()} "
             f"allow no more with a {horizon_days}-day horizon (each test date needs two earlier as-of dates whose "
-            f"outcomes were complete before it); the metrics rest on fewer rows and are less certain; each "
-            f"{config.step_days} more days of records add a test date")
+            f"outcomes were complete before it); the metrics rest on fewer rows and are less certain; about every "
+            f"{config.step_days} more days of records add one test date")
 
 
 class _Clock:

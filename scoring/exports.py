@@ -42,6 +42,7 @@ from features.errors import OutputError
 __all__ = [
     "DISK_FULL_ERRNOS",
     "DISK_FULL_HINT",
+    "atomic_output",
     "FORMATS",
     "FORMULA_TRIGGERS",
     "OutputError",
@@ -100,7 +101,7 @@ DISK_FULL_HINT = "the disk is full: free some space and run the command again"
 
 
 @contextlib.contextmanager
-def _atomic(out: Path) -> Iterator[Path]:
+def atomic_output(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out`` to write to; renamed over ``out`` when the block succeeds, removed if not."""
     out = Path(out)
     temporary = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
@@ -168,7 +169,7 @@ def write_csv(frame: pd.DataFrame, out: Path | None, *, what: str = "table",
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    with _atomic(out) as temporary:
+    with atomic_output(out) as temporary:
         temporary.write_text(text, encoding="utf-8-sig", newline="")
     _destination(out, what, say)
 
@@ -182,7 +183,7 @@ def write_json(data: Any, out: Path | None, *, what: str = "table",
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    with _atomic(out) as temporary:
+    with atomic_output(out) as temporary:
         temporary.write_text(text, encoding="utf-8")
     _destination(out, what, say)
 
@@ -194,7 +195,7 @@ def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path, *, what: str = "ta
     Formula-like text cells are neutralised (:func:`neutralise_formulas`): no cell of the workbook is a formula."""
     from openpyxl.utils import get_column_letter
 
-    with _atomic(out) as temporary, pd.ExcelWriter(temporary, engine="openpyxl") as writer:
+    with atomic_output(out) as temporary, pd.ExcelWriter(temporary, engine="openpyxl") as writer:
         for name, frame in sheets.items():
             sheet_name = str(name)[:31]
             _excel_ready(neutralise_formulas(frame)).to_excel(writer, sheet_name=sheet_name, index=False)

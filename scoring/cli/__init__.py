@@ -226,7 +226,7 @@ def features(
     from features.db import connect
     from features.store import load_tables
     from scoring.cli.guards import check_output
-    from scoring.exports import neutralise_formulas
+    from scoring.exports import atomic_output, neutralise_formulas
 
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(f"expected a .parquet or .csv file, got {out.name!r}", param_hint="--out")
@@ -236,10 +236,11 @@ def features(
     with progress_bar() as bar:
         task = bar.add_task("building features", total=None)
         matrix = build_features(tables, dates, progress=lambda message: bar.update(task, description=message))
-    if out.suffix.lower() == ".parquet":
-        matrix.to_parquet(out)
-    else:
-        neutralise_formulas(matrix.reset_index()).to_csv(out, encoding="utf-8-sig", index=False)
+    with atomic_output(out) as temporary:  # whole or not at all (a full disk leaves nothing behind)
+        if out.suffix.lower() == ".parquet":
+            matrix.to_parquet(temporary)
+        else:
+            neutralise_formulas(matrix.reset_index()).to_csv(temporary, encoding="utf-8-sig", index=False)
     console.print(f"{len(matrix):,} rows × {matrix.shape[1]} features written to {out}")
 
 

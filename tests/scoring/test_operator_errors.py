@@ -288,8 +288,21 @@ def test_disk_full_anywhere_else_is_one_line_too(capsys, monkeypatch, tmp_path, 
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "f.parquet"))
 
     monkeypatch.setattr(pandas.DataFrame, "to_parquet", full)
-    refused(capsys, monkeypatch, 8, r"could not write .*f\.parquet: No space left on device \(the disk is full",
+    refused(capsys, monkeypatch, 8, rf"could not write {tmp_path}/f\.parquet: No space left on device \(the disk is "
+            r"full: free some space and run the command again\); nothing was written",
             "features", "--as-of", "2025-01-01", "--db", f"sqlite:///{live_db}", "--out", str(tmp_path / "f.parquet"))
+    assert not [p.name for p in tmp_path.iterdir() if not p.name.startswith("riskgrade.db")]  # no partial file
+
+
+def test_disk_full_outside_the_writers_is_one_line(capsys, monkeypatch, tmp_path):
+    import scoring.cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "report.html"))
+
+    monkeypatch.setattr(scoring.cli, "_nightly", full)
+    refused(capsys, monkeypatch, 8, rf"could not write {tmp_path}/report\.html: No space left on device \(the disk "
+            r"is full", "nightly", "--db", f"sqlite:///{tmp_path / 'r.db'}")
 
 
 # ----------------------------------------------------------------------------------------- overlapping jobs
