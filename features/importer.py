@@ -30,7 +30,6 @@ date"; :func:`features.frames.canonical_frame` fills them when reading).
 
 from __future__ import annotations
 
-import csv
 import json
 import queue
 import threading
@@ -47,15 +46,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
-from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, TRUTH_TABLE
-from features.errors import DataError, MissingInputError, RiskgradeError
+from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
+from features.errors import DataError, RiskgradeError
 from features.db import serialise, write_transaction
 from features.schema import create_schema, quarantine
+from features.sources import Source, find_sources, read_chunks, read_raw
 from features.validate import (
     ChunkResult,
     TableValidator,
     ValidationContext,
-    check_header,
     ignored_columns,
     key_columns,
 )
@@ -88,7 +87,8 @@ _EXTENSIONS = (".csv", ".xlsx")
 @dataclass(frozen=True)
 class TableImport:
     """What happened to one file: rows read (blank lines skipped), loaded (upserted), quarantined (rows
-    with at least one problem), identical duplicates dropped, and quarantined cells per rule."""
+    refused as a whole), identical duplicates dropped, cells held back (bad optional values: their rows loaded
+    without them), and quarantined cells per rule. ``rows_read == loaded + quarantined + identical_duplicates``."""
 
     table: str
     source_file: str
@@ -99,6 +99,7 @@ class TableImport:
     reasons: dict[str, int] = field(default_factory=dict)
     ignored_columns: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    held_cells: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,9 @@ class ImportSummary:
         return sum(item.loaded for item in self.tables)
 
     def to_table(self) -> pd.DataFrame:
-        """One row per file: rows read / loaded / quarantined / identical duplicates dropped, quarantined cells
-        per rule (most frequent first) and the columns ignored."""
-        counts = ("read", "loaded", "quarantined", "identical dups")
+        """One row per file: rows read / loaded / quarantined / identical duplicates dropped / cells held back,
+        quarantined cells per rule (most frequent first) and the columns ignored."""
+        counts = ("read", "loaded", "quarantined", "identical dups", "cells held")
         rows = [
             {
                 "table": item.table,
@@ -139,6 +140,7 @@ class ImportSummary:
                 "loaded": item.loaded,
                 "quarantined": item.quarantined,
                 "identical dups": item.identical_duplicates,
+                "cells held": item.held_cells,
                 "reasons": ", ".join(f"{rule} {n}" for rule, n in sorted(item.reasons.items(), key=lambda x: -x[1])),
                 "ignored columns": ", ".join(item.ignored_columns),
             }
@@ -148,164 +150,8 @@ class ImportSummary:
         return frame.astype({c: "int64" for c in counts})
 
 
-# ---------------------------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: its table, path, header and the warnings its header raised."""
-
-    table: str
-    path: Path
-    header: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def find_sources(directory: str | Path, *, tables: Sequence[str] | None = None) -> tuple[Source, ...]:
-    """The input files in ``directory``, enterprises first, each with its header checked.
-
-    Raises :class:`~features.errors.MissingInputError` for a missing required file or column and
-    :class:`~features.errors.DataError` for an ambiguous (both ``.csv`` and ``.xlsx``) or unreadable file —
-    before anything is written. ``tables`` restricts the optional tables looked for (required ones are
-    always read; ``truth`` is looked for unless ``tables`` excludes it).
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise MissingInputError(f"input directory {directory} does not exist")
-    sources = []
-    for spec in (*TABLES, TRUTH_TABLE):
-        if tables is not None and spec.name not in tables and not spec.required_file:
-            continue
-        found = [directory / f"{spec.name}{ext}" for ext in _EXTENSIONS if (directory / f"{spec.name}{ext}").is_file()]
-        if len(found) > 1:
-            raise DataError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one of them")
-        if not found:
-            if spec.required_file:
-                raise MissingInputError(
-                    f"{directory}: required file {spec.name}.csv (or {spec.name}.xlsx) is missing")
-            continue
-        header = _read_header(found[0], spec.name)
-        sources.append(Source(spec.name, found[0], header, check_header(spec.name, header, found[0].name)))
-    return tuple(sources)
-
-
-def read_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Raw cells of ``source`` as text frames of at most ``chunk_rows`` rows, indexed by 1-based line number
-    (the header is line 1), with the header's (stripped) column names."""
-    reader = _CHUNK_READERS[source.path.suffix.lower()]
-    yield from reader(source, chunk_rows)
-
-
-def _read_header(path: Path, table: str) -> tuple[str, ...]:
-    """The stripped column names of the first row; empty ones become ``Unnamed: <i>`` (as pandas names them)."""
-    if path.suffix.lower() == ".xlsx":
-        with _open_sheet(path, table) as sheet:
-            first = [_cell_text(v) for v in next(sheet.iter_rows(values_only=True, max_row=1), ())]
-        while first and not first[-1].strip():
-            first.pop()
-    else:
-        try:
-            with path.open(encoding="utf-8-sig", newline="") as handle:
-                first = next(csv.reader(handle), [])
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path.name} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from exc
-    return tuple(h.strip() or f"Unnamed: {i}" for i, h in enumerate(first))
-
-
-def _csv_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    try:
-        reader = pd.read_csv(
-            source.path, dtype=str, na_filter=False, keep_default_na=False, skip_blank_lines=False,
-            encoding="utf-8-sig", chunksize=chunk_rows, on_bad_lines="error",
-        )
-        with reader:
-            for chunk in reader:
-                chunk.index = chunk.index + 2  # header is line 1
-                chunk.columns = list(source.header)  # the names check_header saw
-                yield chunk
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source.name} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from exc
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{source.name} cannot be parsed as CSV: {exc}; check the quoting of that line") from exc
-    except pd.errors.EmptyDataError:
-        return
-
-
-def _xlsx_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    names = list(source.header)
-    width = len(names)
-    with _open_sheet(source.path, source.table) as sheet:
-        lines: list[int] = []
-        rows: list[list[str]] = []
-        for line, values in enumerate(sheet.iter_rows(min_row=2, values_only=True), start=2):
-            cells = [_cell_text(v) for v in values[:width]]
-            rows.append(cells + [""] * (width - len(cells)))
-            lines.append(line)
-            if len(rows) >= chunk_rows:
-                yield _text_frame(rows, names, lines)
-                lines, rows = [], []
-        if rows:
-            yield _text_frame(rows, names, lines)
-
-
-_CHUNK_READERS = {".csv": _csv_chunks, ".xlsx": _xlsx_chunks}
-
-
-def _text_frame(rows: list[list[str]], names: list[str], lines: list[int]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=names, index=pd.Index(lines, dtype="int64"), dtype="str")
-
-
-class _open_sheet:
-    """The worksheet named like the table, else the first one (read-only, cached values of formulas)."""
-
-    def __init__(self, path: Path, table: str):
-        self.path, self.table = path, table
-
-    def __enter__(self):
-        import openpyxl
-
-        try:
-            self.book = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-        except Exception as exc:  # zipfile/openpyxl raise many kinds
-            raise DataError(f"{self.path.name} cannot be opened as an Excel workbook: {exc}") from exc
-        names = self.book.sheetnames
-        return self.book[self.table] if self.table in names else self.book.worksheets[0]
-
-    def __exit__(self, *exc_info):
-        self.book.close()
-
-
-def _cell_text(value) -> str:
-    """An Excel cell as the text a CSV export would hold (dates ISO, whole numbers without ``.0``)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _estimate_rows(source: Source) -> int | None:
-    if source.path.suffix.lower() == ".xlsx":
-        with _open_sheet(source.path, source.table) as sheet:
-            return max(sheet.max_row - 1, 0) if sheet.max_row else None
-    newlines, last = 0, b"\n"
-    with source.path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            newlines += block.count(b"\n")
-            last = block[-1:]
-    return max(newlines - (1 if last == b"\n" else 0), 0)
+    return source.records
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,10 +198,12 @@ def iter_validated(
 
 def _validate_file(source: Source, validator: TableValidator, chunk_rows: int,
                    quarantined_enterprises: dict[str, int]) -> Iterator[ChunkResult]:
-    for chunk in read_chunks(source, chunk_rows):
-        result = validator.validate(chunk)
+    for chunk in read_raw(source, chunk_rows):
+        result = validator.validate(chunk.cells, rejected=chunk.rejected, problems=chunk.problems,
+                                    check_nul=chunk.check_nul)
         if source.table == "enterprises":  # for a clearer reason on the events of a quarantined enterprise
-            for key, line in zip(result.issues["row_key"], result.issues["line"]):
+            refused = result.issues[result.issues["line"].isin(result.quarantined_lines)]
+            for key, line in zip(refused["row_key"], refused["line"]):
                 if key is not None:
                     quarantined_enterprises.setdefault(key, int(line))
         yield result
@@ -427,6 +275,7 @@ def _table_import(source: Source, validator: TableValidator, loaded: int) -> Tab
         loaded=loaded,
         quarantined=validator.quarantined_rows,
         identical_duplicates=validator.identical_duplicates,
+        held_cells=validator.held_cells,
         reasons=dict(validator.rule_counts),
         ignored_columns=ignored_columns(source.table, source.header),
         warnings=source.warnings,
@@ -446,8 +295,11 @@ def import_directory(
     uscc_allowlist: frozenset[str] = frozenset(),
     chunk_rows: int = 200_000,
     progress: Progress | None = None,
+    table: str | None = None,
 ) -> ImportSummary:
-    """Validate the files in ``directory`` and load them into ``engine``'s database in one transaction.
+    """Validate the files in ``directory`` (or the one file ``directory`` names) and load them into ``engine``'s
+    database in one transaction. ``table``: the table of a single file not named after it
+    (:func:`features.sources.find_sources`).
 
     ``today``: event and knowledge dates after it are refused (``future_date``). ``uscc_allowlist``: USCCs
     accepted despite a failing check character. ``chunk_rows``: rows per chunk (memory is bounded by it).
@@ -458,7 +310,7 @@ def import_directory(
     read as CSV/Excel (the transaction is rolled back).
     """
     started = time.perf_counter()
-    sources = find_sources(directory)
+    sources = find_sources(directory, table=table)
     writer_type = _WRITERS.get(engine.dialect.name)
     if writer_type is None:
         raise RiskgradeError(f"importing into {engine.dialect.name} is not supported (use SQLite or PostgreSQL)")

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import functools
 import math
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,16 +57,20 @@ import sqlalchemy as sa
 
 from features.contract import (
     ACCIDENT_GRADES,
+    BOOL_WORDS,
     CREDIT_GRADES,
     STANDARDIZATION_LEVELS,
+    STANDARDIZATION_LOOKUP,
     TABLE_BY_NAME,
     TRUTH_TABLE,
     Column,
     TableSpec,
     accident_grade,
+    label_lookup,
+    normalise_name,
 )
 from features.errors import DataError, MissingInputError
-from features.frames import canonical_dtype, spec_for
+from features.frames import canonical_dtype, is_in, spec_for
 from features.schema import CONTRACT_TABLES, quarantine
 from features.schema import truth as _TRUTH_SQL
 from features.uscc import USCC_CHARSET, USCC_LENGTH, is_valid_uscc, uscc_check_char
@@ -86,11 +92,6 @@ __all__ = [
 #: Columns of the issues frame (the quarantine table's columns, minus its id and timestamp).
 ISSUE_COLUMNS = ("table_name", "source_file", "line", "column_name", "value", "reason", "rule", "row_key", "raw")
 
-#: Words accepted in boolean cells (compared in lower case).
-BOOL_WORDS: Mapping[str, bool] = {
-    "true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "是": True, "否": False,
-}
-
 _INT_MAX = 2**31 - 1  # sa.Integer is 32-bit on PostgreSQL
 _DATE_MIN = pd.Timestamp("1700-01-01")  # inside datetime64[ns]; older dates are typing errors
 _DATE_MAX = pd.Timestamp("2261-12-31")
@@ -107,11 +108,14 @@ def key_columns(table: str) -> tuple[str, ...]:
     return tuple(c.name for c in _sql_table(table).primary_key.columns)
 
 
-def check_header(table: str, header: Sequence[str], source_file: str) -> tuple[str, ...]:
+def check_header(table: str, header: Sequence[str], source_file: str, *,
+                 file_header: Sequence[str] | None = None) -> tuple[str, ...]:
     """Check a file's header against the contract; return warnings about the columns that will be ignored.
 
-    Raises :class:`~features.errors.MissingInputError` naming the file and the column when a required
-    column is absent, and :class:`~features.errors.DataError` when a column name appears twice.
+    ``header``: contract column names (:func:`features.sources.canonical_header` maps Chinese ones);
+    ``file_header``: the names as the file has them, for the messages. Raises
+    :class:`~features.errors.MissingInputError` naming the file and the column (and its Chinese name) when a
+    required column is absent, and :class:`~features.errors.DataError` when a column name appears twice.
     ``x_*`` columns are kept on tables with an ``extra_prefix`` (enterprises); other unknown columns are
     ignored with a warning.
     """
@@ -121,12 +125,14 @@ def check_header(table: str, header: Sequence[str], source_file: str) -> tuple[s
     repeated = [name for name, n in counts.items() if n > 1]
     if repeated:
         raise DataError(f"{source_file}: column {repeated[0]!r} appears {counts[repeated[0]]} times in the header")
-    missing = [c.name for c in spec.columns if c.required and c.name not in counts]
+    missing = [c for c in spec.columns if c.required and c.name not in counts]
     if missing:
-        also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        also = f" (also missing: {', '.join(c.name for c in missing[1:])})" if len(missing) > 1 else ""
+        zh = f" ({missing[0].zh[0]})" if missing[0].zh else ""
+        shown = [str(h).strip() for h in (file_header if file_header is not None else header)]
         raise MissingInputError(
-            f"{source_file}: required column {missing[0]!r} is missing{also}; "
-            f"the header has: {', '.join(names) or '(nothing)'}"
+            f"{source_file}: required column {missing[0].name!r}{zh} is missing{also}; "
+            f"the header has: {', '.join(shown) or '(nothing)'}"
         )
     return tuple(f"{source_file}: column {name!r} is not part of the contract and was ignored"
                  for name in ignored_columns(table, names))
@@ -185,9 +191,11 @@ class ChunkResult:
     """One validated chunk.
 
     ``good``: rows that passed, contract columns in canonical dtypes (plus ``x_*`` extras as text),
-    indexed by line. ``issues``: one row per problem, columns :data:`ISSUE_COLUMNS`. ``first_keys``: the row
-    keys seen for the first time in this file in this chunk (good or not), so the importer can replace
-    their quarantined twins from earlier imports.
+    indexed by line; a held cell (a bad optional value) is empty there. ``issues``: one row per problem,
+    columns :data:`ISSUE_COLUMNS`. ``first_keys``: the row keys seen for the first time in this file in this
+    chunk (good or not), so the importer can replace their quarantined twins from earlier imports.
+    ``quarantined_lines``: the lines refused as a whole; ``held_cells``: issues whose row loaded without the
+    value. ``rows_read`` = ``len(good)`` + ``len(quarantined_lines)`` + ``identical_duplicates``.
     """
 
     good: pd.DataFrame
@@ -195,10 +203,12 @@ class ChunkResult:
     first_keys: pd.Series
     rows_read: int
     identical_duplicates: int
+    quarantined_lines: pd.Index = field(default_factory=lambda: pd.Index([], dtype="int64"))
+    held_cells: int = 0
 
     @property
     def quarantined_rows(self) -> int:
-        return int(self.issues["line"].nunique())
+        return len(self.quarantined_lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,8 +272,14 @@ def _find_uscc(frame: pd.DataFrame, context: ValidationContext) -> pd.DataFrame:
 
 
 def _normalise_credit(frame: pd.DataFrame) -> pd.DataFrame:
-    is_grade = frame["kind"] == "credit_grade"
-    return frame.assign(value=frame["value"].where(~is_grade.fillna(False), frame["value"].str.upper()))
+    """Credit grades upper-case; standardization levels given as 一级/二级/三级 (or 1级 …) as 1/2/3."""
+    is_grade = (frame["kind"] == "credit_grade").fillna(False)
+    value = frame["value"].where(~is_grade, frame["value"].str.upper())
+    is_level = ((frame["kind"] == "standardization") & value.notna()).fillna(False)
+    if is_level.any():
+        levels = value[is_level]
+        value = value.where(~is_level, levels.map(lambda v: STANDARDIZATION_LOOKUP.get(normalise_name(v), v)))
+    return frame.assign(value=value.astype("str"))
 
 
 def _find_credit(frame: pd.DataFrame, _context: ValidationContext) -> pd.DataFrame:
@@ -338,6 +354,9 @@ RULES: dict[str, str] = {
     "duplicate_key": "a later copy of a key, with different content",
     "future_date": "event or knowledge date after today",
     "recorded_before_event": "recorded_on earlier than the event date",
+    "nul_byte": "a NUL byte (\\x00) in a cell: a damaged file or a binary value",
+    "too_many_fields": "a row with more fields than the header: not read into columns",
+    "formula_without_value": "an Excel formula cell without a saved value",
     **{name: check.description for name, check in ROW_CHECKS.items()},
 }
 
@@ -362,19 +381,99 @@ def _parse_text(cells: pd.Series, column: Column) -> _Parsed:
     return _Parsed(cells, _none(cells), "", str)
 
 
+@functools.cache
+def _code_lookup(column: Column) -> dict[str, str]:
+    return label_lookup(column.labels)
+
+
 def _parse_category(cells: pd.Series, column: Column) -> _Parsed:
-    return _Parsed(cells.str.lower(), _none(cells), "", str)
+    """Codes in any case; labels (煤矿, 重大隐患, 日常检查 …) mapped to their code. The words looked up one by
+    one are only the distinct cells that are not codes already (none, for files written with codes)."""
+    lowered = cells.str.lower()
+    if not column.labels:
+        return _Parsed(lowered, _none(cells), "", str)
+    other = cells.notna().to_numpy() & ~is_in(lowered, column.choices)
+    if other.any():
+        lookup = _code_lookup(column)
+        words = lowered[other]
+        mapped = {w: lookup.get(normalise_name(w)) for w in words.unique()}
+        found = words.map(lambda w: mapped[w] or w)  # unknown words stay, for the not_a_choice message
+        lowered = lowered.copy()
+        lowered[other] = found.astype("str")
+    return _Parsed(lowered, _none(cells), "", str)
+
+
+_DATE_REASON = "expected a date like 2025-03-25 (or 2025/3/25, 2025.3.25, 2025年3月25日, an Excel serial), got {!r}"
+_DATE_FORMS = re.compile(
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[\sT]+\d{1,2}(?::\d{1,2}(?::\d{1,2}(?:\.\d+)?)?|时(?:\d{1,2}分(?:\d{1,2}秒)?)?)\s*)?$"
+    r"|^(?P<cy>\d{4})(?P<cm>\d{2})(?P<cd>\d{2})$"
+    r"|^(?P<serial>\d{5})(?:\.\d+)?$"
+)
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # serial 1 = 1900-01-01, counting Excel's phantom 1900-02-29
 
 
 def _parse_date(cells: pd.Series, column: Column) -> _Parsed:
+    """ISO dates first (vectorised); only the cells that are not ISO are tried against the other forms:
+    ``2025/3/5``, ``2025.3.5``, ``2025年3月5日`` (each with an optional time), ``20250305`` and Excel serial
+    numbers (5 digits, the fraction a time of day). A time of day is dropped."""
     parsed = pd.to_datetime(cells, format="%Y-%m-%d", errors="coerce")
+    rest = cells.notna() & parsed.isna()
+    if rest.any():
+        parsed = parsed.copy()
+        parsed[rest] = _other_dates(cells[rest])
     bad = cells.notna() & ~((parsed >= _DATE_MIN) & (parsed <= _DATE_MAX))
     values = parsed.where(~bad).astype("datetime64[ns]")
-    return _Parsed(values, bad, "bad_date", lambda v: f"expected a date like 2025-03-25, got {v!r}")
+    return _Parsed(values, bad, "bad_date", _DATE_REASON.format)
+
+
+def _other_dates(cells: pd.Series) -> pd.Series:
+    """The non-ISO forms of :func:`_parse_date` (NaT where none fits), on the distinct cells."""
+    distinct = pd.Series(cells.unique())
+    folded = distinct.map(lambda text: unicodedata.normalize("NFKC", text).strip()).astype("str")
+    parts = folded.str.extract(_DATE_FORMS)
+    numbers = parts.drop(columns="serial").apply(pd.to_numeric, errors="coerce")
+    plain = pd.to_datetime(pd.DataFrame({"year": numbers["y"], "month": numbers["m"], "day": numbers["d"]}),
+                           errors="coerce")
+    compact = pd.to_datetime(pd.DataFrame({"year": numbers["cy"], "month": numbers["cm"], "day": numbers["cd"]}),
+                             errors="coerce")
+    serial = pd.to_numeric(parts["serial"], errors="coerce")
+    excel = _EXCEL_EPOCH + pd.to_timedelta(serial, unit="D")
+    found = plain.fillna(compact).fillna(excel).astype("datetime64[ns]")
+    by_cell = pd.Series(found.to_numpy(), index=distinct.to_numpy())
+    return pd.Series(by_cell.reindex(cells.to_numpy()).to_numpy(), index=cells.index, dtype="datetime64[ns]")
+
+
+def _numbers(cells: pd.Series) -> pd.Series:
+    """Cells as float64: plain numbers vectorised; the rest retried with thousands separators removed and
+    full-width digits folded (``1,200``, ``１２``). NaN where not a number."""
+    numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+    rest = cells.notna() & numbers.isna()
+    if rest.any():
+        distinct = cells[rest].unique()
+        retried = {text: _number_or_nan(text) for text in distinct}
+        numbers = numbers.copy()
+        numbers[rest] = cells[rest].map(retried).astype("float64")
+    return numbers
+
+
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
+def _number_text(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).strip()
+    return folded.replace(",", "") if _THOUSANDS.fullmatch(folded) else folded
+
+
+def _number_or_nan(text: str) -> float:
+    try:
+        return float(_number_text(text))
+    except ValueError:
+        return math.nan
 
 
 def _parse_int(cells: pd.Series, column: Column) -> _Parsed:
-    numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+    numbers = _numbers(cells)
     fine = np.isfinite(numbers) & (numbers == np.floor(numbers)) & (numbers.abs() <= _INT_MAX)
     bad = cells.notna() & ~fine
     reason = functools.partial(_number_reason, whole=True)
@@ -382,16 +481,20 @@ def _parse_int(cells: pd.Series, column: Column) -> _Parsed:
 
 
 def _parse_float(cells: pd.Series, column: Column) -> _Parsed:
-    numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+    numbers = _numbers(cells)
     bad = cells.notna() & ~np.isfinite(numbers)
     return _Parsed(numbers.where(~bad), bad, "bad_number", functools.partial(_number_reason, whole=False))
 
 
 def _parse_bool(cells: pd.Series, column: Column) -> _Parsed:
-    mapped = cells.str.lower().map(BOOL_WORDS)
+    lowered = cells.str.lower()
+    mapped = lowered.map(BOOL_WORDS)
+    rest = cells.notna() & mapped.isna()
+    if rest.any():  # full-width or padded words
+        mapped = mapped.where(~rest, lowered[rest].map(lambda w: BOOL_WORDS.get(normalise_name(w))))
     bad = cells.notna() & mapped.isna()
     return _Parsed(mapped.astype("boolean"), bad, "bad_bool",
-                   lambda v: f"expected true/false, 1/0, yes/no or 是/否, got {v!r}")
+                   lambda v: f"expected true/false, 1/0, yes/no, 是/否 or 有/无, got {v!r}")
 
 
 _PARSERS: dict[str, Callable[[pd.Series, Column], _Parsed]] = {
@@ -407,7 +510,7 @@ _PARSERS: dict[str, Callable[[pd.Series, Column], _Parsed]] = {
 
 def _number_reason(value: str, *, whole: bool) -> str:
     try:
-        number = float(value)
+        number = float(_number_text(value))
     except ValueError:
         return f"expected a number, got {value!r}"
     if not math.isfinite(number):
@@ -492,7 +595,7 @@ class TableValidator:
     :class:`~features.errors.MissingInputError`). Each :meth:`validate` call takes a chunk of raw cells
     (strings, missing as NA or ``""``) whose index is the 1-based line number in the source file, and
     returns a :class:`ChunkResult`. Running totals: :attr:`rows_read`, :attr:`identical_duplicates`,
-    :attr:`quarantined_rows`, :attr:`rule_counts`.
+    :attr:`quarantined_rows`, :attr:`held_cells`, :attr:`rule_counts`.
     """
 
     def __init__(self, table: str, *, header: Sequence[str], source_file: str, context: ValidationContext):
@@ -509,13 +612,28 @@ class TableValidator:
         #: Contract columns this file gives a value for (absent optional columns are left alone on upsert).
         self.columns_present = tuple(c for c in self.spec.column_names if c in names or c in fills)
         self._seen = _SeenKeys()
+        #: Columns whose bad values hold back the cell, not the row (optional values and ``x_*`` extras).
+        self._cell_level = frozenset(
+            [c.name for c in self.spec.columns if not c.holds_row] + list(self.extra_columns))
         self.rows_read = 0
         self.identical_duplicates = 0
         self.quarantined_rows = 0
+        self.held_cells = 0
         self.rule_counts: Counter[str] = Counter()
 
-    def validate(self, raw: pd.DataFrame) -> ChunkResult:
-        """Split one chunk of raw cells into typed good rows and issues (see :class:`ChunkResult`)."""
+    def validate(self, raw: pd.DataFrame, *, rejected: pd.DataFrame | None = None,
+                 problems: pd.DataFrame | None = None, check_nul: bool = True) -> ChunkResult:
+        """Split one chunk of raw cells into typed good rows and issues (see :class:`ChunkResult`).
+
+        ``rejected``: rows the reader could not split into columns (index line; ``key``, ``raw``, ``reason``,
+        ``rule``): counted as read and quarantined whole. ``problems``: cells the reader found bad (index line;
+        ``column_name``, ``value``, ``reason``, ``rule``), e.g. formulas without a value. ``check_nul``: look
+        for NUL bytes in the cells (the CSV reader knows when a file has none).
+
+        A problem in a column whose :attr:`~features.contract.Column.holds_row` is false (an optional value:
+        USCC, employees, founded_on, a flag, an ``x_*`` extra …) *holds back the cell*: the row loads with that
+        value empty, and the cell is quarantined all the same. Any other problem refuses the row.
+        """
         raw = raw.rename(columns=lambda c: str(c).strip())
         cells = _clean_cells(raw)
         filled = cells.notna().any(axis=1)  # wholly blank lines are skipped, not counted
@@ -524,7 +642,11 @@ class TableValidator:
         duplicate, identical, first_line = self._duplicates(keys, cells)
 
         candidates = cells[~duplicate & ~identical]
-        typed, found = self._check(candidates)
+        found = [_nul_issues(candidates)] if check_nul else []
+        if problems is not None and len(problems):
+            found.append(problems[problems.index.isin(candidates.index)][["column_name", "reason", "rule", "value"]])
+        typed, checked = self._check(candidates)
+        found.extend(checked)
         if duplicate.any():
             key_name = ", ".join(self.key_columns)
             dup_lines = cells.index[duplicate]
@@ -536,16 +658,54 @@ class TableValidator:
                 "value": keys[duplicate].to_numpy(dtype=object),
             }, index=dup_lines))
         issues = self._assemble(found, raw, cells, keys)
-        bad_lines = pd.Index(issues["line"].unique())
+        holds = issues["column_name"].map(lambda c: c not in self._cell_level).astype(bool)
+        bad_lines = pd.Index(issues.loc[holds, "line"].unique(), dtype="int64")
+        held = issues[~holds & ~issues["line"].isin(bad_lines)]
         good = typed[~typed.index.isin(bad_lines)]
+        if len(held):
+            good = _without(good, held)
+            issues.loc[held.index, "reason"] = held["reason"] + "; the row was loaded without this value"
 
         first_keys = keys[~duplicate & ~identical & keys.notna()]
-        result = ChunkResult(good, issues, first_keys.reset_index(drop=True), len(cells), int(identical.sum()))
+        if rejected is not None and len(rejected):
+            issues, new_keys = self._rejected(rejected, issues)
+            bad_lines = bad_lines.append(pd.Index(rejected.index, dtype="int64"))
+            first_keys = pd.concat([first_keys, new_keys])
+        rows_read = len(cells) + (0 if rejected is None else len(rejected))
+        if check_nul:
+            first_keys = first_keys.str.replace("\x00", "\\x00", regex=False)
+        result = ChunkResult(good, issues, first_keys.reset_index(drop=True), rows_read,
+                             int(identical.sum()), bad_lines, len(held))
         self.rows_read += result.rows_read
         self.identical_duplicates += result.identical_duplicates
         self.quarantined_rows += len(bad_lines)
+        self.held_cells += len(held)
         self.rule_counts.update(issues["rule"].tolist())
         return result
+
+    def _rejected(self, rejected: pd.DataFrame, issues: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        """Issues for rows the reader could not read into columns; their keys claim the key like any first
+        copy (a later copy of it is a duplicate)."""
+        keys = rejected["key"].astype(object).where(rejected["key"].notna(), None)
+        new_keys = []
+        for key, line in zip(keys, rejected.index):
+            if key is None or len(key) > _ROW_KEY_MAX:
+                continue
+            h1, h2 = (pd.util.hash_array(np.array([key], dtype=object), hash_key=hk, categorize=False)
+                      for hk in _HASH_KEYS)
+            found, _line, _content = self._seen.lookup(h1, h2)
+            if not found[0]:
+                self._seen.add(h1, h2, np.zeros(1, np.uint64), np.array([line]))
+                new_keys.append(key)
+        entries = pd.DataFrame({
+            "table_name": self.table, "source_file": self.source_file,
+            "line": rejected.index.astype("int64"), "column_name": None, "value": None,
+            "reason": rejected["reason"].to_numpy(dtype=object), "rule": rejected["rule"].to_numpy(dtype=object),
+            "row_key": [None if k is None or len(k) > _ROW_KEY_MAX else _visible(k) for k in keys],
+            "raw": [_visible_raw(r) for r in rejected["raw"]],
+        })
+        combined = pd.concat([issues, entries], ignore_index=True) if len(issues) else entries
+        return combined.sort_values("line", kind="stable").reset_index(drop=True), pd.Series(new_keys, dtype="str")
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -624,7 +784,7 @@ class TableValidator:
                 yield _issues(bad, column.name, "dangling_reference", self._dangling_reason, ids)
         today = pd.Timestamp(context.today)
         already = pd.Series(False, index=frame.index)
-        for column in (c for c in (spec.event_date, "recorded_on" if spec.has_recorded_on else None) if c):
+        for column in (c.name for c in spec.columns if c.not_after_today):
             future = (frame[column] > today) & ~already  # a future event is not reported twice
             already |= future
             yield _issues(future, column, "future_date",
@@ -660,14 +820,15 @@ class TableValidator:
             if column in cells.columns:
                 looked_up = cells[column].reindex(group["line"].to_numpy()).to_numpy(dtype=object)
                 values.loc[group.index] = looked_up
-        issues["value"] = pd.Series([None if _missing(v) else str(v) for v in values], dtype=object)
+        issues["value"] = pd.Series([None if _missing(v) else _visible(str(v)) for v in values], dtype=object)
+        issues["reason"] = issues["reason"].map(_visible)
         row_keys = keys.reindex(issues["line"].to_numpy()).to_numpy(dtype=object)
         issues["row_key"] = pd.Series(
-            [k if isinstance(k, str) and len(k) <= _ROW_KEY_MAX else None for k in row_keys], dtype=object)
+            [_visible(k) if isinstance(k, str) and len(k) <= _ROW_KEY_MAX else None for k in row_keys], dtype=object)
         lines = issues["line"].unique()
         raw_rows = raw.loc[lines].astype(object)
         raw_rows = raw_rows.where(raw_rows.notna(), None)
-        by_line = dict(zip(lines.tolist(), raw_rows.to_dict("records")))
+        by_line = dict(zip(lines.tolist(), (_visible_raw(r) for r in raw_rows.to_dict("records"))))
         issues["raw"] = [by_line[n] for n in issues["line"].tolist()]
         issues["table_name"] = self.table
         issues["source_file"] = self.source_file
@@ -725,6 +886,43 @@ def _row_hashes(cells: pd.DataFrame) -> np.ndarray:
         column = np.where(codes >= 0, hashes[codes] if len(hashes) else 0, np.uint64(0x9E3779B97F4A7C15))
         combined = (combined * np.uint64(1_000_003)) ^ column.astype(np.uint64)
     return combined
+
+
+def _visible(text):
+    """Text as the quarantine can store it on every database: a NUL byte written as the four characters
+    ``\\x00`` (PostgreSQL text cannot hold NUL; SQLite could, but both must say the same)."""
+    return text.replace("\x00", "\\x00") if isinstance(text, str) and "\x00" in text else text
+
+
+def _visible_raw(row: Mapping) -> dict:
+    return {_visible(str(k)): ([_visible(v) for v in value] if isinstance(value, list) else _visible(value))
+            for k, value in row.items()}
+
+
+def _nul_issues(cells: pd.DataFrame) -> pd.DataFrame:
+    """One ``nul_byte`` issue per cell holding a NUL byte (vectorised per column)."""
+    found = []
+    for name in cells.columns:
+        has = cells[name].str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        if has.any():
+            values = cells[name][has]
+            found.append(pd.DataFrame({
+                "column_name": name,
+                "reason": [f"contains a NUL byte (\\x00) at character {v.index(chr(0)) + 1}: a damaged file or a "
+                           f"binary value; retype the cell" for v in values],
+                "rule": "nul_byte",
+                "value": values.to_numpy(dtype=object),
+            }, index=values.index))
+    return pd.concat(found) if found else _no_issues()
+
+
+def _without(good: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
+    """``good`` with the held cells emptied (NA in the column's own dtype)."""
+    good = good.copy()
+    for column, group in held.groupby("column_name", sort=False):
+        if column in good.columns:
+            good[column] = good[column].mask(good.index.isin(group["line"].to_numpy()))
+    return good
 
 
 def _clean_cells(raw: pd.DataFrame) -> pd.DataFrame:

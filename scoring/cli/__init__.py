@@ -133,7 +133,9 @@ def samples(
 
 @app.command("import")
 def import_(
-    directory: Annotated[Path, typer.Argument(help="Directory holding <table>.csv or <table>.xlsx files.")],
+    directory: Annotated[Path, typer.Argument(
+        help="Directory holding one .csv/.xlsx file per table (named after it: enterprises.csv, 企业信息.xlsx), "
+             "or one such file.")],
     db: DbOption = None,
     uscc_allowlist: Annotated[
         Optional[Path],
@@ -142,8 +144,12 @@ def import_(
     today: Annotated[
         Optional[str], typer.Option(help="Date against which 'in the future' is judged (default: today).")
     ] = None,
+    table: Annotated[Optional[str], typer.Option(
+        "--table", help="The table of a single FILE whose name does not say it (e.g. 企业台账.xlsx --table "
+                        "enterprises).", show_default=False)] = None,
 ) -> None:
-    """Validate and load data files; bad rows go to the quarantine table, the rest loads (upsert by key)."""
+    """Validate and load data files (UTF-8 or GBK, English or Chinese headers); bad rows go to the quarantine
+    table, the rest loads (upsert by key)."""
     from features.db import connect
     from features.importer import import_directory
 
@@ -163,8 +169,11 @@ def import_(
             today=_parse_date(today, "--today") if today else date.today(),
             uscc_allowlist=allowlist,
             progress=report,
+            table=table,
         )
     _print_frame(f"Import of {directory}", summary.to_table())
+    for note in summary.warnings:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     read = sum(item.rows_read for item in summary.tables)
     if read and not summary.loaded:
         raise DataError(f"every one of the {read:,} rows read from {directory} was refused; nothing was loaded "

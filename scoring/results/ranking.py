@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, SECTORS
+from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, sector_code
 from features.errors import DataError
 from scoring.results.tables import (
     create_scoring_tables,
@@ -63,11 +63,9 @@ def resolve_run(engine: sa.Engine, as_of: date | str | None = None) -> dict:
 
 
 def _sector_code(sector: str) -> str:
-    if sector in SECTOR_BY_CODE:
-        return sector
-    for s in SECTORS:  # a planner may type the Chinese label
-        if sector in (s.label_zh, s.label_en):
-            return s.code
+    code = sector_code(sector)  # a planner may type the Chinese label: the same words the import accepts
+    if code is not None:
+        return code
     raise DataError(f"unknown sector {sector!r}: expected a code ({', '.join(SECTOR_BY_CODE)}) or its Chinese label")
 
 

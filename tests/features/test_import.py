@@ -105,11 +105,13 @@ ALL_FILES = {
 }
 
 # (table, line, column, value, rule, a fragment of the reason) — worked out by hand from the files above.
+# A bad optional value (uscc, employees, founded_on, closed_on, a flag, kind, exam_passed, amount_yuan) holds
+# back that cell only: its row loads without it (HELD below); keys, required values and event dates refuse the row.
 EXPECTED_QUARANTINE = {
     ("enterprises", 4, "uscc", "91350100M000100Y44", "uscc", "expected '3' at the end, got '4'"),
     ("enterprises", 5, "sector", "spaceport", "not_a_choice", "'spaceport' is not an allowed sector"),
     ("enterprises", 6, "employees", "-4", "below_minimum", "must not be negative, got -4"),
-    ("enterprises", 7, "founded_on", "2001-02-30", "bad_date", "expected a date like 2025-03-25, got '2001-02-30'"),
+    ("enterprises", 7, "founded_on", "2001-02-30", "bad_date", "expected a date like 2025-03-25 (or 2025/3/25"),
     ("enterprises", 8, "closed_on", "2009-12-31", "closed_after_founded",
      "closed_on 2009-12-31 is before founded_on 2010-01-01"),
     ("enterprises", 9, "major_hazard_source", "maybe", "bad_bool", "got 'maybe'"),
@@ -118,13 +120,12 @@ EXPECTED_QUARANTINE = {
     ("enterprises", 13, "employees", "ten", "bad_number", "expected a number, got 'ten'"),
     ("inspections", 4, "enterprise_id", "E404", "dangling_reference",
      "'E404' is neither in enterprises.csv nor in the database"),
-    ("inspections", 5, "inspected_on", "2025-13-01", "bad_date", "expected a date like 2025-03-25, got '2025-13-01'"),
+    ("inspections", 5, "inspected_on", "2025-13-01", "bad_date", "2025年3月25日, an Excel serial), got '2025-13-01'"),
     ("inspections", 6, "inspected_on", "2025-07-01", "future_date", "2025-07-01 is after today (2025-06-30)"),
     ("inspections", 7, "recorded_on", "2024-04-30", "recorded_before_event",
      "recorded_on 2024-04-30 is earlier than the event date inspected_on 2024-05-01"),
     ("inspections", 8, "exam_passed", "4", "exam_passed_le_takers", "exam_passed 4 is more than exam_takers 3"),
     ("inspections", 9, "kind", "inspection", "not_a_choice", "'inspection' is not an allowed kind"),
-    ("inspections", 10, "enterprise_id", "E3", "dangling_reference", "in quarantine (enterprises.csv line 4)"),
     ("accidents", 3, "grade", "general", "accident_grade",
      "inconsistent with deaths=3, serious_injuries=0, direct_loss_yuan=0: Decree 493 gives 'larger'"),
     ("accidents", 4, "grade", "general", "accident_grade", "serious_injuries=12, direct_loss_yuan=?: "
@@ -139,8 +140,12 @@ EXPECTED_QUARANTINE = {
     ("penalties", 4, "amount_yuan", "3万", "bad_number", "expected a number, got '3万'"),
 }
 
-LOADED = {"enterprises": {"E1", "E2"}, "inspections": {"I1", "I2"}, "accidents": {"A1", "A4", "A5"},
-          "hazards": {"H1"}, "credit_records": {"C1", "C3"}, "penalties": {"P1"}, "complaints": {"Q1"},
+HELD = {("enterprises", 4), ("enterprises", 6), ("enterprises", 7), ("enterprises", 8), ("enterprises", 9),
+        ("enterprises", 13), ("inspections", 8), ("inspections", 9), ("penalties", 3), ("penalties", 4)}
+
+LOADED = {"enterprises": {"E1", "E2", "E3", "E5", "E6", "E7", "E8", "E10"},
+          "inspections": {"I1", "I2", "I7", "I8", "I9"}, "accidents": {"A1", "A4", "A5"},
+          "hazards": {"H1"}, "credit_records": {"C1", "C3"}, "penalties": {"P1", "P2", "P3"}, "complaints": {"Q1"},
           "violations": set()}
 
 
@@ -198,6 +203,8 @@ def test_each_kind_of_bad_row_lands_in_quarantine_with_line_column_value_and_rea
         entry = found[(found.table_name == table) & (found.line == line) & (found.column_name == column)]
         assert fragment in entry.reason.iloc[0], (table, line, entry.reason.iloc[0])
         assert entry.source_file.iloc[0] == f"{table}.csv"
+        held = entry.reason.iloc[0].endswith("; the row was loaded without this value")
+        assert held == ((table, line) in HELD), (table, line, entry.reason.iloc[0])
     # The whole raw row is kept, and the row's key so that a corrected twin can replace it.
     bad_date = found[(found.table_name == "inspections") & (found.line == 5)].iloc[0]
     assert bad_date.row_key == "I4"
@@ -216,16 +223,25 @@ def test_good_rows_load_beside_the_bad_ones(engine, world):
     assert tables["credit_records"].set_index("record_id").value.to_dict() == {"C1": "2", "C3": "B2"}
     enterprises = tables["enterprises"].set_index("enterprise_id")
     assert enterprises.loc["E2", "name"] == "乙煤矿"  # the first copy of a duplicated key wins
-    assert enterprises.major_hazard_source.tolist() == [True, False]
+    assert enterprises.major_hazard_source.loc[["E1", "E2"]].tolist() == [True, False]
+    # Held cells: the enterprise loads, without the bad value (and keeps the good ones).
+    assert pd.isna(enterprises.loc["E3", "uscc"]) and enterprises.loc["E3", "employees"] == 10
+    assert pd.isna(enterprises.loc["E5", "employees"]) and pd.isna(enterprises.loc["E6", "founded_on"])
+    assert pd.isna(enterprises.loc["E7", "closed_on"]) and enterprises.loc["E7", "founded_on"] == pd.Timestamp(
+        "2010-01-01")
+    assert pd.isna(enterprises.loc["E8", "major_hazard_source"]) and pd.isna(enterprises.loc["E10", "employees"])
 
     ent = summary["enterprises"]
-    assert (ent.rows_read, ent.loaded, ent.quarantined, ent.identical_duplicates) == (12, 2, 9, 1)
+    assert (ent.rows_read, ent.loaded, ent.quarantined, ent.identical_duplicates, ent.held_cells) == (12, 8, 3, 1, 6)
     assert ent.reasons == {"uscc": 1, "not_a_choice": 1, "below_minimum": 1, "bad_date": 1, "bad_bool": 1,
                            "closed_after_founded": 1, "missing": 1, "duplicate_key": 1, "bad_number": 1}
     table = summary.to_table().set_index("table")
-    assert table.loc["inspections", ["read", "loaded", "quarantined"]].tolist() == [9, 2, 7]
-    assert "dangling_reference 2" in table.loc["inspections", "reasons"]
-    assert summary.quarantined == len(EXPECTED_QUARANTINE)  # one problem per bad row in these files
+    assert table.loc["inspections", ["read", "loaded", "quarantined", "cells held"]].tolist() == [9, 5, 4, 2]
+    assert "dangling_reference 1" in table.loc["inspections", "reasons"]
+    for item in summary.tables:  # nothing valid lost: every row read is loaded, refused or an identical copy
+        assert item.rows_read == item.loaded + item.quarantined + item.identical_duplicates, item.table
+    # one problem per bad row in these files
+    assert summary.quarantined + sum(t.held_cells for t in summary.tables) == len(EXPECTED_QUARANTINE)
 
 
 def test_a_row_with_several_problems_reports_each(engine, tmp_path):
@@ -252,30 +268,32 @@ def test_a_row_with_several_problems_reports_each(engine, tmp_path):
 def test_missing_required_file_raises_and_writes_nothing(engine, tmp_path):
     directory = write_files(tmp_path / "d", {"enterprises.csv": ENTERPRISES, "hazards.csv": HAZARDS})
 
-    with pytest.raises(MissingInputError, match=r"required file inspections\.csv \(or inspections\.xlsx\)"):
+    with pytest.raises(MissingInputError,
+                       match=r"required file inspections\.csv \(or inspections\.xlsx, or named 检查记录\.csv"):
         import_directory(engine, directory, today=TODAY)
     assert set(row_counts(engine).values()) == {0}
 
 
 @pytest.mark.parametrize(
-    ("file", "column"),
-    [("inspections.csv", "inspected_on"), ("hazards.csv", "level"), ("enterprises.csv", "sector")],
+    ("file", "column", "zh"),
+    [("inspections.csv", "inspected_on", "检查日期"), ("hazards.csv", "level", "隐患等级"),
+     ("enterprises.csv", "sector", "所属行业")],
 )
-def test_missing_required_column_raises_naming_file_and_column_and_writes_nothing(engine, world, file, column):
+def test_missing_required_column_raises_naming_file_and_column_and_writes_nothing(engine, world, file, column, zh):
     path = world / file
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame.drop(columns=[column]).to_csv(path, index=False)
 
-    with pytest.raises(MissingInputError, match=rf"{file}: required column '{column}' is missing"):
+    with pytest.raises(MissingInputError, match=rf"{file}: required column '{column}' \({zh}\) is missing"):
         import_directory(engine, world, today=TODAY)
     assert set(row_counts(engine).values()) == {0}
 
 
 def test_an_unreadable_file_rolls_the_whole_import_back(engine, world):
     with (world / "hazards.csv").open("a", encoding="utf-8") as handle:
-        handle.write("H9,E1,I1,2024-03-25,general,电气,,,,one field too many\n")
+        handle.write('H9,E1,I1,2024-03-25,general,"电气,,,\n')  # the quote is never closed
 
-    with pytest.raises(DataError, match=r"hazards\.csv cannot be parsed as CSV.*line 6"):
+    with pytest.raises(DataError, match=r"hazards\.csv line 6 cannot be parsed as CSV \(.*EOF inside string starting at line 6"):
         import_directory(engine, world, today=TODAY)
     assert set(row_counts(engine).values()) == {0}  # enterprises and inspections were loaded, then rolled back
 
@@ -330,7 +348,7 @@ def test_a_corrected_row_replaces_its_quarantined_twin(engine, world, tmp_path):
     assert summary["inspections"].loaded == 1
     remaining = quarantine_frame(engine, "inspections")
     assert "I4" not in set(remaining.row_key)
-    assert len(remaining) == 6  # the other bad inspections stay quarantined
+    assert len(remaining) == 5  # the other bad inspections (and held cells) stay quarantined
     assert "I4" in stored_keys(engine)["inspections"]
 
 
@@ -367,7 +385,8 @@ def test_upsert_updates_a_modified_row_and_leaves_absent_columns_alone(engine, w
     assert pd.isna(e1.x_note)  # the extras travel together: the new file has no x_note
     i1 = tables["inspections"].set_index("inspection_id").loc["I1"]
     assert (i1.kind, i1.exam_takers) == ("focused", 5)
-    assert len(tables["enterprises"]) == 2 and len(tables["inspections"]) == 2
+    assert len(tables["enterprises"]) == len(LOADED["enterprises"])
+    assert len(tables["inspections"]) == len(LOADED["inspections"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +408,7 @@ def test_xlsx_files_import_with_sheet_rows_as_line_numbers(engine, tmp_path):
     sheet.append(["inspection_id", "enterprise_id", "inspected_on"])
     sheet.append(["I1", "E1", date(2024, 2, 3)])
     sheet.append([])
-    sheet.append(["I2", "101", "2024/02/03"])
+    sheet.append(["I2", "101", "2024/02/30"])
     book.save(directory / "inspections.xlsx")
 
     summary = import_directory(engine, directory, today=TODAY)
@@ -403,7 +422,7 @@ def test_xlsx_files_import_with_sheet_rows_as_line_numbers(engine, tmp_path):
     assert tables["inspections"].inspection_id.tolist() == ["I1"]
     found = quarantine_frame(engine)
     assert found[["source_file", "line", "column_name", "value"]].values.tolist() == [
-        ["inspections.xlsx", 4, "inspected_on", "2024/02/03"]]
+        ["inspections.xlsx", 4, "inspected_on", "2024/02/30"]]
     assert summary["inspections"].rows_read == 2  # the empty sheet row is skipped
 
 
@@ -474,7 +493,8 @@ def test_small_chunks_give_the_same_result_and_catch_duplicates_across_chunks(en
 def test_summary_table_is_printable():
     summary = ImportSummary(())
     assert list(summary.to_table().columns) == [
-        "table", "file", "read", "loaded", "quarantined", "identical dups", "reasons", "ignored columns"]
+        "table", "file", "read", "loaded", "quarantined", "identical dups", "cells held", "reasons",
+        "ignored columns"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,12 +516,13 @@ def test_load_tables_round_trips_canonical_dtypes_and_extras(engine, world):
                 (name, column.name)
     enterprises = tables["enterprises"]
     assert list(enterprises.columns[-3:]) == ["x_note", "x_size", "enterprise_key"]
-    assert enterprises.x_size.dtype == "float64" and enterprises.x_size.tolist() == [3.5, 12.0]
-    assert enterprises.x_note.iloc[0] == "老厂" and pd.isna(enterprises.x_note.iloc[1])
+    by_id = enterprises.set_index("enterprise_id")
+    assert enterprises.x_size.dtype == "float64" and by_id.x_size[["E1", "E2"]].tolist() == [3.5, 12.0]
+    assert by_id.x_note["E1"] == "老厂" and pd.isna(by_id.x_note["E2"])
     inspections = tables["inspections"].set_index("inspection_id")
-    assert inspections.recorded_on.to_dict() == {  # empty recorded_on = the event date
+    assert inspections.recorded_on[["I1", "I2"]].to_dict() == {  # empty recorded_on = the event date
         "I1": pd.Timestamp("2024-03-26"), "I2": pd.Timestamp("2024-04-01")}
-    assert inspections.exam_takers.isna().tolist() == [False, True]
+    assert inspections.exam_takers[["I1", "I2"]].isna().tolist() == [False, True]
 
 
 def assert_keys_match_ids(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
@@ -534,16 +555,16 @@ def test_enterprise_keys_stay_with_their_enterprise_across_imports(engine, world
 def test_enterprises_stored_without_a_key_get_one_at_the_next_import(engine, world, tmp_path):
     import_directory(engine, world, today=TODAY)
     with engine.begin() as conn:  # written by some other tool than the import
-        conn.execute(sa.text("INSERT INTO enterprises (enterprise_id, sector) VALUES ('E7', 'gas')"))
+        conn.execute(sa.text("INSERT INTO enterprises (enterprise_id, sector) VALUES ('E77', 'gas')"))
     events = write_files(tmp_path / "events", {
         "enterprises.csv": "enterprise_id,sector\n",
-        "inspections.csv": "inspection_id,enterprise_id,inspected_on\nI70,E7,2025-01-02\n",
+        "inspections.csv": "inspection_id,enterprise_id,inspected_on\nI70,E77,2025-01-02\n",
     })
 
     import_directory(engine, events, today=TODAY)
 
     key_of = assert_keys_match_ids(load_tables(engine))
-    assert key_of["E7"] == max(key_of.values())
+    assert key_of["E77"] == max(key_of.values())
 
 
 def test_a_database_made_before_enterprise_keys_gets_them(engine, world):
@@ -651,10 +672,11 @@ def test_an_identifier_too_long_for_the_database_is_quarantined_without_a_row_ke
         2, "too_long", "70 characters, more than the 64 allowed", None)
 
 
-def test_a_file_that_is_not_utf8_stops_the_import(engine, tmp_path):
+def test_a_file_neither_utf8_nor_gb18030_stops_the_import_naming_line_and_byte(engine, tmp_path):
     directory = write_files(tmp_path / "d", {"inspections.csv": "inspection_id,enterprise_id,inspected_on\n"})
-    (directory / "enterprises.csv").write_bytes("enterprise_id,sector,name\nE1,gas,城关燃气\n".encode("gbk"))
+    (directory / "enterprises.csv").write_bytes("enterprise_id,sector,name\nE1,gas,城关燃气\n".encode("utf-16"))
 
-    with pytest.raises(DataError, match=r"enterprises\.csv is not UTF-8 text .*save it as UTF-8 CSV"):
+    with pytest.raises(DataError, match=r"enterprises\.csv line 1 \(byte offset 0\): byte ff is not UTF-8, and the "
+                                        r"file is not GB18030/GBK text either"):
         import_directory(engine, directory, today=TODAY)
     assert set(row_counts(engine).values()) == {0}
