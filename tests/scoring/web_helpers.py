@@ -138,3 +138,22 @@ def scored_world(url: str, world_csv, policy, tmp_path):
                             seed=202501)
     store_plan(engine, plan, as_of=AS_OF, source_run_id=run.run_id, limits_source="test")
     return engine
+
+
+@pytest.fixture(scope="module")
+def world(module_db_url, world_csv, policy, tmp_path_factory):
+    """The small batch world with two nightly runs, an override and a plan, once per backend."""
+    engine = scored_world(module_db_url, world_csv, policy, tmp_path_factory.mktemp("mlflow"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def township(world) -> str:
+    """A township of the world (the first by name): the scope of the township-limited test accounts."""
+    import sqlalchemy as sa
+
+    from features.schema import CONTRACT_TABLES
+
+    with world.connect() as conn:
+        return conn.execute(sa.select(sa.func.min(CONTRACT_TABLES["enterprises"].c.township))).scalar_one()
