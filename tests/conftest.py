@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +16,21 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
     """A fresh, empty database on each backend; PostgreSQL gets a throw-away database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'riskgrade.db'}"
+    with _fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request, tmp_path_factory):
+    """Like :func:`db_url`, shared by the tests of one module (for a costly world built once per backend)."""
+    with _fresh_database(request.param, tmp_path_factory.mktemp("module_db")) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(backend: str, directory):
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'riskgrade.db'}"
         return
     name = f"riskgrade_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(_psycopg(PG_URL), isolation_level="AUTOCOMMIT")

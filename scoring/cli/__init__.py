@@ -1113,3 +1113,9 @@ def _database_failure(exc: BaseException) -> tuple[str, int] | None:
                 f"it has finished", 7)
     return f"database error: {first}", 7
 
+
+
+from scoring.cli.users import app as _users_app  # noqa: E402  (command groups in modules of their own)
+app.add_typer(_users_app, name="users")
+from scoring.cli.serve import serve as _serve  # noqa: E402
+app.command("serve")(_serve)
