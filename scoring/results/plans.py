@@ -247,7 +247,7 @@ def _enterprise_townships(engine: sa.Engine, ids: Collection[str]) -> dict[str, 
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             out.update(conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c.township)
-                                    .where(enterprises.c.enterprise_id.in_(chunk))).tuples().all())
+                                    .where(enterprises.c.enterprise_id.in_(chunk))).all())
     return out
 
 
