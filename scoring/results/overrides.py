@@ -83,9 +83,10 @@ def override_status(frame: pd.DataFrame, day: date) -> pd.Series:
 
 
 def override_list(engine: sa.Engine, *, enterprise_id: str | None = None, active_on: date | str | None = None,
-                  townships: Collection[str] | None = None, today: date | None = None) -> pd.DataFrame:
+                  override_id: int | None = None, townships: Collection[str] | None = None,
+                  today: date | None = None) -> pd.DataFrame:
     """The manual overrides (:data:`LIST_COLUMNS`, newest first) — of one enterprise, those in force on
-    ``active_on``, within the township scope; ``status`` as of ``active_on`` (else ``today``)."""
+    ``active_on``, one by id —, within the township scope; ``status`` as of ``active_on`` (else ``today``)."""
     from features.schema import CONTRACT_TABLES
 
     create_scoring_tables(engine)
@@ -97,6 +98,8 @@ def override_list(engine: sa.Engine, *, enterprise_id: str | None = None, active
              .outerjoin(enterprises, e.enterprise_id == o.enterprise_id).order_by(o.override_id.desc()))
     if enterprise_id is not None:
         query = query.where(o.enterprise_id == str(enterprise_id).strip())
+    if override_id is not None:
+        query = query.where(o.override_id == int(override_id))
     if townships is not None:
         query = query.where(e.township.in_(sorted({str(t) for t in townships})))
     day = pd.Timestamp(active_on if active_on is not None else today or date.today()).date()
