@@ -6,13 +6,13 @@ from datetime import date, datetime, timezone
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from features.db import connect
 from features.errors import DataError
-from features.schema import CONTRACT_TABLES
 from scoring.results.audit import audit_frame, create_audit_table, jsonable, record_audit
 from scoring.results.tables import add_override, expire_overrides, override_audit_trail, revoke_override
+
+from web_helpers import insert_enterprises
 
 
 @pytest.fixture
@@ -21,20 +21,6 @@ def engine(db_url):
     create_audit_table(engine)
     yield engine
     engine.dispose()
-
-
-def _enterprises(engine, townships: dict[str, str]) -> None:
-    table = CONTRACT_TABLES["enterprises"]
-    required = {c.name: c for c in table.columns if not c.nullable and not c.primary_key}
-    rows = []
-    for enterprise_id, township in townships.items():
-        row = {"enterprise_id": enterprise_id, "township": township}
-        for name, column in required.items():
-            if name not in row:
-                row[name] = "x" if isinstance(column.type, sa.String | sa.Text) else 0
-        rows.append(row)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), rows)
 
 
 def test_record_and_read_with_filters_newest_first(engine):
@@ -65,7 +51,7 @@ def test_record_and_read_with_filters_newest_first(engine):
 
 
 def test_township_scope_shows_only_rows_about_enterprises_in_scope(engine):
-    _enterprises(engine, {"E1": "东城街道", "E2": "西城街道"})
+    insert_enterprises(engine, {"E1": "东城街道", "E2": "西城街道"})
     with engine.begin() as conn:
         about_e1 = record_audit(conn, actor="a", action="override.add", target_kind="override", target_id=1,
                                 enterprise_id="E1")
