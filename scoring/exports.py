@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -101,8 +101,12 @@ DISK_FULL_HINT = "the disk is full: free some space and run the command again"
 
 
 @contextlib.contextmanager
-def atomic_output(out: Path) -> Iterator[Path]:
-    """A temporary path beside ``out`` to write to; renamed over ``out`` when the block succeeds, removed if not."""
+def atomic_output(out: Path | BinaryIO) -> Iterator[Path | BinaryIO]:
+    """A temporary path beside ``out`` to write to; renamed over ``out`` when the block succeeds, removed if not.
+    A binary buffer (the workbench's downloads) is written to directly."""
+    if hasattr(out, "write"):
+        yield out
+        return
     out = Path(out)
     temporary = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
     try:
@@ -154,20 +158,24 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _destination(out: Path | None, what: str, say: Callable[[str], None] | None) -> None:
-    if out is not None and say is not None:
+def _destination(out: Path | BinaryIO | None, what: str, say: Callable[[str], None] | None) -> None:
+    if out is not None and say is not None and not hasattr(out, "write"):
         say(f"{what} written to {out}")
 
 
-def write_csv(frame: pd.DataFrame, out: Path | None, *, what: str = "table",
+def write_csv(frame: pd.DataFrame, out: Path | BinaryIO | None, *, what: str = "table",
               say: Callable[[str], None] | None = None) -> None:
-    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly), or to standard output without a BOM.
+    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly) — a file, or a binary buffer (the
+    workbench's downloads) —, or to standard output without a BOM.
 
     Formula-like text cells are neutralised (:func:`neutralise_formulas`)."""
     text = neutralise_formulas(frame).to_csv(index=False, date_format="%Y-%m-%d")
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
+        return
+    if hasattr(out, "write"):
+        out.write(text.encode("utf-8-sig"))
         return
     with atomic_output(out) as temporary:
         temporary.write_text(text, encoding="utf-8-sig", newline="")
@@ -188,9 +196,10 @@ def write_json(data: Any, out: Path | None, *, what: str = "table",
     _destination(out, what, say)
 
 
-def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path, *, what: str = "table",
+def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path | BinaryIO, *, what: str = "table",
                say: Callable[[str], None] | None = None) -> None:
-    """An Excel workbook, one sheet per frame (names cut to Excel's 31 characters), widths fitted to the text.
+    """An Excel workbook (to a file or a binary buffer), one sheet per frame (names cut to Excel's 31
+    characters), widths fitted to the text.
 
     Formula-like text cells are neutralised (:func:`neutralise_formulas`): no cell of the workbook is a formula."""
     from openpyxl.utils import get_column_letter
