@@ -1010,3 +1010,9 @@ def main() -> None:
         err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1))
 
+
+
+from scoring.cli.users import app as _users_app  # noqa: E402  (command groups in modules of their own)
+app.add_typer(_users_app, name="users")
+from scoring.cli.serve import serve as _serve  # noqa: E402
+app.command("serve")(_serve)

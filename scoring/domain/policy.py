@@ -189,6 +189,27 @@ def _empty() -> Mapping[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebPolicy:
+    """The ``[web]`` section: the workbench's sessions, login throttling, passwords and public disclosure
+    (``riskgrade serve``; see :class:`scoring.web.settings.WebSettings`, which adds the secret key and the clock)."""
+
+    session_max_age_seconds: int = 8 * 3600
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_seconds: int = 900
+    password_min_length: int = 15
+    public_disclosure: bool = False
+    stale_run_hours: int = 36
+    secure_cookie: bool = False
+
+    def validate(self) -> None:
+        for name in ("session_max_age_seconds", "login_max_failures", "login_max_failures_per_address",
+                     "login_window_seconds", "password_min_length", "stale_run_hours"):
+            if getattr(self, name) < 1:
+                raise ValueError((name, f"expected a whole number of at least 1, got {getattr(self, name)}"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """The whole validated policy file; hand each function only the section it needs.
 
@@ -204,6 +225,7 @@ class Policy:
     labels: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     expert_card: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     training: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    web: WebPolicy = dataclasses.field(default_factory=WebPolicy)
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:

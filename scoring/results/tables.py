@@ -7,6 +7,9 @@ Manual tier overrides (人工调整) carry who, why and until when, and every ch
 - ``manual_override_audit`` — one row per action (``create``, ``revoke``, ``expire``) with the actor, the time
   and a note. Rows are only ever inserted.
 
+Each of these actions also writes its row of the general ``audit_log`` (:mod:`scoring.results.audit`: actions
+``override.add`` / ``override.revoke`` / ``override.expire``, with before and after) in the same transaction.
+
 Time semantics of :func:`overrides_active_at` (``as_of`` a date): an override is active when
 ``valid_from <= as_of <= valid_until``, it was created on or before ``as_of`` (``created_at`` date), and it was
 not revoked on or before ``as_of`` (so re-running an old date gives the old answer). Expiry needs no action to
@@ -36,6 +39,7 @@ import sqlalchemy as sa
 from features.errors import DataError
 from features.schema import metadata
 from scoring.domain.tiers import TIERS, ManualOverridePolicy
+from scoring.results.audit import audit_log, record_audit
 
 __all__ = [
     "manual_overrides",
@@ -96,7 +100,7 @@ manual_override_audit = sa.Table(
     comment="Every create / revoke / expire of a manual override, with who and when.",
 )
 
-_TABLES = [manual_overrides, manual_override_audit]
+_TABLES = [manual_overrides, manual_override_audit, audit_log]
 
 
 def create_scoring_tables(engine: sa.Engine) -> None:
@@ -145,15 +149,15 @@ def add_override(
         raise DataError(f"manual override: {(until - start).days + 1} days is longer than the policy allows "
                         f"(overrides.manual.max_days = {policy.max_days}); renew it instead")
     create_scoring_tables(engine)
+    values = dict(enterprise_id=str(enterprise_id), tier=tier, reason=reason.strip(), created_by=by.strip(),
+                  created_at=moment, valid_from=start, valid_until=until)
+    note = f"{enterprise_id} -> {tier} from {start} until {until}: {reason.strip()}"
     with engine.begin() as conn:
-        override_id = conn.execute(manual_overrides.insert().values(
-            enterprise_id=str(enterprise_id), tier=tier, reason=reason.strip(), created_by=by.strip(),
-            created_at=moment, valid_from=start, valid_until=until,
-        )).inserted_primary_key[0]
+        override_id = conn.execute(manual_overrides.insert().values(**values)).inserted_primary_key[0]
         conn.execute(manual_override_audit.insert().values(
-            override_id=override_id, action="create", actor=by.strip(), at=moment,
-            note=f"{enterprise_id} -> {tier} from {start} until {until}: {reason.strip()}",
-        ))
+            override_id=override_id, action="create", actor=by.strip(), at=moment, note=note))
+        record_audit(conn, actor=by, action="override.add", target_kind="override", target_id=override_id,
+                     enterprise_id=str(enterprise_id), after=values, note=note, now=moment)
     return int(override_id)
 
 
@@ -165,16 +169,20 @@ def revoke_override(engine: sa.Engine, override_id: int, *, by: str, reason: str
         raise DataError("revoking a manual override needs who (by) and why (reason)")
     create_scoring_tables(engine)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(manual_overrides.c.revoked_at).where(
+        row = conn.execute(sa.select(manual_overrides.c.revoked_at, manual_overrides.c.enterprise_id,
+                                     manual_overrides.c.revoked_by, manual_overrides.c.revoke_reason).where(
             manual_overrides.c.override_id == override_id)).first()
         if row is None:
             raise DataError(f"manual override {override_id} does not exist")
         if row.revoked_at is not None:
             raise DataError(f"manual override {override_id} was already revoked on {row.revoked_at:%Y-%m-%d}")
-        conn.execute(manual_overrides.update().where(manual_overrides.c.override_id == override_id).values(
-            revoked_by=by.strip(), revoked_at=moment, revoke_reason=reason.strip()))
+        change = dict(revoked_by=by.strip(), revoked_at=moment, revoke_reason=reason.strip())
+        conn.execute(manual_overrides.update().where(manual_overrides.c.override_id == override_id).values(**change))
         conn.execute(manual_override_audit.insert().values(
             override_id=override_id, action="revoke", actor=by.strip(), at=moment, note=reason.strip()))
+        record_audit(conn, actor=by, action="override.revoke", target_kind="override", target_id=override_id,
+                     enterprise_id=row.enterprise_id, before={k: getattr(row, k) for k in change}, after=change,
+                     note=reason.strip(), now=moment)
 
 
 def expire_overrides(engine: sa.Engine, as_of: date | str, *, by: str = "riskgrade batch",
@@ -185,16 +193,20 @@ def expire_overrides(engine: sa.Engine, as_of: date | str, *, by: str = "riskgra
     day = _as_date(as_of)
     create_scoring_tables(engine)
     with engine.begin() as conn:
-        due = conn.execute(sa.select(manual_overrides.c.override_id, manual_overrides.c.valid_until).where(
+        due = conn.execute(sa.select(manual_overrides.c.override_id, manual_overrides.c.valid_until,
+                                     manual_overrides.c.enterprise_id).where(
             manual_overrides.c.valid_until < day,
             manual_overrides.c.revoked_at.is_(None),
             manual_overrides.c.expired_at.is_(None),
         )).all()
-        for override_id, until in due:
+        for override_id, until, enterprise_id in due:
             conn.execute(manual_overrides.update().where(manual_overrides.c.override_id == override_id)
                          .values(expired_at=moment))
             conn.execute(manual_override_audit.insert().values(
                 override_id=override_id, action="expire", actor=by, at=moment, note=f"valid until {until}"))
+            record_audit(conn, actor=by, action="override.expire", target_kind="override", target_id=override_id,
+                         enterprise_id=enterprise_id, before={"expired_at": None}, after={"expired_at": moment},
+                         note=f"valid until {until}", now=moment)
     return len(due)
 
 
