@@ -71,7 +71,13 @@ def enterprise_file(request: Request, enterprise_id: str, account: Account = Dep
 
 def _field(form, name: str) -> str:
     value = form.get(name)
-    return value.strip()[:FORM_LIMIT] if isinstance(value, str) else ""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _check_lengths(values: dict[str, str]) -> None:
+    for name, value in values.items():
+        if len(value) > FORM_LIMIT:
+            raise DataError(f"{name}: 内容过长 · too long ({len(value):,} characters; at most {FORM_LIMIT:,})")
 
 
 def _day(text: str, label: str) -> date | None:
@@ -90,6 +96,7 @@ async def add_override(request: Request, enterprise_id: str, account: Account = 
     form = await request.form()
     values = {name: _field(form, name) for name in ("tier", "reason", "valid_from", "valid_until")}
     try:
+        _check_lengths(values)
         until = _day(values["valid_until"], "有效期至 valid until")
         if until is None:
             raise DataError("有效期至 valid until: 必填 · required")
@@ -111,6 +118,7 @@ async def revoke_override(request: Request, override_id: int, account: Account =
         raise HTTPException(status_code=404)
     eid = str(found["enterprise_id"].iloc[0])
     try:
+        _check_lengths({"reason": _field(form, "reason")})
         lift_override(db, override_id, by=account.username, reason=_field(form, "reason"),
                       townships=account.townships, now=settings(request).now())
     except DataError as exc:

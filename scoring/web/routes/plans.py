@@ -63,7 +63,7 @@ def new_plan(request: Request, account: Account = Depends(require("planner"))):
 
 
 def _text(value) -> str:
-    return value.strip()[:FIELD_LIMIT] if isinstance(value, str) else ""
+    return value.strip() if isinstance(value, str) else ""
 
 
 def _capacity(rows: list[tuple[str, str]]) -> dict[str, int]:
@@ -84,8 +84,15 @@ def _capacity(rows: list[tuple[str, str]]) -> dict[str, int]:
     return capacity
 
 
+def _whole_county(account: Account) -> None:
+    if account.townships is not None:
+        raise HTTPException(status_code=403, detail="计划覆盖全县，需由不限乡镇的账户操作 · a plan covers the whole "
+                                                    "county: this needs an account without township scope")
+
+
 @router.post("/plans")
 async def create_plan(request: Request, account: Account = Depends(require("planner"))):
+    _whole_county(account)
     form = await request.form()
     departments = [_text(v) for v in form.getlist("department")]
     visits = [_text(v) for v in form.getlist("visits")]
@@ -93,6 +100,9 @@ async def create_plan(request: Request, account: Account = Depends(require("plan
     values = {"period": _text(form.get("period")), "seed": _text(form.get("seed")), "rows": rows}
     rules = policy(request)
     try:
+        for text in (values["period"], values["seed"], *departments, *visits):
+            if len(text) > FIELD_LIMIT:
+                raise DataError(f"内容过长 · a field is too long ({len(text):,} characters; at most {FIELD_LIMIT})")
         parse_period(values["period"])
         if values["seed"] and not (values["seed"].isdigit() and len(values["seed"]) <= 18):
             raise DataError(f"随机种子 seed: 应为非负整数 · a whole number >= 0, got {values['seed']!r}")
@@ -131,6 +141,7 @@ def plan_page(request: Request, plan_id: int, account: Account = Depends(require
 @router.post("/plans/{plan_id:int}/approve")
 def approve(request: Request, plan_id: int, account: Account = Depends(require("supervisor"))):
     _view(request, plan_id, account)  # 404 for an unknown plan
+    _whole_county(account)
     try:
         approve_plan(engine(request), plan_id, by=account.username, townships=account.townships,
                      now=settings(request).now())
