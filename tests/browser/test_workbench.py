@@ -41,18 +41,18 @@ def nav(page, label_zh: str) -> None:
     page.wait_for_load_state()
 
 
-def list_rows(page) -> list[dict[str, str]]:
-    """The ranked list's rows on the page: rank, enterprise id, township, tier (from the cell's class)."""
-    rows = []
-    for row in page.locator("main table tbody tr").all():
-        cells = row.locator("td")
-        if cells.count() < 8:  # "no enterprise matches"
-            continue
-        tier_class = cells.nth(7).get_attribute("class") or ""
-        rows.append({"rank": int(cells.nth(0).inner_text()), "enterprise_id": cells.nth(1).inner_text().strip(),
-                     "township": cells.nth(3).inner_text().strip(), "probability": float(cells.nth(5).inner_text()),
-                     "tier": tier_class.removeprefix("tier-")})
-    return rows
+_LIST_ROWS = """() => Array.from(document.querySelectorAll("main table tbody tr"))
+    .map(tr => Array.from(tr.querySelectorAll("td")))
+    .filter(cells => cells.length >= 8)
+    .map(cells => ({rank: cells[0].innerText, enterprise_id: cells[1].innerText, township: cells[3].innerText,
+                    probability: cells[5].innerText, tier: cells[7].className}))"""
+
+
+def list_rows(page) -> list[dict]:
+    """The ranked list's rows on the page: rank, enterprise id, township, probability, tier (the cell's class)."""
+    return [{"rank": int(r["rank"]), "enterprise_id": r["enterprise_id"].strip(), "township": r["township"].strip(),
+             "probability": float(r["probability"]), "tier": r["tier"].removeprefix("tier-")}
+            for r in page.evaluate(_LIST_ROWS)]
 
 
 def total_shown(page) -> int:
@@ -61,11 +61,16 @@ def total_shown(page) -> int:
     return int(re.search(r"共\s*([\d,]+)\s*家企业", text).group(1).replace(",", ""))
 
 
-def scored(world, **where) -> list[str]:
-    """The enterprise ids of the latest run matching ``where`` (column = value), highest risk first."""
+def scored(world, *, tier: str | None = None, township: str | None = None) -> list[str]:
+    """The enterprise ids of the latest run (of ``tier`` / ``township`` when given), highest risk first: what
+    ``scoring.results.ranking.ranked_list`` — the function behind ``riskgrade rank`` — answers."""
     from scoring.results.ranking import ranked_list
 
-    _, frame = ranked_list(world.engine, **where)
+    _, frame = ranked_list(world.engine)
+    if tier is not None:
+        frame = frame.loc[frame["tier"] == tier]
+    if township is not None:
+        frame = frame.loc[frame["township"] == township]
     return frame["enterprise_id"].tolist()
 
 
@@ -107,7 +112,8 @@ def test_ranked_list_filters_sorts_and_pages(page, world):
     assert [r["enterprise_id"] for r in list_rows(page)] == everyone[(last_page - 1) * 50:]
 
     # The filter form: high tier in the largest township (the form keeps what was chosen)
-    township = max(world.townships, key=lambda t: len(scored(world, township=t)))
+    townships = [r["township"] for r in list_rows(page)]
+    township = max(set(townships), key=townships.count)
     page.select_option("select[name=tier]", "high")
     page.select_option("select[name=township]", township)
     page.click("form.filters button[type=submit]")
