@@ -873,7 +873,8 @@ def demo(
     models: Annotated[str, typer.Option(help="Model kinds to train: expert, scorecard, boosting or all.")] = "all",
     top: Annotated[int, typer.Option(min=1, help="Rows of the ranked list to show.")] = 15,
 ) -> None:
-    """End to end on the embedded SQLite database: world → import → train and promote → nightly → ranked list → plan."""
+    """End to end on the embedded SQLite database: world → import → train and promote → nightly → ranked list → plan
+    → a workbench admin account with a random password, and the riskgrade serve line to open it."""
     import os
     import time
     from datetime import date as date_
@@ -956,10 +957,39 @@ def demo(
     write_plan(result, "table", None, max_rows=top,
                title=f"Plan {plan_id} for {period}: first {len(shown)} of {len(result.items)} visits (seed {seed})")
 
+    console.rule("7. workbench account")
+    username, password = _demo_admin(engine, policy)
+    console.print(f"admin account [bold]{username}[/], password [bold]{escape(password)}[/] (random, shown only "
+                  f"this once: write it down, or set another with riskgrade users set-password {username} --db "
+                  f"{db_url})", highlight=False, soft_wrap=True)
+
     console.rule("done")
     console.print(f"{time.perf_counter() - began:.0f} s. Database {db_url}, MLflow {mlflow_uri}. Try: riskgrade rank "
                   f"--db {db_url} --tier high --format xlsx --out high.xlsx · riskgrade explain "
                   f"{frame['enterprise_id'].iloc[0]} --db {db_url}", highlight=False)
+    console.print(f"Open the workbench (then http://127.0.0.1:8000/ in a browser, log in as {username}):",
+                  highlight=False)
+    console.print(f"  riskgrade serve --db {db_url}", highlight=False, soft_wrap=True)
+
+
+DEMO_ADMIN = "demo-admin"
+
+
+def _demo_admin(engine, policy) -> tuple[str, str]:
+    """The demo's admin account with a fresh random password (created, or given the new password when a previous
+    demo in the same directory made it): there is no default password anywhere."""
+    import secrets
+
+    from scoring.results.accounts import add_account, get_account, set_password
+
+    password = secrets.token_urlsafe(18)  # 24 characters, longer than [web] password_min_length
+    length = policy.web.password_min_length
+    if get_account(engine, DEMO_ADMIN) is None:
+        add_account(engine, username=DEMO_ADMIN, role="admin", password=password, by="riskgrade demo",
+                    min_password_length=length)
+    else:
+        set_password(engine, DEMO_ADMIN, password, by="riskgrade demo", min_password_length=length)
+    return DEMO_ADMIN, password
 
 
 @app.command()

@@ -1,0 +1,329 @@
+"""Benchmark: the planners' workbench serving a province-scale database to concurrent clients over loopback.
+
+    .venv/bin/python benchmarks/web.py                                # 200k enterprises × 5 years (cached in /tmp)
+    .venv/bin/python benchmarks/web.py --db sqlite:////path/to.db     # an existing database with a succeeded run
+    .venv/bin/python benchmarks/web.py --enterprises 400 --years 3 --requests 80 --clients 4   # a toy run
+
+Setup (timed, not part of the figures): ``data_samples.world.generate_world(N, years, seed)`` → contract CSV →
+``riskgrade import`` into ``<workdir>/<N>x<years>-seed<seed>/web.db`` (kept: the next invocation reuses it), then two
+nightly runs (the day before and the day after the world's last month, so that "changed since the previous run"
+has something to show). ``--db URL`` skips all of this and uses that database's latest succeeded run.
+
+Measured: ``riskgrade serve`` (the real command, one uvicorn process) on 127.0.0.1 and a free port, logged into as a
+real account (created with a random password through ``scoring.results.accounts``); ``--clients`` concurrent
+clients (``httpx.AsyncClient``, one connection each, closed loop: each sends its next request as soon as the previous
+answered, plus ``--think-ms``) share a round-robin mix of page types until ``--requests`` requests were answered or
+``--seconds`` passed:
+
+- ``list``           the ranked list's first page, no filter;
+- ``list filtered``  a tier + township, or a sector, or "changed since the previous run", or a search;
+- ``list sorted``    sorted by another column (both directions);
+- ``list deep``      a page far down the list (up to the last one);
+- ``enterprise``     an enterprise file (一企一档) drawn at random;
+- ``export csv``     the CSV export of a filtered list (a township's enterprises).
+
+Then, alone (no other load): the xlsx export of a filter holding about ``--xlsx-rows`` enterprises, timed
+``--xlsx-repeat`` times. Printed: per page type count, errors, median, p95 and max in ms, and whether the targets
+hold (p95 ≤ 300 ms and median ≤ 100 ms per page type with 20 clients; xlsx of 10k rows ≤ 5 s). Exit status 1 when
+any request failed (a non-2xx answer or a page without its table), so the smoke test catches a broken page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET_P95_MS = 300.0
+TARGET_MEDIAN_MS = 100.0
+TARGET_XLSX_S = 5.0
+TARGET_XLSX_ROWS = 10_000
+BENCH_USER = "bench"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup: the database (cached) and the account
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_of(args) -> date:
+    return args.start.replace(year=args.start.year + args.years)
+
+
+def prepare_database(args) -> str:
+    """The URL of a database holding a world and a succeeded nightly run (built once, then reused)."""
+    if args.db:
+        return args.db
+    from features.db import connect
+    from scoring.results.tables import latest_run
+
+    workdir = args.workdir / f"{args.enterprises}x{args.years}-seed{args.seed}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "web.db"
+    url = f"sqlite:///{db_path}"
+    if db_path.exists():
+        engine = connect(url)
+        run = latest_run(engine)
+        engine.dispose()
+        if run is not None and str(run["as_of"])[:10] == str(_as_of(args)):
+            _say(f"reusing {db_path} ({db_path.stat().st_size / 2**20:,.0f} MB, nightly run {run['run_id']} "
+                 f"as of {_as_of(args)})")
+            return url
+    _build(args, workdir, db_path, url)
+    return url
+
+
+def _build(args, workdir: Path, db_path: Path, url: str) -> None:
+    from data_samples.world import generate_world, write_world
+    from features.db import connect
+    from features.importer import import_directory
+    from scoring.results.batch import run_nightly
+
+    imported = workdir / "imported"  # the import is the slow part: an interrupted build resumes after it
+    if not (imported.exists() and db_path.exists()):
+        imported.unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        began = time.perf_counter()
+        tables = generate_world(args.enterprises, args.years, args.seed, start=args.start)
+        world_dir = workdir / "world"
+        shutil.rmtree(world_dir, ignore_errors=True)
+        write_world({k: v for k, v in tables.items() if k != "truth"}, world_dir)
+        del tables
+        _say(f"world: {args.enterprises:,} enterprises × {args.years} years (seed {args.seed}) generated and "
+             f"written in {time.perf_counter() - began:.1f} s")
+        engine = connect(url)
+        began = time.perf_counter()
+        import_directory(engine, world_dir, today=_as_of(args))
+        engine.dispose()
+        imported.touch()
+        _say(f"  imported in {time.perf_counter() - began:.1f} s")
+        shutil.rmtree(world_dir, ignore_errors=True)
+    engine = connect(url)
+    no_mlflow = f"sqlite:///{workdir / 'no-mlflow.db'}"  # no champion: the batch scores with the expert card
+    from scoring.results.tables import latest_run
+
+    for day in (_as_of(args) - timedelta(days=1), _as_of(args)):
+        if latest_run(engine, day) is not None:
+            continue  # an interrupted build's run that succeeded
+        began = time.perf_counter()
+        run = run_nightly(engine, day, tracking_uri=no_mlflow)
+        _say(f"  nightly run {run.run_id} as of {day} in {time.perf_counter() - began:.1f} s")
+    engine.dispose()
+    _say(f"  {db_path} ({db_path.stat().st_size / 2**20:,.0f} MB)")
+
+
+def create_bench_account(url: str) -> tuple[str, str]:
+    """A viewer account for the clients (all townships), with a fresh random password each invocation."""
+    from features.db import connect
+    from scoring.results.accounts import create_account, set_password
+
+    password = secrets.token_urlsafe(16)
+    engine = connect(url)
+    try:
+        create_account(engine, BENCH_USER, password, role="viewer", townships=None)
+    except Exception:  # noqa: BLE001 - it exists from a previous invocation: give it the new password
+        set_password(engine, BENCH_USER, password)
+    engine.dispose()
+    return BENCH_USER, password
+
+
+# ---------------------------------------------------------------------------------------------
+# The server: `riskgrade serve` in its own process
+# ---------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(url: str, port: int, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "scoring.cli", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port)]
+    handle = log.open("w")
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                               cwd=Path(__file__).resolve().parents[1])
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"riskgrade serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"riskgrade serve did not answer on port {port} within 60 s:\n{log.read_text()[-3000:]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The clients
+# ---------------------------------------------------------------------------------------------
+
+_CSRF = re.compile(r'name="csrf_token"\s+value="([^"]+)"|value="([^"]+)"\s+name="csrf_token"')
+
+
+def login(base: str, username: str, password: str):
+    """The session cookies of a real login through the login form (CSRF token included)."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=30) as client:
+        form = client.get("/login")
+        match = _CSRF.search(form.text)
+        data = {"username": username, "password": password}
+        if match:
+            data["csrf_token"] = match.group(1) or match.group(2)
+        answer = client.post("/login", data=data)
+        if answer.status_code not in (200, 303) or "/login" in str(answer.headers.get("location", "")):
+            raise SystemExit(f"login as {username} refused: HTTP {answer.status_code}")
+        probe = client.get("/")
+        if probe.status_code != 200:
+            raise SystemExit(f"logged in, but / answers HTTP {probe.status_code}")
+        return client.cookies
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, seconds: float, error: str | None) -> None:
+        self.seconds.setdefault(kind, []).append(seconds)
+        if error:
+            self.errors.setdefault(kind, []).append(error)
+
+
+async def _client(base: str, cookies, queue: asyncio.Queue, timings: Timings, deadline: float,
+                  think: float) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, cookies=cookies, timeout=60,
+                                 limits=httpx.Limits(max_connections=1)) as client:
+        while time.monotonic() < deadline:
+            try:
+                kind, path, marker = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            began = time.perf_counter()
+            error = None
+            try:
+                answer = await client.get(path)
+                body = answer.content
+                if answer.status_code != 200:
+                    error = f"{path}: HTTP {answer.status_code}"
+                elif marker and marker not in body:
+                    error = f"{path}: answer without {marker!r}"
+            except httpx.HTTPError as exc:
+                error = f"{path}: {type(exc).__name__} {exc}"
+            timings.add(kind, time.perf_counter() - began, error)
+            if think:
+                await asyncio.sleep(think)
+
+
+async def drive(base: str, cookies, requests: list[tuple[str, str, bytes | None]], *, clients: int,
+                seconds: float, think: float) -> tuple[Timings, float]:
+    """Send ``requests`` (kind, path, marker the body must hold) through ``clients`` concurrent clients."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+    timings = Timings()
+    began = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(_client(base, cookies, queue, timings, deadline, think) for _ in range(clients)))
+    return timings, time.perf_counter() - began
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary_lines(timings: Timings, clients: int) -> tuple[list[str], bool]:
+    """One line per page type (count, errors, median, p95, max in ms) and whether every type meets the targets."""
+    lines = [f"{'page':<16}{'count':>7}{'errors':>8}{'median':>9}{'p95':>9}{'max':>9}   target (median ≤ "
+             f"{TARGET_MEDIAN_MS:.0f} ms, p95 ≤ {TARGET_P95_MS:.0f} ms, {clients} clients)"]
+    met = True
+    for kind, values in timings.seconds.items():
+        ms = [v * 1000 for v in values]
+        median, p95 = statistics.median(ms), _percentile(ms, 0.95)
+        ok = median <= TARGET_MEDIAN_MS and p95 <= TARGET_P95_MS
+        met &= ok
+        lines.append(f"{kind:<16}{len(ms):>7}{len(timings.errors.get(kind, [])):>8}{median:>9.1f}{p95:>9.1f}"
+                     f"{max(ms):>9.1f}   {'met' if ok else 'MISSED'}")
+    return lines, met
+
+
+# ---------------------------------------------------------------------------------------------
+# The workload
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the workload draws its filters from: the run's townships (largest first), and the list's size under
+    each tier, sector and tier × sector filter, and a sample of enterprise ids and names."""
+
+    n_scored: int
+    townships: list[tuple[str, int]]
+    filter_sizes: list[tuple[dict[str, str], int]]
+    enterprise_ids: list[str]
+    names: list[str]
+
+
+def read_facts(url: str, sample: int, seed: int) -> Facts:
+    import sqlalchemy as sa
+
+    from features.db import connect
+    from scoring.results.tables import latest_run, scores_history
+
+    engine = connect(url)
+    run = latest_run(engine)
+    if run is None:
+        raise SystemExit(f"{url} has no succeeded nightly run: run riskgrade nightly first")
+    t = scores_history.c
+    here = t.as_of == run["as_of"]
+    with engine.connect() as conn:
+        n_scored = conn.execute(sa.select(sa.func.count()).where(here)).scalar_one()
+        townships = [(str(name), int(n)) for name, n in conn.execute(
+            sa.select(t.township, sa.func.count()).where(here).group_by(t.township)
+            .order_by(sa.func.count().desc(), t.township))]
+        pairs = conn.execute(sa.select(t.final_tier, t.sector, sa.func.count()).where(here)
+                             .group_by(t.final_tier, t.sector)).all()
+        rows = conn.execute(sa.select(t.enterprise_id, t.name).where(here).order_by(t.enterprise_id)).all()
+    engine.dispose()
+    sizes: dict[tuple[tuple[str, str], ...], int] = {}
+    for tier, sector, n in pairs:
+        for key in ((("tier", tier),), (("sector", sector),), (("tier", tier), ("sector", sector))):
+            sizes[key] = sizes.get(key, 0) + int(n)
+    rng = random.Random(seed)
+    picked = rng.sample(rows, min(sample, len(rows)))
+    return Facts(n_scored=n_scored, townships=townships,
+                 filter_sizes=sorted(((dict(k), n) for k, n in sizes.items()), key=lambda item: -item[1]),
+                 enterprise_ids=[r[0] for r in picked], names=[str(r[1]) for r in picked])
+
+
+def xlsx_filter(facts: Facts, rows: int) -> tuple[dict[str, str], int]:
+    """The tier, sector or tier × sector filter whose list comes closest to ``rows`` enterprises."""
+    return min(facts.filter_sizes, key=lambda item: (abs(item[1] - rows), len(item[0])))
