@@ -85,20 +85,21 @@ def build_features_dask(
     source: Source,
     as_of_dates: object,
     *,
-    n_partitions: int,
+    partitions: int | KeyRanges,
     catalog: Sequence[Feature] | None = None,
     windows: Sequence[int] | None = None,
     shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
 ) -> PartitionedFeatures:
-    """:func:`features.build.build_features` over ``source``'s enterprises split in ``n_partitions`` key ranges,
-    on the cluster of the ``distributed.Client`` ``client`` (see the module docstring). Same arguments and
-    meaning as the single-machine build; the extras are those of the whole dataset."""
+    """:func:`features.build.build_features` over ``source``'s enterprises split by key range, on the cluster of
+    the ``distributed.Client`` ``client`` (see the module docstring). ``partitions``: how many ranges (of about
+    as many enterprises each), or the ranges themselves. Same other arguments and meaning as the single-machine
+    build; the extras are those of the whole dataset."""
     if catalog is not None and windows is not None:
         raise ValueError("give either catalog or windows, not both (catalog_for(windows) builds a catalog)")
     dates = as_of_index(as_of_dates)
     base = tuple(catalog) if catalog is not None else catalog_for(windows or DEFAULT_WINDOWS)
     tables = source.tables()
-    ranges = KeyRanges.of_keys(source.keys(), n_partitions)
+    ranges = partitions if isinstance(partitions, KeyRanges) else KeyRanges.of_keys(source.keys(), partitions)
     key_ranges = list(ranges)
 
     profile = combine_extras(client.gather(client.map(source.profile, key_ranges, pure=False)))

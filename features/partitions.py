@@ -22,6 +22,7 @@ the enterprises' ``x_*`` extras typed as over the whole dataset (:func:`combine_
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -182,6 +183,17 @@ def _empty(table: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _engine(url: str) -> sa.Engine:
+    """One engine per URL and process (a worker reads many partitions); the schema is the importer's business."""
+    from features.db import database_url
+
+    resolved = database_url(url)
+    if resolved.startswith("postgresql://"):
+        resolved = "postgresql+psycopg://" + resolved.removeprefix("postgresql://")
+    return sa.create_engine(resolved)
+
+
 @dataclass(frozen=True)
 class DatabaseSource:
     """The contract tables of the database at ``url``, read one key range at a time (picklable: the URL only)."""
@@ -189,48 +201,36 @@ class DatabaseSource:
     url: str
 
     def _engine(self) -> sa.Engine:
-        from features.db import connect
-
-        return connect(self.url)
+        return _engine(self.url)
 
     def tables(self) -> tuple[str, ...]:
         """The tables of the dataset: the required ones and every optional table with at least one row."""
         engine = self._engine()
-        try:
-            inspector = sa.inspect(engine)
-            present = []
-            with engine.connect() as conn:
-                for spec in TABLES:
-                    has_rows = inspector.has_table(spec.name) and conn.execute(
-                        sa.text(f'SELECT 1 FROM "{spec.name}" LIMIT 1')).first() is not None
-                    if spec.required_file or has_rows:
-                        present.append(spec.name)
-            return tuple(present)
-        finally:
-            engine.dispose()
+        inspector = sa.inspect(engine)
+        present = []
+        with engine.connect() as conn:
+            for spec in TABLES:
+                has_rows = inspector.has_table(spec.name) and conn.execute(
+                    sa.text(f'SELECT 1 FROM "{spec.name}" LIMIT 1')).first() is not None
+                if spec.required_file or has_rows:
+                    present.append(spec.name)
+        return tuple(present)
 
     def keys(self) -> np.ndarray:
         """Every enterprise's ``enterprise_key``."""
-        engine = self._engine()
         try:
-            with engine.connect() as conn:
+            with self._engine().connect() as conn:
                 keys = conn.execute(sa.text(f'SELECT "{ENTERPRISE_KEY}" FROM enterprises')).scalars().all()
         except sa.exc.SQLAlchemyError as exc:
             raise DataError(f"{self.url}: cannot read the enterprise keys ({exc.__class__.__name__}); import data "
                             "with this version first (riskgrade import DIR)") from exc
-        finally:
-            engine.dispose()
         return np.asarray(keys, dtype=np.int64)
 
     def profile(self, key_range: tuple[int, int]) -> dict[str, ExtraProfile]:
         """The extras profile of one partition (read as text, so that none is typed by its partition alone)."""
         from features.store import load_tables
 
-        engine = self._engine()
-        try:
-            enterprises = load_tables(engine, ["enterprises"], key_range=key_range, extra_kinds={})["enterprises"]
-        finally:
-            engine.dispose()
+        enterprises = load_tables(self._engine(), ["enterprises"], key_range=key_range, extra_kinds={})["enterprises"]
         return extras_profile(enterprises)
 
     def read(self, key_range: tuple[int, int], tables: Sequence[str],
@@ -238,11 +238,7 @@ class DatabaseSource:
         """One partition's frames (see the module docstring)."""
         from features.store import load_tables
 
-        engine = self._engine()
-        try:
-            frames = load_tables(engine, tables, key_range=key_range, extra_kinds=extra_kinds)
-        finally:
-            engine.dispose()
+        frames = load_tables(self._engine(), tables, key_range=key_range, extra_kinds=extra_kinds)
         out = {name: frames[name] if name in frames else _empty(name) for name in tables}
         out["enterprises"] = _conform_extras(out["enterprises"], extra_kinds)
         return out
