@@ -455,6 +455,56 @@ def _graded(accidents: pd.DataFrame) -> pd.Series:
 
 Grouping = Literal["enterprise", "sector", "township"]
 
+
+@dataclass(frozen=True)
+class TotalKey:
+    """A sum across enterprises: the window sum of ``quantity`` over ``[a - start_days, a - end_days)`` added up
+    per (``grouping`` value, as-of date) — over the enterprises active at the date (``active_only``: the sector
+    means behind shrunk and relative rates) or over all the group's enterprises (peer context)."""
+
+    quantity: Quantity
+    start_days: int
+    end_days: int
+    grouping: Grouping
+    active_only: bool
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """Cross-enterprise sums by group label (one frame per :class:`TotalKey`: group labels × as-of dates).
+
+    What a partitioned build hands to every partition: each partition computes its own
+    (:func:`group_totals`), :meth:`combine` adds them up, and ``build_features(..., totals=...)`` reads the
+    sums of every partition instead of its own — the result is then that of one build over all enterprises.
+    """
+
+    dates: pd.DatetimeIndex
+    sums: Mapping[TotalKey, pd.DataFrame]
+
+    def cells(self, key: TotalKey, labels: pd.Index) -> np.ndarray:
+        """The sums for the groups ``labels`` (in that order), flat by (group, date); 0 for a group not seen."""
+        if key not in self.sums:
+            raise ValueError(f"group totals lack the sums of {key.quantity} over [a - {key.start_days}, "
+                             f"a - {key.end_days}) by {key.grouping}: compute them with the same catalog and "
+                             "shrinkage strength as the build")
+        return self.sums[key].reindex(labels, fill_value=0).to_numpy().ravel()
+
+    @classmethod
+    def combine(cls, parts: Sequence[GroupTotals]) -> GroupTotals:
+        """The sums over all ``parts`` (partitions of disjoint enterprises, same as-of dates)."""
+        if not parts:
+            raise ValueError("no group totals to combine")
+        dates = parts[0].dates
+        for part in parts[1:]:
+            if not part.dates.equals(dates):
+                raise ValueError("group totals of different as-of dates cannot be combined")
+        keys = list(dict.fromkeys(key for part in parts for key in part.sums))
+        sums = {}
+        for key in keys:
+            frames = [part.sums[key] for part in parts if key in part.sums]
+            sums[key] = pd.concat(frames).groupby(level=0, sort=True).sum() if len(frames) > 1 else frames[0]
+        return cls(dates, sums)
+
 _MATRICES_KEPT = 6  # cumulative matrices kept for reuse (each cut days × n_groups)
 
 
@@ -471,7 +521,8 @@ class FeatureContext:
     def __init__(self, data: Mapping[str, pd.DataFrame], as_of_dates: object, *,
                  offsets: Iterable[int] = (0,), keep: Iterable[Quantity] = (),
                  shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
-                 point_in_time: bool = True, known_before: pd.Timestamp | None = None) -> None:
+                 point_in_time: bool = True, known_before: pd.Timestamp | None = None,
+                 totals: GroupTotals | None = None) -> None:
         for spec in TABLES:
             if spec.required_file and spec.name not in data:
                 raise MissingInputError(f"required table {spec.name!r} is missing from the data")
@@ -484,11 +535,17 @@ class FeatureContext:
         self.known_before = known_before
         self._sources: dict[str, EventSource] = {}
         self._groups: dict[str, tuple[np.ndarray, int]] = {}
+        self._group_labels: dict[str, pd.Index] = {}
         self._grids: dict[str, Grid] = {"enterprise": self.rows.grid}
         self._cache: dict[tuple, object] = {}
         self._matrices: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._kept_quantities = set(keep)
         self._kept_matrices: dict[tuple, np.ndarray] = {}
+        if totals is not None and not totals.dates.equals(self.rows.dates):
+            raise ValueError(f"group totals are as of {totals.dates.date.tolist()}, the build as of "
+                             f"{self.rows.dates.date.tolist()}: give totals computed for the same dates")
+        self._given_totals = totals
+        self._local_totals: dict[TotalKey, np.ndarray] = {}
 
     # -- tables and groups ------------------------------------------------------------------------
 
@@ -509,7 +566,46 @@ class FeatureContext:
         if grouping not in self._groups:
             codes, uniques = pd.factorize(_column(self.rows.enterprises, grouping), sort=True)
             self._groups[grouping] = (codes.astype(np.int64), len(uniques))
+            self._group_labels[grouping] = pd.Index(uniques).astype("str")
         return self._groups[grouping]
+
+    def group_labels(self, grouping: Grouping) -> pd.Index:
+        """The values of ``grouping`` (e.g. the sectors) in the order of the group codes (sorted)."""
+        self.group_of_enterprise(grouping)
+        return self._group_labels[grouping]
+
+    def group_totals(self, key: TotalKey, own: np.ndarray | None = None) -> np.ndarray:
+        """Per (group, as-of date) cell, ``group * n_dates + date index``: a cross-enterprise sum (see :data:`TotalKey`).
+
+        From this build's own enterprises, or — when the context was given ``totals`` (the sums over every
+        partition of a partitioned build, :func:`group_totals`) — those totals for this build's groups.
+        ``own``: the rows' window sums of an ``active_only`` key, when the caller has them (spares a pass).
+        """
+        if self._given_totals is not None:
+            return self._memo(("given totals", key), lambda: self._given_totals.cells(key, self.group_labels(key.grouping)))
+        if key not in self._local_totals:
+            self._local_totals[key] = self._own_totals(key, own)
+        return self._local_totals[key]
+
+    def _own_totals(self, key: TotalKey, own: np.ndarray | None) -> np.ndarray:
+        _, n_groups = self.group_of_enterprise(key.grouping)
+        if not key.active_only:  # the group's window sum over all its enterprises, active or not
+            return self.window_sum(key.quantity, key.start_days, key.end_days, grouping=key.grouping)
+        group, _ = self.group_of_enterprise(key.grouping)
+        grid = self.rows.grid
+        n_dates = len(self.rows.dates)
+        values = self.window_sum(key.quantity, key.start_days, key.end_days) if own is None else own
+        cell = np.where(group[grid.group] >= 0, group[grid.group] * n_dates + grid.date_index, -1)
+        known = cell >= 0
+        return np.bincount(cell[known], values[known], n_groups * n_dates)
+
+    def own_totals(self) -> GroupTotals:
+        """The cross-enterprise sums this build computed from its own enterprises, by group label."""
+        sums = {}
+        for key, cells in self._local_totals.items():
+            labels = self.group_labels(key.grouping)
+            sums[key] = pd.DataFrame(cells.reshape(len(labels), len(self.rows.dates)), index=labels)
+        return GroupTotals(self.rows.dates, sums)
 
     def grid(self, grouping: Grouping) -> Grid:
         if grouping not in self._grids:
@@ -983,13 +1079,14 @@ def _shrunk_rate(ctx: FeatureContext, feature: Feature, start_days: int, end_day
     m = ctx.shrinkage_strength
     if m == 0 and not relative:
         return _ratio(x, n)
-    sector, n_sectors = ctx.group_of_enterprise("sector")
+    sector, _ = ctx.group_of_enterprise("sector")
     grid = ctx.rows.grid
     n_dates = len(ctx.rows.dates)
     cell = np.where(sector[grid.group] >= 0, sector[grid.group] * n_dates + grid.date_index, -1)
     known = cell >= 0
-    cells = n_sectors * n_dates
-    mean = _ratio(np.bincount(cell[known], x[known], cells), np.bincount(cell[known], n[known], cells))
+    sector_sum = [ctx.group_totals(TotalKey(q, start_days, end_days, "sector", active_only=True), own=values)
+                  for q, values in ((feature.measure, x), (feature.per, n))]
+    mean = _ratio(*sector_sum)
     prior = np.where(known, mean[np.maximum(cell, 0)], np.nan)
     rate = _ratio(x, n) if m == 0 else (x + m * prior) / (n + m)
     return _ratio(rate, prior) if relative else rate
@@ -1024,9 +1121,10 @@ def _peer_sum(ctx: FeatureContext, feature: Feature) -> np.ndarray:
     group_of, _ = ctx.group_of_enterprise(feature.group_by)
     grid = ctx.rows.grid
     group = group_of[grid.group]
-    group_total = ctx.window_sum(feature.measure, feature.window_days, grouping=feature.group_by)
+    group_total = ctx.group_totals(TotalKey(feature.measure, feature.window_days, 0, feature.group_by,
+                                            active_only=False))
     own = ctx.window_sum(feature.measure, feature.window_days)
-    peer_rows = ctx.grid(feature.group_by).lookup[np.maximum(group, 0), grid.date_index]
+    peer_rows = np.maximum(group, 0) * len(ctx.rows.dates) + grid.date_index  # (group, date) cells
     return np.where(group >= 0, group_total[peer_rows] - own, np.nan)
 
 
@@ -1042,6 +1140,7 @@ def build_features(
     catalog: Sequence[Feature] | None = None,
     windows: Sequence[int] | None = None,
     shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+    totals: GroupTotals | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features of every active enterprise at every as-of date.
@@ -1061,6 +1160,11 @@ def build_features(
         Look-back windows in days for the default catalog (give ``catalog`` or ``windows``, not both).
     shrinkage_strength
         Pseudo-inspections pulling per-inspection rates toward the sector mean (0: raw ratios).
+    totals
+        For one partition of the enterprises (all their events, nobody else's): the cross-enterprise sums over
+        every partition (:func:`cross_enterprise_totals` of each, :meth:`GroupTotals.combine`d). The sector
+        means and peer sums then come from them, and the partition's rows equal those of one build over all
+        partitions. Default: the sums over ``data``'s own enterprises.
     progress
         Called with a short message after each feature.
 
@@ -1070,21 +1174,7 @@ def build_features(
     before it, not closed before it), sorted by id then date; one column per feature in catalog order
     (then ``x_*`` extras): float64, except categorical features (``sector``, text ``x_*``).
     """
-    if catalog is not None and windows is not None:
-        raise ValueError("give either catalog or windows, not both (catalog_for(windows) builds a catalog)")
-    if shrinkage_strength < 0:
-        raise ValueError(f"shrinkage_strength must be >= 0, got {shrinkage_strength}")
-    features = tuple(catalog) if catalog is not None else catalog_for(windows or DEFAULT_WINDOWS)
-    if "enterprises" not in data:
-        raise MissingInputError("required table 'enterprises' is missing from the data")
-    names = {f.name for f in features}
-    features += tuple(f for f in extra_features(data["enterprises"]) if f.name not in names)
-    _check_catalog(features)
-    offsets = {0} | {o for f in features for o in AGGREGATIONS[f.aggregation].offsets(f)}
-    read_again = {q for f in features if AGGREGATIONS[f.aggregation].stage == "cross_enterprise"
-                  for q in (f.measure, f.per) if q is not None}
-    ctx = FeatureContext(data, as_of_dates, offsets=offsets, keep=read_again, shrinkage_strength=shrinkage_strength)
-
+    features, ctx = _prepare(data, as_of_dates, catalog, windows, shrinkage_strength, totals)
     numeric = [f.name for f in features if f.kind == "numeric"]
     position = {name: i for i, name in enumerate(numeric)}
     block = np.empty((ctx.rows.grid.n_rows, len(numeric)), dtype=np.float64, order="F")
@@ -1108,6 +1198,50 @@ def build_features(
         if feature.kind == "categorical":
             frame.insert(i, feature.name, categorical[feature.name])
     return frame
+
+
+def cross_enterprise_totals(
+    data: Mapping[str, pd.DataFrame],
+    as_of_dates: object,
+    *,
+    catalog: Sequence[Feature] | None = None,
+    windows: Sequence[int] | None = None,
+    shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+) -> GroupTotals:
+    """The cross-enterprise sums that :func:`build_features` would compute from ``data``'s enterprises alone.
+
+    The first step of a partitioned build: run on each partition (same arguments as the build), combine the
+    results with :meth:`GroupTotals.combine` and give the sum to each partition's ``build_features(...,
+    totals=...)``. Only the cross-enterprise features are evaluated (their values are dropped: what they read
+    from the other enterprises is what is kept).
+    """
+    features, ctx = _prepare(data, as_of_dates, catalog, windows, shrinkage_strength, None)
+    for feature in features:
+        if AGGREGATIONS[feature.aggregation].stage == "cross_enterprise":
+            _compute(ctx, feature)
+    return ctx.own_totals()
+
+
+def _prepare(data: Mapping[str, pd.DataFrame], as_of_dates: object, catalog: Sequence[Feature] | None,
+             windows: Sequence[int] | None, shrinkage_strength: float,
+             totals: GroupTotals | None) -> tuple[tuple[Feature, ...], FeatureContext]:
+    """The checked features of a build and its context."""
+    if catalog is not None and windows is not None:
+        raise ValueError("give either catalog or windows, not both (catalog_for(windows) builds a catalog)")
+    if shrinkage_strength < 0:
+        raise ValueError(f"shrinkage_strength must be >= 0, got {shrinkage_strength}")
+    features = tuple(catalog) if catalog is not None else catalog_for(windows or DEFAULT_WINDOWS)
+    if "enterprises" not in data:
+        raise MissingInputError("required table 'enterprises' is missing from the data")
+    names = {f.name for f in features}
+    features += tuple(f for f in extra_features(data["enterprises"]) if f.name not in names)
+    _check_catalog(features)
+    offsets = {0} | {o for f in features for o in AGGREGATIONS[f.aggregation].offsets(f)}
+    read_again = {q for f in features if AGGREGATIONS[f.aggregation].stage == "cross_enterprise"
+                  for q in (f.measure, f.per) if q is not None}
+    ctx = FeatureContext(data, as_of_dates, offsets=offsets, keep=read_again, shrinkage_strength=shrinkage_strength,
+                         totals=totals)
+    return features, ctx
 
 
 def _check_catalog(features: Sequence[Feature]) -> None:

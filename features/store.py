@@ -21,7 +21,7 @@ import io
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -32,6 +32,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, TRUTH_TABLE
+from features.errors import DataError
 from features.frames import canonical_frame, spec_for
 from features.importer import Progress, find_sources, iter_validated, reported
 from features.schema import quarantine
@@ -44,26 +45,40 @@ logger = logging.getLogger(__name__)
 _EXTRAS = "extras"
 
 
-def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
+                key_range: tuple[int, int] | None = None,
+                extra_kinds: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
     """The contract tables stored in ``engine``'s database, as canonical frames keyed by table name.
 
     ``tables``: names to read (default: every contract table; add ``"truth"`` to get a synthetic world's
-    hidden truth). Absent or empty optional tables are omitted. Reads in bulk: SQLite and PostgreSQL through
+    hidden truth). Absent or empty optional tables are omitted. ``key_range=(low, high)``: only the rows whose
+    ``enterprise_key`` is in ``[low, high)`` (one partition of the enterprises with all their events; every
+    table read must carry the key). ``extra_kinds``: the enterprises' ``x_*`` columns as ``"numeric"`` or
+    ``"text"`` by name, the columns it does not name as text (a partition then types its extras as all the
+    partitions do); default: numeric when every value of the frame is a number. Reads in bulk: SQLite and PostgreSQL through
     their Apache Arrow ADBC drivers (Arrow columns straight from the database, one ``SELECT`` per table);
     without those drivers, PostgreSQL through ``COPY ... TO STDOUT``, SQLite through the DBAPI cursor, other
     databases through SQLAlchemy. Both ways give the same frames.
     """
     names = _table_names(tables)
     keyed = _tables_with_keys(engine, names)
+    where = ""
+    if key_range is not None:
+        unkeyed = [name for name in names if name not in keyed and sa.inspect(engine).has_table(name)]
+        if unkeyed:
+            raise DataError(f"table {unkeyed[0]!r} has no {ENTERPRISE_KEY} column: it cannot be read by key range "
+                            "(import the data again with this version to number the enterprises)")
+        low, high = (int(k) for k in key_range)
+        where = f" WHERE {_quote(ENTERPRISE_KEY)} >= {low} AND {_quote(ENTERPRISE_KEY)} < {high}"
     out = {}
     with _adbc_connection(engine) as adbc:
         for name in names:
-            frame = _read_adbc(adbc, name, name in keyed) if adbc is not None else None
+            frame = _read_adbc(adbc, name, name in keyed, where) if adbc is not None else None
             if frame is None:
-                frame = _read_sqlalchemy(engine, name, name in keyed)
+                frame = _read_sqlalchemy(engine, name, name in keyed, where)
             if frame.empty and not spec_for(name).required_file:
                 continue
-            out[name] = _canonical(name, frame)
+            out[name] = _canonical(name, frame, extra_kinds)
     return out
 
 
@@ -80,11 +95,11 @@ def _stored_columns(table: str, with_key: bool = False) -> list[str]:
     return list(spec.column_names) + ([_EXTRAS] if spec.extra_prefix else []) + ([ENTERPRISE_KEY] if with_key else [])
 
 
-def _read_sqlalchemy(engine: sa.Engine, table: str, with_key: bool = False) -> pd.DataFrame:
-    """``table`` through the engine's own driver, in canonical dtypes (not yet sorted)."""
+def _read_sqlalchemy(engine: sa.Engine, table: str, with_key: bool = False, where: str = "") -> pd.DataFrame:
+    """``table`` (the rows ``where`` selects) through the engine's own driver, in canonical dtypes (not yet sorted)."""
     reader = _READERS.get(engine.dialect.name, _read_generic)
     with engine.connect() as conn:
-        return _typed(table, reader(conn, table, _stored_columns(table, with_key)))
+        return _typed(table, reader(conn, table, _stored_columns(table, with_key), where))
 
 
 def read_directory(
@@ -199,13 +214,13 @@ def _adbc_connect(url: sa.URL) -> _Adbc | None:
     return None
 
 
-def _read_adbc(adbc: _Adbc, table: str, with_key: bool = False) -> pd.DataFrame | None:
+def _read_adbc(adbc: _Adbc, table: str, with_key: bool = False, where: str = "") -> pd.DataFrame | None:
     """``table`` in canonical dtypes (not yet sorted), or ``None`` if the driver failed (then the caller reads
     it through SQLAlchemy, where a real problem with the database shows)."""
     import adbc_driver_manager
 
     columns = _stored_columns(table, with_key)
-    query = f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}"
+    query = f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}{where}"
     try:
         with adbc.connection.cursor() as cursor:
             if adbc.statement_options:
@@ -267,11 +282,11 @@ def _typed_arrow(table: str, arrow: pa.Table) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_sqlite(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+def _read_sqlite(conn: sa.Connection, table: str, columns: Sequence[str], where: str = "") -> pd.DataFrame:
     quote = conn.dialect.identifier_preparer.quote
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}")
+        cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}{where}")
         parts = []
         while rows := cursor.fetchmany(500_000):
             parts.append(pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False))
@@ -282,11 +297,11 @@ def _read_sqlite(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _read_postgresql(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+def _read_postgresql(conn: sa.Connection, table: str, columns: Sequence[str], where: str = "") -> pd.DataFrame:
     quote = conn.dialect.identifier_preparer.quote
     buffer = io.BytesIO()
     with conn.connection.dbapi_connection.cursor() as cursor:
-        query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}"
+        query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)}{where}"
         with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
             for block in copy:
                 buffer.write(block)
@@ -297,13 +312,14 @@ def _read_postgresql(conn: sa.Connection, table: str, columns: Sequence[str]) ->
                        na_values=[""], encoding="utf-8")
 
 
-def _read_generic(conn: sa.Connection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+def _read_generic(conn: sa.Connection, table: str, columns: Sequence[str], where: str = "") -> pd.DataFrame:
     sql_table = sa.Table(table, sa.MetaData(), autoload_with=conn)
-    rows = conn.execute(sa.select(*(sql_table.c[c] for c in columns))).all()
+    query = sa.select(*(sql_table.c[c] for c in columns))
+    rows = conn.execute(query.where(sa.text(where.removeprefix(" WHERE "))) if where else query).all()
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
-_READERS: dict[str, Callable[[sa.Connection, str, Sequence[str]], pd.DataFrame]] = {
+_READERS: dict[str, Callable[[sa.Connection, str, Sequence[str], str], pd.DataFrame]] = {
     "sqlite": _read_sqlite,
     "postgresql": _read_postgresql,
 }
@@ -368,8 +384,9 @@ def _extras_record(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Canonical frame sorted by key, ``x_*`` extras numeric where every value is a number."""
+def _canonical(table: str, frame: pd.DataFrame, extra_kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Canonical frame sorted by key, ``x_*`` extras numeric where every value is a number (or as ``extra_kinds``
+    says, see :func:`load_tables`)."""
     frame = frame.sort_values(list(key_columns(table)), kind="stable")
     result = canonical_frame(table, frame)
     if ENTERPRISE_KEY in frame.columns:
@@ -380,15 +397,17 @@ def _canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         result = result[[c for c in result.columns if c not in extras and c != ENTERPRISE_KEY] + extras
                         + ([ENTERPRISE_KEY] if ENTERPRISE_KEY in result.columns else [])]
         for name in extras:
-            result[name] = _extra_values(result[name])
+            result[name] = _extra_values(result[name], None if extra_kinds is None else extra_kinds.get(name, "text"))
     return result
 
 
-def _extra_values(values: pd.Series) -> pd.Series:
-    """An ``x_*`` column: ``float64`` when every non-missing value is a number, else text."""
+def _extra_values(values: pd.Series, kind: str | None = None) -> pd.Series:
+    """An ``x_*`` column: ``float64`` when every non-missing value is a number, else text (or as ``kind`` says)."""
     text = values.astype(object).where(values.notna(), None)
-    numbers = pd.to_numeric(text, errors="coerce")
-    if (numbers.notna() | text.isna()).all() and text.notna().any():
+    if kind == "text":
+        return values.astype("str").where(values.notna(), pd.NA)
+    numbers = pd.to_numeric(text, errors="coerce" if kind is None else "raise")
+    if kind == "numeric" or ((numbers.notna() | text.isna()).all() and text.notna().any()):
         return numbers.astype("float64")
     return values.astype("str").where(values.notna(), pd.NA)
 
