@@ -48,7 +48,9 @@ def database_url(url: str | None = None) -> str:
 def connect(url: str | None = None, *, create: bool = True) -> sa.Engine:
     """An engine for :func:`database_url` (``url``), with its contract tables created.
 
-    ``create=False`` (commands that only read): a missing SQLite file is refused instead of created empty.
+    ``create=False`` (commands that only read): a missing SQLite file, or a database without riskgrade's tables
+    (another application's file, a fresh PostgreSQL database), is refused instead of created or filled with empty
+    tables.
     Raises :class:`DatabaseUrlError` for a URL that is not one, :class:`DatabaseError` for a database that cannot
     be opened or reached.
     """
@@ -63,6 +65,11 @@ def connect(url: str | None = None, *, create: bool = True) -> sa.Engine:
         _check_sqlite_file(engine, create=create)
         _tune_sqlite(engine)
     try:
+        if not create and not sa.inspect(engine).has_table("enterprises"):
+            engine.dispose()
+            raise DatabaseError(f"database {_shown(engine.url)} holds no riskgrade data (no enterprises table; "
+                                f"nothing was created): import data first, or point --db / $RISKGRADE_DB at the "
+                                f"database you meant")
         create_schema(engine)
     except sa.exc.OperationalError as exc:
         engine.dispose()

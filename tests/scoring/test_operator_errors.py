@@ -79,6 +79,14 @@ def test_read_only_commands_do_not_create_a_missing_database(capsys, monkeypatch
     assert list(tmp_path.iterdir()) == []  # not even a riskgrade.db or mlflow.db beside it
 
 
+def test_read_only_commands_refuse_a_database_without_riskgrade_tables(capsys, monkeypatch, tmp_path, db_url):
+    if db_url.startswith("sqlite"):
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).execute("CREATE TABLE other (x)").connection.commit()
+    refused(capsys, monkeypatch, 7, r"holds no riskgrade data \(no enterprises table; nothing was created\)",
+            "rank", "--db", db_url)
+    assert "enterprises" not in sa.inspect(sa.create_engine(db_url)).get_table_names()
+
+
 def test_a_database_in_a_missing_folder_or_a_folder_is_refused(capsys, monkeypatch, tmp_path):
     (tmp_path / "files").mkdir()
     refused(capsys, monkeypatch, 7, rf"database {tmp_path}/nope/r.db: the folder {tmp_path}/nope does not exist",
