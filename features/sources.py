@@ -131,9 +131,13 @@ def find_sources(path: str | Path, *, tables: Sequence[str] | None = None,
         named = table_named(file.stem)
         if named is None and file.suffix.lower() == ".csv":
             continue  # not a table file
-        sheets = _workbook_tables(file) if file.suffix.lower() == ".xlsx" else None
-        if named is None and not (sheets and any(t in wanted for t in sheets.values())):
-            continue
+        if named is None:  # a workbook not named after a table: read it if its sheets are
+            try:
+                sheets = _workbook_tables(file)
+            except DataError:
+                continue  # not a workbook of ours (or not a workbook at all): not an input
+            if not any(t in wanted for t in sheets.values()):
+                continue
         found.extend(s for s in _file_sources(file, table=named, explicit=False) if s.table in wanted)
     sources = _ordered(found, str(path))
     for spec in TABLES:
