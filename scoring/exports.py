@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -78,13 +78,17 @@ def _destination(out: Path | None, what: str, say: Callable[[str], None] | None)
         say(f"{what} written to {out}")
 
 
-def write_csv(frame: pd.DataFrame, out: Path | None, *, what: str = "table",
+def write_csv(frame: pd.DataFrame, out: Path | BinaryIO | None, *, what: str = "table",
               say: Callable[[str], None] | None = None) -> None:
-    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly), or to standard output without a BOM."""
+    """CSV with ISO dates: to ``out`` in ``utf-8-sig`` (Excel-friendly) — a file, or a binary buffer (the
+    workbench's downloads) —, or to standard output without a BOM."""
     text = frame.to_csv(index=False, date_format="%Y-%m-%d")
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
+        return
+    if hasattr(out, "write"):
+        out.write(text.encode("utf-8-sig"))
         return
     Path(out).write_text(text, encoding="utf-8-sig", newline="")
     _destination(out, what, say)
@@ -103,9 +107,10 @@ def write_json(data: Any, out: Path | None, *, what: str = "table",
     _destination(out, what, say)
 
 
-def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path, *, what: str = "table",
+def write_xlsx(sheets: Mapping[str, pd.DataFrame], out: Path | BinaryIO, *, what: str = "table",
                say: Callable[[str], None] | None = None) -> None:
-    """An Excel workbook, one sheet per frame (names cut to Excel's 31 characters), widths fitted to the text."""
+    """An Excel workbook (to a file or a binary buffer), one sheet per frame (names cut to Excel's 31
+    characters), widths fitted to the text."""
     from openpyxl.utils import get_column_letter
 
     with pd.ExcelWriter(out, engine="openpyxl") as writer:

@@ -336,7 +336,9 @@ def plan(
     output_format: ExportFormatOption = "table",
     out: ExportOutOption = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store the plan in the database (tables plans "
-                                        "and plan_items).")] = True,
+                                        "and plan_items) as the next version of the period, a draft.")] = True,
+    by: Annotated[Optional[str], typer.Option("--by", help="Who plans (recorded in the audit trail; default: "
+                  "cli:<login name>).", show_default=False)] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
     mlflow_uri: MlflowUriOption = None,
@@ -347,16 +349,17 @@ def plan(
     one, else computed on the fly from the database and the champion model (scoring.results.tables.current_limits).
     The plan is stored in the database (plans, plan_items) unless --no-store.
     """
+    import getpass
+
     import pandas as pd
 
     from features.db import connect, database_url
     from scoring.results.batch import load_policy_and_hash
-    from scoring.domain.planning import capacity_frame, parse_period, plan_inspections
-    from scoring.results.tables import current_limits, store_plan
+    from scoring.domain.planning import capacity_frame, parse_period
+    from scoring.results.plans import compute_plan, generate_plan
 
     _check_format(output_format, out, "plan")
-    start, _ = parse_period(period)
-    chosen_seed = seed if seed is not None else start.year * 100 + start.month
+    parse_period(period)
     rules, hashed = load_policy_and_hash(policy)
     month_capacity = None
     if capacity is not None:
@@ -366,26 +369,16 @@ def plan(
     url = database_url(db)
     tracking = mlflow_uri or _default_mlflow_uri(url)
     engine = connect(url)
-    limits = current_limits(engine, start.date(), rules, tracking_uri=tracking)
-    result = plan_inspections(limits, month_capacity, period, supervision=rules.supervision,
-                              planning=rules.planning, seed=chosen_seed)
-    run_id = _source_run(limits)
-    source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
     if store:
-        plan_id = store_plan(engine, result, as_of=start.date(), source_run_id=run_id, limits_source=source,
-                             policy_hash=hashed)
-        err_console.print(f"plan {plan_id} stored (limits: {source})", highlight=False)
+        stored = generate_plan(engine, period, by=by or f"cli:{getpass.getuser()}", policy=rules,
+                               policy_hash=hashed, capacity=month_capacity, seed=seed, tracking_uri=tracking)
+        result = stored.plan
+        err_console.print(f"plan {stored.plan_id} stored as version {stored.version} of {result.period}, a draft "
+                          f"(limits: {stored.limits_source})", highlight=False)
+    else:
+        result, _, _ = compute_plan(engine, period, policy=rules, capacity=month_capacity, seed=seed,
+                                    tracking_uri=tracking)
     write_plan(result, output_format, out)
-
-
-def _source_run(limits) -> int | None:
-    if "run_id" not in limits.columns or limits.empty:
-        return None
-    value = limits["run_id"].iloc[0]
-    try:
-        return None if value is None or value != value else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _check_format(output_format: str, out: Path | None, what: str) -> None:
@@ -578,12 +571,10 @@ _RANK_WIDTHS = {"override": 30, "reasons": 36, "name": 14, "township": 8}
 
 
 def _rank_flat(frame):
-    """The ranked list for CSV and Excel: reasons as one bilingual text cell."""
-    from scoring.results.ranking import reasons_text
+    """The ranked list for CSV and Excel: reasons as one bilingual text cell (as the workbench exports it)."""
+    from scoring.results.ranking import export_frame
 
-    flat = frame.copy()
-    flat["reasons"] = [reasons_text(r) for r in flat["reasons"]]
-    return flat
+    return export_frame(frame)
 
 
 @app.command()
@@ -594,9 +585,18 @@ def rank(
                         show_default=False)] = None,
     sector: Annotated[Optional[str], typer.Option("--sector", help="Only this sector (code or Chinese label).",
                       show_default=False)] = None,
+    search: Annotated[Optional[str], typer.Option("--search", help="Part of the name, or the whole enterprise id "
+                      "or USCC.", show_default=False)] = None,
+    changed: Annotated[bool, typer.Option("--changed", help="Only enterprises whose final tier changed in this "
+                       "run.")] = False,
+    override: Annotated[Optional[str], typer.Option("--override", help="Only enterprises held by an override: any, "
+                        "manual, veto or hold (hysteresis).", show_default=False)] = None,
+    sort: Annotated[str, typer.Option("--sort", help="rank, probability, points, name, township, sector or "
+                    "visits.")] = "rank",
+    descending: Annotated[bool, typer.Option("--descending", help="Sort in descending order.")] = False,
     top: Annotated[Optional[int], typer.Option("--top", min=1, help="Only the first N.", show_default=False)] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="The nightly run of this date (default: the "
-                     "latest succeeded run).", show_default=False)] = None,
+                     "latest succeeded run not after today).", show_default=False)] = None,
     output_format: ExportFormatOption = "table",
     out: ExportOutOption = None,
     db: DbOption = None,
@@ -607,14 +607,17 @@ def rank(
     from scoring.results.ranking import ranked_list
 
     _check_format(output_format, out, "list")
+    tier = tier.strip() if tier is not None else None
     if tier is not None and tier not in ("high", "general", "low"):
         raise typer.BadParameter(f"expected high, general or low, got {tier!r}", param_hint="--tier")
-    day = _parse_date(as_of, "--as-of") if as_of else None
-    run, frame = ranked_list(connect(db), as_of=day, tier=tier, township=township, sector=sector, top=top)
+    day = _parse_date(as_of.strip(), "--as-of") if as_of else None
+    run, frame = ranked_list(connect(db), as_of=day, tier=tier, township=township, sector=sector, top=top,
+                             search=search, changed=changed, override=override, sort=sort, descending=descending)
     say = err_console.print
     if output_format == "table":
         filters = ", ".join(f"{k} {v}" for k, v in (("tier", tier), ("township", township), ("sector", sector),
-                                                     ("top", top)) if v is not None)
+                                                     ("search", search), ("changed", changed or None),
+                                                     ("override", override), ("top", top)) if v is not None)
         _print_frame(f"Ranked list as of {run['as_of']} (run {run['run_id']}, {run['n_scored']:,} scored"
                      + (f"; {filters}" if filters else "") + f"): {len(frame):,} enterprises",
                      _rank_display(frame), max_width=_RANK_WIDTHS)
@@ -632,7 +635,7 @@ def rank(
 def explain(
     enterprise_id: Annotated[str, typer.Argument(help="The enterprise to explain.")],
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="The nightly run of this date (default: the "
-                     "latest succeeded run).", show_default=False)] = None,
+                     "latest succeeded run not after today).", show_default=False)] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     db: DbOption = None,
 ) -> None:
@@ -644,7 +647,7 @@ def explain(
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    report = enterprise_report(connect(db), enterprise_id, as_of=day)
+    report = enterprise_report(connect(db), enterprise_id.strip(), as_of=day)
     if output_format == "json":
         write_json(report.to_json(), None)
         return
@@ -824,6 +827,7 @@ def demo(
     from scoring.results.batch import load_policy_and_hash
     from scoring.domain.planning import plan_inspections
     from scoring.domain.policy import read_policy_mapping
+    from scoring.results.plans import source_run_id
     from scoring.results.ranking import ranked_list
     from scoring.results.tables import current_limits, store_plan
 
@@ -885,7 +889,7 @@ def demo(
     limits = current_limits(engine, pd.Timestamp(period + "-01").date(), policy, tracking_uri=mlflow_uri)
     result = plan_inspections(limits, None, period, supervision=policy.supervision, planning=policy.planning,
                               seed=seed)
-    run_id = _source_run(limits)
+    run_id = source_run_id(limits)
     plan_id = store_plan(engine, result, as_of=pd.Timestamp(period + "-01").date(), source_run_id=run_id,
                          limits_source=f"nightly run {run_id}" if run_id is not None else "computed on the fly",
                          policy_hash=hashed)
@@ -1000,6 +1004,11 @@ def _print_mapping(title: str, mapping: dict) -> None:
     for key, value in mapping.items():
         table.add_row(str(key), f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+from scoring.cli import overrides as _overrides  # noqa: E402  (command groups register after the app's commands)
+
+app.add_typer(_overrides.app, name="override")
 
 
 def main() -> None:

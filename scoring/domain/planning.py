@@ -20,7 +20,8 @@ counts once against the enterprise's cap — 综合查一次):
    by enterprise_id**; the drawn positions are
    ``numpy.random.default_rng([seed, zlib.crc32(f"{department}|{tier}".encode("utf-8"))]).choice(pool_size,
    size=k, replace=False)``, taken in the order returned. ``Plan.draws`` records each stratum's pool size,
-   a SHA-256 digest of its ids (joined by newlines) and the ids drawn.
+   a SHA-256 digest of its ids (joined by newlines, :func:`pool_digest`) and the ids drawn; :func:`redraw` is the
+   draw itself, for an auditor to re-make.
 4. ``risk`` — the capacity left goes to enterprises of ``fill_tiers`` by expected hazards found per visit
    (the ``expected_hazards`` input; else the ``probability`` column), highest first, ties by enterprise_id.
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +58,8 @@ __all__ = [
     "capacity_frame",
     "counted_visit_windows",
     "parse_period",
+    "pool_digest",
+    "redraw",
 ]
 
 
@@ -170,6 +173,9 @@ class Plan:
     draws: pd.DataFrame
     unmet: pd.DataFrame
     capacity: pd.DataFrame
+    pools: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    """Each drawn stratum's pool ``(department, tier) → ids`` (sorted), for re-drawing (not stored: the plan
+    records the digest)."""
 
     def to_frame(self) -> pd.DataFrame:
         return self.items
@@ -240,6 +246,7 @@ class _State:
     items: dict[str, _Item] = field(default_factory=dict)
     unmet: list[dict] = field(default_factory=list)
     draws: list[dict] = field(default_factory=list)
+    pools: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     # -- constraints ------------------------------------------------------------------------
 
@@ -367,6 +374,21 @@ def _stage_floor(state: _State) -> None:
             state.miss(eid, stage="floor", department=department, reason=why_not)
 
 
+def pool_digest(pool_ids: Sequence[str]) -> str:
+    """The digest a draw records of its pool: SHA-256 of the ids (sorted, joined by newlines), 16 hex digits."""
+    return hashlib.sha256("\n".join(pool_ids).encode("utf-8")).hexdigest()[:16]
+
+
+def redraw(pool_ids: Sequence[str], *, seed: int, department: str, tier: str, k: int) -> list[str]:
+    """The double-random draw of one stratum, as :func:`plan_inspections` makes it and an auditor re-makes it:
+    ``k`` ids from the pool (sorted by enterprise_id) at the positions
+    ``default_rng([seed, crc32("department|tier")]).choice(len(pool), size=k, replace=False)``, in that order."""
+    if k <= 0:
+        return []
+    rng = np.random.default_rng([int(seed), zlib.crc32(f"{department}|{tier}".encode("utf-8"))])
+    return [pool_ids[i] for i in rng.choice(len(pool_ids), size=k, replace=False)]
+
+
 def _stage_random(state: _State) -> None:
     limits = state.limits
     for department in sorted(limits["_department"].unique()):
@@ -378,10 +400,9 @@ def _stage_random(state: _State) -> None:
             open_ &= ~stratum.index.isin([e for e, item in state.items.items() if item.counted])
             pool_ids = sorted(stratum.index[open_])
             k = min(target, len(pool_ids), state.remaining.get(department, 0))
-            drawn: list[str] = []
-            if k > 0:
-                rng = np.random.default_rng([state.seed, zlib.crc32(f"{department}|{tier}".encode("utf-8"))])
-                drawn = [pool_ids[i] for i in rng.choice(len(pool_ids), size=k, replace=False)]
+            drawn = redraw(pool_ids, seed=state.seed, department=department, tier=tier, k=k)
+            if len(stratum):
+                state.pools[(department, tier)] = tuple(pool_ids)
             for eid in drawn:
                 kind = "random"
                 reason = (f"double-random draw: {department} × {tier}, seed {state.seed}, {k} of {len(pool_ids)} "
@@ -393,7 +414,7 @@ def _stage_random(state: _State) -> None:
                 state.draws.append({
                     "department": department, "tier": tier, "population": len(stratum), "yearly_ratio": ratio,
                     "month_target": target, "pool_size": len(pool_ids),
-                    "pool_digest": hashlib.sha256("\n".join(pool_ids).encode("utf-8")).hexdigest()[:16],
+                    "pool_digest": pool_digest(pool_ids),
                     "drawn": len(drawn), "seed": state.seed, "drawn_ids": ";".join(drawn),
                 })
 
@@ -487,6 +508,7 @@ def plan_inspections(
                                                                  strict=True)],
             "left": [state.remaining[d] for d in capacity["department"]],
         }),
+        pools=dict(state.pools),
     )
 
 

@@ -3,9 +3,15 @@
 Both read the stored results only (``batch_runs``, ``scores_history``, ``tier_changes``, ``manual_overrides``) plus,
 for an explanation, the enterprise's recent records from the contract tables — no model, no recomputation.
 
-- :func:`ranked_list` — the latest succeeded run (or the run of a given as-of date), highest risk first: final
-  tier (high, general, low), then calibrated probability; filters by tier, township, sector; top N.
-  Columns :data:`RANK_COLUMNS` (the JSON keys of ``riskgrade rank --format json``).
+- :func:`ranked_list` — the latest succeeded run not after today (or the run of a given as-of date), highest risk
+  first: final tier (high, general, low), then calibrated probability; filters (:class:`ListFilter`: tier,
+  township, sector, search by name / id / USCC, changed since the previous run, kind of override), a sort key
+  from :data:`SORT_KEYS`, top N. Columns :data:`RANK_COLUMNS` (the JSON keys of ``riskgrade rank --format json``).
+- :func:`list_page` — the same list one page at a time with the count of matching rows (the workbench's 风险清单);
+  indexes on ``scores_history`` serve every sort key.
+
+Every query takes the account's township scope (``townships``: None = all) and never returns an enterprise
+outside it: an enterprise out of scope is "unknown", exactly like one that does not exist.
 - :func:`enterprise_report` — one enterprise: current tier and why (reasons, overrides, special assistance),
   supervision limits, manual overrides in force, tier history (periods of equal final tier from the scores
   history, and the recorded tier changes) and the last 12 months of records.
@@ -13,6 +19,9 @@ for an explanation, the enterprise's recent records from the contract tables —
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -23,6 +32,8 @@ import sqlalchemy as sa
 from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
 from scoring.results.tables import (
+    _selected,
+    _typed_frame,
     create_scoring_tables,
     enterprise_changes,
     enterprise_history,
@@ -30,16 +41,28 @@ from scoring.results.tables import (
     overrides_active_at,
     scores_frame,
     scores_history,
+    tier_changes,
 )
 from scoring.domain.tiers import TIER_LABELS_ZH, TIERS
 
 __all__ = [
     "RANK_COLUMNS",
+    "PAGE_COLUMNS",
+    "SORT_KEYS",
+    "OVERRIDE_KINDS",
     "EnterpriseReport",
+    "ListFilter",
+    "ListPage",
     "enterprise_report",
+    "find_enterprise",
+    "export_frame",
+    "in_scope",
+    "list_conditions",
+    "list_page",
     "ranked_list",
     "reasons_text",
     "resolve_run",
+    "run_townships",
 ]
 
 RANK_COLUMNS: tuple[str, ...] = (
@@ -50,15 +73,95 @@ RANK_COLUMNS: tuple[str, ...] = (
 ``override`` the override cause (vetoes, hysteresis hold, manual override; empty when none), ``reasons`` the top
 reasons (bilingual), ``next_allowed_visit`` the first day a counted visit is allowed."""
 
+PAGE_COLUMNS: tuple[str, ...] = (*RANK_COLUMNS, "veto", "override_codes", "from_tier")
+"""Columns of a page of the list (:func:`list_page`): :data:`RANK_COLUMNS`, then ``veto`` (a one-vote veto holds),
+``override_codes`` (``hold`` = hysteresis, ``manual``, veto codes…) and ``from_tier`` (the final tier of the
+previous run when it changed in this run, else empty)."""
 
-def resolve_run(engine: sa.Engine, as_of: date | str | None = None) -> dict:
-    """The succeeded run of ``as_of``, or the latest succeeded run; :class:`DataError` when there is none."""
-    run = latest_run(engine, as_of)
+#: Sort keys of the ranked list (a whitelist: anything else is refused), each with its tie-breakers.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "rank": ("rank", "enterprise_id"),
+    "probability": ("probability", "rank", "enterprise_id"),
+    "points": ("points", "rank", "enterprise_id"),
+    "name": ("name", "enterprise_id"),
+    "township": ("township", "rank", "enterprise_id"),
+    "sector": ("sector", "rank", "enterprise_id"),
+    "visits": ("visits_used", "rank", "enterprise_id"),
+}
+
+#: ``override`` filter values: what kind of override holds the enterprise's final tier.
+OVERRIDE_KINDS: dict[str, str] = {
+    "any": "任一调整 any override (manual, veto or hysteresis hold)",
+    "manual": "人工调整 manual override",
+    "veto": "一票否决 one-vote veto",
+    "hold": "降级保留期 hysteresis hold (stays high after leaving it)",
+}
+
+MAX_PAGE_SIZE = 500
+MAX_SEARCH_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """What a planner filters the ranked list by (every field optional; text is trimmed, empty = no filter).
+
+    ``search`` matches a part of the name, the whole enterprise id, or the whole USCC (统一社会信用代码);
+    ``changed``: only enterprises whose final tier changed in this run (``tier_changes``); ``override``: one of
+    :data:`OVERRIDE_KINDS`.
+    """
+
+    tier: str | None = None
+    township: str | None = None
+    sector: str | None = None
+    search: str | None = None
+    changed: bool = False
+    override: str | None = None
+
+    def cleaned(self) -> "ListFilter":
+        """The filter with text trimmed and empty text dropped; :class:`DataError` for an unknown tier, sector or
+        override kind (townships are checked against the run in :func:`list_conditions`)."""
+        tier, township, sector, search, override = (_trimmed(v) for v in (self.tier, self.township, self.sector,
+                                                                          self.search, self.override))
+        if tier is not None and tier not in TIERS:
+            raise DataError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+        if override is not None and override not in OVERRIDE_KINDS:
+            raise DataError(f"override must be one of {', '.join(OVERRIDE_KINDS)}, got {override!r}")
+        if search is not None and len(search) > MAX_SEARCH_LENGTH:
+            raise DataError(f"search text is {len(search):,} characters long; at most {MAX_SEARCH_LENGTH} are "
+                            f"searched (a name, an enterprise id or a USCC)")
+        return ListFilter(tier=tier, township=township, sector=None if sector is None else _sector_code(sector),
+                          search=search, changed=bool(self.changed), override=override)
+
+
+def _trimmed(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _scope(townships: Collection[str] | None) -> list[str] | None:
+    return None if townships is None else sorted({str(t) for t in townships})
+
+
+def resolve_run(engine: sa.Engine, as_of: date | str | None = None, *, today: date | None = None) -> dict:
+    """The succeeded run of ``as_of``, or (``as_of`` None) the latest succeeded run dated on or before ``today``
+    (default: the calendar day): a run dated in the future is not "the latest" a planner reads.
+    :class:`DataError` when there is none."""
+    if as_of is not None:
+        run = latest_run(engine, as_of)
+        if run is None:
+            raise DataError(f"no succeeded nightly run as of {pd.Timestamp(as_of).date()}: run riskgrade nightly "
+                            f"--as-of {pd.Timestamp(as_of).date()} (or leave --as-of out for the latest run)")
+        return run
+    day = today or date.today()
+    run = latest_run(engine, day, on_or_before=True)
     if run is None:
-        if as_of is None:
+        later = latest_run(engine)
+        if later is None:
             raise DataError("no succeeded nightly run in this database yet: run riskgrade nightly first")
-        raise DataError(f"no succeeded nightly run as of {pd.Timestamp(as_of).date()}: run riskgrade nightly "
-                        f"--as-of {pd.Timestamp(as_of).date()} (or leave --as-of out for the latest run)")
+        raise DataError(f"no succeeded nightly run dated on or before today ({day}); the only runs are later (the "
+                        f"latest as of {later['as_of']}): name it with --as-of {later['as_of']}")
     return run
 
 
@@ -71,37 +174,243 @@ def _sector_code(sector: str) -> str:
     raise DataError(f"unknown sector {sector!r}: expected a code ({', '.join(SECTOR_BY_CODE)}) or its Chinese label")
 
 
+def run_townships(engine: sa.Engine, run: dict, townships: Collection[str] | None = None) -> list[str]:
+    """The townships of the run's scored enterprises (within ``townships`` when given), sorted."""
+    t = scores_history.c
+    query = sa.select(t.township).where(t.as_of == run["as_of"], t.township.is_not(None)).distinct()
+    scope = _scope(townships)
+    if scope is not None:
+        query = query.where(t.township.in_(scope))
+    with engine.connect() as conn:
+        return sorted(str(v) for v in conn.execute(query).scalars())
+
+
+def _has_code(code: str):
+    # override_codes is a comma-joined list: match whole codes ("manual" must not match "manual_ignored"); the range
+    # condition lets the (as_of, override_codes, …) index skip the many enterprises without any override
+    t = scores_history.c
+    padded = sa.literal(",") + t.override_codes + sa.literal(",")
+    return sa.and_(t.override_codes > "", padded.like(f"%,{code},%"))
+
+
+def _contains(engine: sa.Engine, column, text: str):
+    # instr/strpos: a plain substring test (LIKE would need escaping and is slower on SQLite)
+    function = sa.func.strpos if engine.dialect.name == "postgresql" else sa.func.instr
+    return function(column, text) > 0
+
+
+_USCC_SHAPE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_SIZE = 512
+SEARCH_ID_LIMIT = 1000
+
+
+def _cached(key: tuple, compute):
+    """A result that depends only on a run's stored rows (immutable once the run succeeded: a re-run of a date is
+    a new run id), kept for the next page of the same list."""
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = compute()
+    _CACHE[key] = value
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def _search_condition(engine: sa.Engine, run: dict, text: str):
+    """Search by a part of the name, the whole id or the whole USCC. The matching ids are looked up once per run
+    and search text (from the name index alone); up to :data:`SEARCH_ID_LIMIT` of them become an ``IN`` list,
+    more than that (a search as broad as "公司") stays a condition on every row."""
+    from features.schema import CONTRACT_TABLES
+
+    t = scores_history.c
+    match = [t.enterprise_id == text, _contains(engine, t.name, text)]
+    if _USCC_SHAPE.fullmatch(text.upper()):
+        enterprises = CONTRACT_TABLES["enterprises"]
+        match.append(t.enterprise_id.in_(sa.select(enterprises.c.enterprise_id)
+                                         .where(enterprises.c.uscc == text.upper())))
+    condition = sa.or_(*match)
+
+    def matching_ids():
+        query = (sa.select(t.enterprise_id).where(t.as_of == run["as_of"], condition)
+                 .limit(SEARCH_ID_LIMIT + 1))
+        with engine.connect() as conn:
+            return tuple(conn.execute(query).scalars())
+
+    ids = _cached((str(engine.url), run["run_id"], "search", text), matching_ids)
+    return t.enterprise_id.in_(ids) if len(ids) <= SEARCH_ID_LIMIT else condition
+
+
+def list_conditions(engine: sa.Engine, run: dict, filters: ListFilter,
+                    townships: Collection[str] | None = None) -> list:
+    """The WHERE conditions on ``scores_history`` for the run, ``filters`` (already :meth:`~ListFilter.cleaned`)
+    and the township scope. An unknown township — or one outside the scope — is a :class:`DataError` naming the
+    known ones (those in scope), as an unknown sector is."""
+    t = scores_history.c
+    where = [t.as_of == run["as_of"]]
+    scope = _scope(townships)
+    if scope is not None:
+        where.append(t.township.in_(scope))
+    if filters.tier is not None:
+        where.append(t.final_tier == filters.tier)
+    if filters.township is not None:
+        known = _cached((str(engine.url), run["run_id"], "townships", None if scope is None else tuple(scope)),
+                        lambda: run_townships(engine, run, townships))
+        if filters.township not in known:
+            shown = ", ".join(known[:40]) + (f" … ({len(known)} in all)" if len(known) > 40 else "")
+            raise DataError(f"unknown township {filters.township!r}: the run of {run['as_of']} knows "
+                            f"{shown or 'none'}")
+        where.append(t.township == filters.township)
+    if filters.sector is not None:
+        where.append(t.sector == filters.sector)
+    if filters.search is not None:
+        where.append(_search_condition(engine, run, filters.search))
+    if filters.changed:
+        c = tier_changes.c
+        where.append(t.enterprise_id.in_(sa.select(c.enterprise_id).where(c.as_of == run["as_of"])))
+    if filters.override == "any":
+        where.append(sa.or_(_has_code("manual"), _has_code("hold"), sa.and_(t.override_codes > "", t.veto.is_(True))))
+    elif filters.override == "veto":
+        where.append(sa.and_(t.override_codes > "", t.veto.is_(True)))
+    elif filters.override is not None:
+        where.append(_has_code(filters.override))
+    return where
+
+
+SORTED_KEYS_LIMIT = 20_000
+"""A filter matching at most this many enterprises has its sorted ids kept (per run, filter and order)."""
+
+
+def _order_by(sort: str, descending: bool, *, unindexed: bool = False) -> list:
+    """ORDER BY terms of a sort key with its tie-breakers; ``unindexed``: as expressions no index provides
+    (``rank + 0``, ``name || ''``: the same order)."""
+    if sort not in SORT_KEYS:
+        raise DataError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
+    columns = [scores_history.c[name] for name in SORT_KEYS[sort]]
+    if unindexed:
+        columns = [c + 0 if isinstance(c.type, sa.Integer | sa.Float) else c.concat("") for c in columns]
+    # tie-breakers follow the direction of the key, so that one index serves both directions
+    return [c.desc() if descending else c.asc() for c in columns]
+
+
+_LIST_SOURCE = ["rank", "enterprise_id", "name", "township", "sector", "probability", "points", "final_tier",
+                "override_cause", "reasons", "mode", "yearly_cap", "visits_used", "next_allowed_visit"]
+_RENAMED = {"probability": "score", "final_tier": "tier", "override_cause": "override"}
+
+
+def _list_frame(rows, columns: list[str]) -> pd.DataFrame:
+    frame = _typed_frame(rows, columns).rename(columns=_RENAMED)
+    frame["reasons"] = [list(r) if isinstance(r, list) else [] for r in frame["reasons"]]
+    for column in ("yearly_cap", "visits_used", "rank"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
 def ranked_list(engine: sa.Engine, *, as_of: date | str | None = None, tier: str | None = None,
-                township: str | None = None, sector: str | None = None, top: int | None = None
-                ) -> tuple[dict, pd.DataFrame]:
+                township: str | None = None, sector: str | None = None, top: int | None = None,
+                search: str | None = None, changed: bool = False, override: str | None = None,
+                sort: str = "rank", descending: bool = False, townships: Collection[str] | None = None,
+                today: date | None = None) -> tuple[dict, pd.DataFrame]:
     """``(run, list)``: the run read and its ranked list (:data:`RANK_COLUMNS`), filtered, highest risk first.
 
     ``rank`` is the position in the whole list of the run (filters do not renumber: "rank 153" means the same
     thing in every view); ties (same tier and probability) share a rank and are ordered by enterprise_id.
+    Filters: see :class:`ListFilter`; ``sort`` one of :data:`SORT_KEYS`; ``townships`` the account's scope
+    (None: all). Without ``as_of``: the latest run not after ``today`` (:func:`resolve_run`).
     """
-    if tier is not None and tier not in TIERS:
-        raise DataError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
     if top is not None and top < 1:
         raise DataError(f"top must be at least 1, got {top}")
-    run = resolve_run(engine, as_of)
-    t = scores_history.c
-    where = []
-    if tier is not None:
-        where.append(t.final_tier == tier)
-    if township is not None:
-        where.append(t.township == township)
-    if sector is not None:
-        where.append(t.sector == _sector_code(sector))
-    columns = ["rank", "enterprise_id", "name", "township", "sector", "probability", "points", "final_tier",
-               "override_cause", "reasons", "mode", "yearly_cap", "visits_used", "next_allowed_visit"]
-    frame = scores_frame(engine, run["as_of"], columns=columns, where=where or None)
+    filters = ListFilter(tier=tier, township=township, sector=sector, search=search, changed=changed,
+                         override=override).cleaned()
+    order = _order_by(sort, descending)
+    run = resolve_run(engine, as_of, today=today)
+    query = (sa.select(*_selected(scores_history, _LIST_SOURCE))
+             .where(*list_conditions(engine, run, filters, townships)).order_by(*order))
     if top is not None:
-        frame = frame.head(top)
-    frame = frame.rename(columns={"probability": "score", "final_tier": "tier", "override_cause": "override"})
-    frame["reasons"] = [list(r) if isinstance(r, list) else [] for r in frame["reasons"]]
-    for column in ("yearly_cap", "visits_used", "rank"):
-        frame[column] = frame[column].astype("Int64")
-    return run, frame[list(RANK_COLUMNS)].reset_index(drop=True)
+        query = query.limit(top)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return run, _list_frame(rows, _LIST_SOURCE)[list(RANK_COLUMNS)].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of the ranked list: ``rows`` (dicts with the keys :data:`PAGE_COLUMNS`; dates as
+    :class:`datetime.date`, ``reasons`` a list), ``total`` rows matching the filter."""
+
+    run: dict
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def list_page(engine: sa.Engine, filters: ListFilter = ListFilter(), *, as_of: date | str | None = None,
+              sort: str = "rank", descending: bool = False, page: int = 1, page_size: int = 50,
+              townships: Collection[str] | None = None, today: date | None = None) -> ListPage:
+    """A page of the ranked list (server-side paging: ``LIMIT``/``OFFSET`` over the keys of an index that serves
+    the order) and the number of rows matching (kept per run and filter); page numbers start at 1, a page past
+    the end is empty."""
+    if page < 1:
+        raise DataError(f"page must be at least 1, got {page}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise DataError(f"page size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+    filters = filters.cleaned()
+    order = _order_by(sort, descending)
+    run = resolve_run(engine, as_of, today=today)
+    where = list_conditions(engine, run, filters, townships)
+    t, c = scores_history, tier_changes
+    scope = _scope(townships)
+    key = (str(engine.url), run["run_id"], filters, None if scope is None else tuple(scope))
+
+    def count() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
+
+    total = _cached((*key, "count"), count)
+    offset = (page - 1) * page_size
+    source = [*_LIST_SOURCE, "veto", "override_codes"]
+    query = (sa.select(*(t.c[n] for n in source), c.c.from_tier, c.c.to_tier)
+             .outerjoin(c, sa.and_(c.c.as_of == t.c.as_of, c.c.enterprise_id == t.c.enterprise_id)))
+    if total <= SORTED_KEYS_LIMIT:
+        # a narrow filter: its matches sorted once (by expressions, so that the database reads them through the
+        # filter's index and sorts them, instead of walking the whole run in index order), then sliced per page
+        def sorted_ids() -> tuple[str, ...]:
+            expressions = _order_by(sort, descending, unindexed=True)
+            with engine.connect() as conn:
+                return tuple(conn.execute(sa.select(t.c.enterprise_id).where(*where).order_by(*expressions))
+                             .scalars())
+
+        ids = _cached((*key, "sorted", sort, descending), sorted_ids)[offset:offset + page_size]
+        query = query.where(t.c.as_of == run["as_of"], t.c.enterprise_id.in_(ids))
+    else:
+        # a broad filter: the index of the sort key yields the page's keys (LIMIT/OFFSET on the index alone)
+        keys = (sa.select(t.c.as_of, t.c.enterprise_id).where(*where).order_by(*order)
+                .limit(page_size).offset(offset).subquery("page"))
+        query = query.join(keys, sa.and_(keys.c.as_of == t.c.as_of, keys.c.enterprise_id == t.c.enterprise_id))
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(*order)).mappings().all()
+    records = []
+    for row in rows:
+        record = {_RENAMED.get(k, k): v for k, v in row.items() if k not in ("from_tier", "to_tier")}
+        record["reasons"] = list(record["reasons"]) if isinstance(record["reasons"], list) else []
+        record["veto"] = bool(record["veto"])
+        # from_tier: the previous run's final tier when it changed in this run ("new": not scored before)
+        record["from_tier"] = None if row["to_tier"] is None else row["from_tier"] or "new"
+        records.append({k: record[k] for k in PAGE_COLUMNS})
+    return ListPage(run=run, rows=records, total=total, page=page, page_size=page_size)
+
+
+def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ranked list as ``riskgrade rank --format csv/xlsx`` writes it: reasons as one bilingual text cell."""
+    flat = frame[list(RANK_COLUMNS)].copy()
+    flat["reasons"] = [reasons_text(r) for r in flat["reasons"]]
+    return flat
 
 
 def reasons_text(reasons: list[dict] | None, *, lang: str = "both") -> str:
@@ -152,6 +461,7 @@ class EnterpriseReport:
     history: pd.DataFrame  # periods of equal final tier
     changes: pd.DataFrame
     events: dict[str, pd.DataFrame] = field(default_factory=dict)
+    scores: pd.DataFrame | None = None  # every stored run's row (as_of, probability, final_tier, …), oldest first
 
     def to_json(self) -> dict[str, Any]:
         from scoring.exports import json_records, json_value
@@ -171,11 +481,13 @@ class EnterpriseReport:
 
 
 def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | str | None = None,
-                      months: int = 12) -> EnterpriseReport:
-    """One enterprise explained (see the module docstring); :class:`DataError` if the id is unknown.
+                      months: int = 12, townships: Collection[str] | None = None,
+                      today: date | None = None) -> EnterpriseReport:
+    """One enterprise explained (see the module docstring); :class:`DataError` if the id is unknown — or
+    outside the township scope ``townships`` (the same message: scope does not reveal what exists elsewhere).
 
-    The run read is the run of ``as_of`` or the latest succeeded run; events are those dated in the ``months``
-    before the run's as-of date (before today when there is no run).
+    The run read is the run of ``as_of`` or the latest succeeded run not after ``today``; events are those dated
+    in the ``months`` before the run's as-of date (before today when there is no run).
     """
     from features.schema import CONTRACT_TABLES
 
@@ -185,7 +497,7 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
     with engine.connect() as conn:
         row = conn.execute(sa.select(enterprises).where(enterprises.c.enterprise_id == eid)).mappings().first()
     history_rows = enterprise_history(engine, eid)
-    if row is None and history_rows.empty:
+    if not in_scope(engine, eid, townships, row=row) or (row is None and history_rows.empty):
         raise DataError(f"unknown enterprise {eid!r}: it is neither in the enterprises table nor in any nightly run "
                         f"(check the id, e.g. with riskgrade rank)")
     enterprise = dict(row) if row is not None else {"enterprise_id": eid}
@@ -195,7 +507,8 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
     if sector in SECTOR_BY_CODE:
         enterprise["sector_zh"] = SECTOR_BY_CODE[sector].label_zh
 
-    run = latest_run(engine, as_of) if as_of is not None else latest_run(engine)
+    run = latest_run(engine, as_of) if as_of is not None else latest_run(engine, today or date.today(),
+                                                                          on_or_before=True)
     current = None
     n_scored = None
     if run is not None:
@@ -209,15 +522,42 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
         run = {**run, "model_version": None if current is None else current.get("model_version")}
         day = pd.Timestamp(run["as_of"])
     else:
-        day = pd.Timestamp(as_of if as_of is not None else date.today()).normalize()
+        day = pd.Timestamp(as_of if as_of is not None else today or date.today()).normalize()
 
     manual = overrides_active_at(engine, day.date())
     manual = manual.loc[manual["enterprise_id"] == eid].reset_index(drop=True)
     return EnterpriseReport(
         enterprise=enterprise, as_of=day.date(), run=run, current=current, n_scored=n_scored,
         manual_overrides=manual, history=tier_periods(history_rows), changes=enterprise_changes(engine, eid),
-        events=recent_events(engine, eid, day, months),
+        events=recent_events(engine, eid, day, months), scores=history_rows,
     )
+
+
+def find_enterprise(engine: sa.Engine, enterprise_id: str) -> dict | None:
+    """``enterprise_id, name, township`` of an enterprise: from the enterprises table, else from its latest scored
+    row; None when neither knows it."""
+    from features.schema import CONTRACT_TABLES
+
+    eid = str(enterprise_id)
+    enterprises = CONTRACT_TABLES["enterprises"]
+    t = scores_history.c
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c.name, enterprises.c.township)
+                           .where(enterprises.c.enterprise_id == eid)).mappings().first()
+        if row is None:
+            row = conn.execute(sa.select(t.enterprise_id, t.name, t.township).where(t.enterprise_id == eid)
+                               .order_by(t.as_of.desc()).limit(1)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def in_scope(engine: sa.Engine, enterprise_id: str, townships: Collection[str] | None, *,
+             row: Any = None) -> bool:
+    """Whether an account limited to ``townships`` (None: all) may see or change the enterprise (``row``: its
+    enterprises-table row when already read)."""
+    if townships is None:
+        return True
+    found = dict(row) if row is not None else find_enterprise(engine, enterprise_id)
+    return found is not None and found.get("township") in set(townships)
 
 
 def tier_periods(history: pd.DataFrame) -> pd.DataFrame:

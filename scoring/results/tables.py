@@ -31,6 +31,7 @@ Timestamps are stored as naive UTC.
 
 from __future__ import annotations
 
+import weakref
 from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
@@ -64,6 +65,8 @@ __all__ = [
     "enterprise_history",
     "enterprise_changes",
     "store_plan",
+    "insert_plan",
+    "plan_records",
     "load_plan",
 ]
 
@@ -103,9 +106,47 @@ manual_override_audit = sa.Table(
 _TABLES = [manual_overrides, manual_override_audit, audit_log]
 
 
+_UPGRADED: "weakref.WeakKeyDictionary[sa.Engine, bool]" = weakref.WeakKeyDictionary()
+
+
 def create_scoring_tables(engine: sa.Engine) -> None:
-    """Create the scoring-side tables that do not exist yet (idempotent)."""
+    """Create the scoring-side tables that do not exist yet, and bring older ones up to date (idempotent)."""
+    if engine in _UPGRADED:  # once per engine: the workbench calls this on every page
+        return
     metadata.create_all(engine, tables=_TABLES, checkfirst=True)
+    _upgrade_output_tables(engine)
+    _UPGRADED[engine] = True
+
+
+def _upgrade_output_tables(engine: sa.Engine) -> None:
+    """Databases made before the workbench: the ranked list's indexes on ``scores_history`` and the plan columns
+    ``version``, ``status``, ``approved_by``, ``approved_at`` (older plans numbered per period, as drafts), in one
+    transaction."""
+    inspector = sa.inspect(engine)
+    missing_indexes = []
+    for table in (scores_history, plans):
+        have_indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        missing_indexes += [i for i in table.indexes if i.name not in have_indexes]
+    have_columns = {c["name"] for c in inspector.get_columns(plans.name)}
+    missing_columns = [c for c in plans.columns if c.name not in have_columns]
+    if not missing_indexes and not missing_columns:
+        return
+    with engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        for column in missing_columns:
+            conn.execute(sa.text(f"ALTER TABLE {quote(plans.name)} ADD COLUMN {quote(column.name)} "
+                                 f"{column.type.compile(dialect=conn.dialect)}"))
+        if "version" in {c.name for c in missing_columns}:
+            conn.execute(sa.text(
+                "UPDATE plans SET version = numbered.n FROM (SELECT plan_id, row_number() OVER "
+                "(PARTITION BY period ORDER BY plan_id) AS n FROM plans) AS numbered "
+                "WHERE plans.plan_id = numbered.plan_id"))
+        if "status" in {c.name for c in missing_columns}:
+            conn.execute(sa.text("UPDATE plans SET status = 'draft'"))
+        for index in missing_indexes:
+            index.create(conn)
+        if any(i.name == "ix_scores_history_as_of_rank_id" for i in missing_indexes):
+            conn.execute(sa.text("DROP INDEX IF EXISTS ix_scores_history_as_of_rank"))  # (as_of, rank): superseded
 
 
 def _now(now: datetime | None) -> datetime:
@@ -415,7 +456,17 @@ scores_history = sa.Table(
     sa.Column("followup_department", sa.Text, nullable=True),
     sa.Column("last_model_high_on", sa.Date, nullable=True),  # hysteresis: the last run whose model tier was high
     sa.Index("ix_scores_history_enterprise_as_of", "enterprise_id", "as_of"),
-    sa.Index("ix_scores_history_as_of_rank", "as_of", "rank"),
+    # the ranked list's sort keys and filters (scoring.results.ranking.SORT_KEYS), each with its tie-breakers and
+    # ending in enterprise_id, so that a page of keys is read from the index alone (deep OFFSETs stay cheap)
+    sa.Index("ix_scores_history_as_of_rank_id", "as_of", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_probability", "as_of", "probability", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_points", "as_of", "points", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_name", "as_of", "name", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_township", "as_of", "township", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_sector", "as_of", "sector", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_tier", "as_of", "final_tier", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_visits", "as_of", "visits_used", "rank", "enterprise_id"),
+    sa.Index("ix_scores_history_as_of_overrides", "as_of", "override_codes", "rank", "enterprise_id"),
     comment="What each nightly run decided per enterprise (one row per as-of date and enterprise).",
 )
 
@@ -449,7 +500,12 @@ plans = sa.Table(
     sa.Column("capacity", sa.JSON, nullable=True),  # per department: capacity, used, left
     sa.Column("draws", sa.JSON, nullable=True),  # the double-random strata (pool digest, ids drawn)
     sa.Column("unmet", sa.JSON, nullable=True),  # mandatory visits that did not fit
+    sa.Column("version", sa.Integer, nullable=True),  # 1, 2, … per period (scoring.results.plans)
+    sa.Column("status", sa.String(16), nullable=True),  # draft / approved (an approved plan is frozen)
+    sa.Column("approved_by", sa.String(128), nullable=True),
+    sa.Column("approved_at", sa.DateTime, nullable=True),
     sa.Index("ix_plans_period", "period"),
+    sa.Index("ux_plans_period_version", "period", "version", unique=True),
     comment="Stored monthly inspection plans (every planning run against the database).",
 )
 
@@ -609,11 +665,20 @@ def store_plan(engine: sa.Engine, plan, *, as_of: date | str, source_run_id: int
                limits_source: str | None = None, policy_hash: str | None = None, created_by: str | None = None,
                now: datetime | None = None) -> int:
     """Store a :class:`scoring.domain.planning.Plan` (its items, draws, unmet visits and capacity) in one transaction;
-    returns the new ``plan_id``. Every planning run is kept (re-planning a period adds a plan; the latest wins
-    in :func:`load_plan`)."""
+    returns the new ``plan_id``. Every planning run is kept (re-planning a period adds a plan: the next
+    ``version`` of the period, a ``draft``; the latest wins in :func:`load_plan`)."""
+    create_scoring_tables(engine)
+    records = plan_records(plan)
+    with engine.begin() as conn:
+        plan_id = insert_plan(conn, plan, records, as_of=as_of, source_run_id=source_run_id,
+                              limits_source=limits_source, policy_hash=policy_hash, created_by=created_by, now=now)
+    return plan_id
+
+
+def plan_records(plan) -> list[dict]:
+    """The plan's items as rows of ``plan_items`` (without ``plan_id``)."""
     from scoring.exports import json_records
 
-    create_scoring_tables(engine)
     items = plan.items.copy()
     for column in _PLAN_ITEM_COLUMNS:
         if column not in items:
@@ -623,15 +688,26 @@ def store_plan(engine: sa.Engine, plan, *, as_of: date | str, source_run_id: int
         for column in ("window_start", "window_end"):
             if record[column] is not None:
                 record[column] = date.fromisoformat(record[column])
-    with engine.begin() as conn:
-        plan_id = conn.execute(plans.insert().values(
-            period=plan.period, as_of=_as_date(as_of), seed=int(plan.seed), created_at=_now(now),
-            created_by=created_by, source_run_id=source_run_id, limits_source=limits_source,
-            policy_hash=policy_hash, n_items=len(items), capacity=json_records(plan.capacity),
-            draws=json_records(plan.draws), unmet=json_records(plan.unmet),
-        )).inserted_primary_key[0]
-        if records:
-            conn.execute(plan_items.insert(), [{"plan_id": plan_id, **r} for r in records])
+    return records
+
+
+def insert_plan(conn: sa.Connection, plan, records: list[dict] | None = None, *, as_of: date | str,
+                source_run_id: int | None = None, limits_source: str | None = None, policy_hash: str | None = None,
+                created_by: str | None = None, now: datetime | None = None) -> int:
+    """Insert a plan inside the caller's transaction as the next version of its period (a draft); its id."""
+    from scoring.exports import json_records
+
+    records = plan_records(plan) if records is None else records
+    version = conn.execute(sa.select(sa.func.coalesce(sa.func.max(plans.c.version), 0))
+                           .where(plans.c.period == plan.period)).scalar_one() + 1
+    plan_id = conn.execute(plans.insert().values(
+        period=plan.period, as_of=_as_date(as_of), seed=int(plan.seed), created_at=_now(now),
+        created_by=created_by, source_run_id=source_run_id, limits_source=limits_source,
+        policy_hash=policy_hash, n_items=len(records), capacity=json_records(plan.capacity),
+        draws=json_records(plan.draws), unmet=json_records(plan.unmet), version=int(version), status="draft",
+    )).inserted_primary_key[0]
+    if records:
+        conn.execute(plan_items.insert(), [{"plan_id": plan_id, **r} for r in records])
     return int(plan_id)
 
 

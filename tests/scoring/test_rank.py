@@ -187,3 +187,123 @@ def test_rank_reads_back_on_every_backend(db_url, world_csv, tmp_path, policy):
         assert frame["rank"].is_monotonic_increasing
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The workbench's list: filters, sorts, pages, scope (scoring.results.ranking.list_page)
+# ---------------------------------------------------------------------------------------------
+
+
+def _all_pages(engine, filters=None, **options):
+    from scoring.results.ranking import ListFilter, list_page
+
+    rows, page = [], 1
+    while True:
+        got = list_page(engine, filters or ListFilter(), page=page, page_size=7, **options)
+        rows += got.rows
+        if page >= got.pages:
+            assert got.total == len(rows)
+            return rows
+        page += 1
+
+
+@pytest.mark.parametrize("narrow_limit", [20_000, 0], ids=["sorted-ids", "offset"])
+def test_pages_follow_every_sort_key_both_ways(scored, monkeypatch, narrow_limit):
+    import scoring.results.ranking as ranking
+
+    url, engine, run = scored
+    monkeypatch.setattr(ranking, "SORTED_KEYS_LIMIT", narrow_limit)
+    monkeypatch.setattr(ranking, "_CACHE", type(ranking._CACHE)())
+    _, full = ranked_list(engine)
+    rows = _all_pages(engine)
+    assert [r["enterprise_id"] for r in rows] == list(full["enterprise_id"])
+    assert list(rows[0]) == list(ranking.PAGE_COLUMNS)
+    columns = {"probability": "score", "visits": "visits_used"}
+    for key in ranking.SORT_KEYS:
+        for descending in (False, True):
+            got = _all_pages(engine, sort=key, descending=descending)
+            values = [r[columns.get(key, key)] for r in got]
+            present = [v for v in values if v is not None]
+            assert present == sorted(present, reverse=descending), (key, descending)
+            assert {r["enterprise_id"] for r in got} == set(full["enterprise_id"])
+    with pytest.raises(Exception, match="sort must be one of rank, probability"):
+        ranking.list_page(engine, sort="name; DROP TABLE scores_history")
+    assert ranking.list_page(engine, page=10_000).rows == []
+
+
+def test_filters_search_changed_override_and_scope(scored):
+    from features.schema import CONTRACT_TABLES
+    from scoring.results.ranking import ListFilter, list_page
+
+    url, engine, run = scored
+    _, full = ranked_list(engine)
+    with engine.connect() as conn:
+        uscc = dict(conn.execute(CONTRACT_TABLES["enterprises"].select().with_only_columns(
+            CONTRACT_TABLES["enterprises"].c.enterprise_id, CONTRACT_TABLES["enterprises"].c.uscc)).all())
+    target = full.iloc[5]
+    by_name = list_page(engine, ListFilter(search=f"  {target['name'][2:6]} "))
+    assert target["enterprise_id"] in [r["enterprise_id"] for r in by_name.rows]
+    assert all(target["name"][2:6] in r["name"] for r in by_name.rows)
+    assert [r["enterprise_id"] for r in list_page(engine, ListFilter(search=target["enterprise_id"])).rows] == \
+        [target["enterprise_id"]]
+    code = uscc.get(target["enterprise_id"])
+    if code:
+        assert [r["enterprise_id"] for r in list_page(engine, ListFilter(search=code.lower())).rows] == \
+            [target["enterprise_id"]]
+    for hostile in ("' OR 1=1 --", "%", "_", "\\", "<script>alert(1)</script>", "../../etc/passwd"):
+        assert list_page(engine, ListFilter(search=hostile)).total == 0
+    with pytest.raises(Exception, match="search text is 10,000 characters long"):
+        list_page(engine, ListFilter(search="x" * 10_000))
+
+    manual = list_page(engine, ListFilter(override="manual"))
+    assert [r["enterprise_id"] for r in manual.rows] == ["E000003"]
+    vetoed = list_page(engine, ListFilter(override="veto"), page_size=500)
+    assert vetoed.total == int(scores_frame(engine, AS_OF)["veto"].sum()) and all(r["veto"] for r in vetoed.rows)
+    anything = {r["enterprise_id"] for r in list_page(engine, ListFilter(override="any"), page_size=500).rows}
+    assert {"E000003"} | {r["enterprise_id"] for r in vetoed.rows} <= anything
+    with pytest.raises(Exception, match="override must be one of any, manual, veto, hold"):
+        list_page(engine, ListFilter(override="' OR 1=1 --"))
+    changed = list_page(engine, ListFilter(changed=True), page_size=500)
+    assert changed.total == run.counts["n_changes"] and all(r["from_tier"] for r in changed.rows)
+
+    township, other = full["township"].value_counts().index[:2]
+    mine = _all_pages(engine, townships=[township])
+    assert {r["township"] for r in mine} == {township} and len(mine) == int((full["township"] == township).sum())
+    assert list_page(engine, ListFilter(township=f" {township}\t")).total == len(mine)  # trimmed
+    with pytest.raises(Exception, match=f"unknown township '{other}': the run of 2025-01-01 knows {township}$"):
+        list_page(engine, ListFilter(township=other), townships=[township])
+    with pytest.raises(Exception, match="unknown township '无此镇': the run of 2025-01-01 knows "):
+        ranked_list(engine, township="无此镇")
+    _, scoped = ranked_list(engine, townships=[township], search=target["enterprise_id"])
+    assert scoped.empty or target["township"] == township
+    assert ranked_list(engine, townships=[])[1].empty
+
+
+def test_cli_rank_new_filters_and_unknown_township(scored):
+    url, engine, run = scored
+    items = json.loads(_rank(url, "--override", "manual", "--format", "json").stdout)
+    assert [i["enterprise_id"] for i in items] == ["E000003"]
+    by_name = json.loads(_rank(url, "--sort", "name", "--descending", "--top", "5", "--format", "json").stdout)
+    assert [i["name"] for i in by_name] == sorted((i["name"] for i in by_name), reverse=True)
+    bad = runner.invoke(app, ["rank", "--db", url, "--township", "无此镇"])
+    assert _code(bad) == 3 and "unknown township '无此镇'" in _message(bad)
+    trimmed = json.loads(_rank(url, "--tier", " high ", "--top", "2", "--format", "json").stdout)
+    assert {i["tier"] for i in trimmed} == {"high"}
+
+
+def test_latest_run_not_after_today(scored):
+    from datetime import date
+
+    from scoring.results.ranking import enterprise_report, resolve_run
+
+    url, engine, run = scored
+    assert resolve_run(engine, today=AS_OF)["run_id"] == run.run_id
+    with pytest.raises(Exception, match=r"no succeeded nightly run dated on or before today \(2024-12-31\); the "
+                                        r"only runs are later \(the latest as of 2025-01-01\)"):
+        ranked_list(engine, today=date(2024, 12, 31))
+    report = enterprise_report(engine, "E000003", today=date(2024, 12, 31))
+    assert report.run is None and report.current is None
+    assert enterprise_report(engine, "E000003", today=AS_OF).current["final_tier"] == "high"
+    township = enterprise_report(engine, "E000003").enterprise["township"]
+    with pytest.raises(Exception, match="unknown enterprise 'E000003'"):
+        enterprise_report(engine, "E000003", townships=[f"not {township}"])

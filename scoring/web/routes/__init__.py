@@ -12,6 +12,9 @@ _MODULES: tuple[str, ...] = (
     "runs",
     "disclosure",
     "accounts",
+    "ranking",
+    "enterprise",
+    "plans",
 )
 
 ROUTERS: list[APIRouter] = [import_module(f"{__name__}.{name}").router for name in _MODULES]

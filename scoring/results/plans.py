@@ -1,0 +1,387 @@
+"""Monthly inspection plans as the bureau manages them: generated, versioned, approved (frozen), verified.
+
+One set of functions behind ``riskgrade plan`` and the workbench's 检查计划 pages (tables ``plans`` and
+``plan_items`` of :mod:`scoring.results.tables`):
+
+- :func:`generate_plan` — the plan of a period from the supervision limits of its first day
+  (:func:`~scoring.results.tables.current_limits`) and each department's capacity
+  (:func:`~scoring.domain.planning.plan_inspections`), stored as the next **version** of the period, a ``draft``.
+  Regenerating never changes a stored plan: it adds version n+1.
+- :func:`approve_plan` — ``draft`` → ``approved`` (by whom, when). An approved plan is **frozen**: every change
+  is refused (:func:`check_draft`); planning the period again makes a new version. Only the latest version of a
+  period can be approved (an older draft is superseded).
+- :func:`verify_draws` — re-makes each double-random draw (双随机) of a stored plan: the stratum's pool rebuilt from
+  the same limits (the nightly run of the plan's date), the recorded capacity and the recorded seed; per stratum
+  the pool digest recorded vs rebuilt, and the ids drawn recorded vs re-drawn
+  (:func:`~scoring.domain.planning.redraw` on the rebuilt pool with the recorded seed).
+- :func:`plan_list`, :func:`plan_detail`, :func:`plan_export_sheets`, :func:`enterprise_plans` — what is read.
+
+Generating, approving and changing capacity are audited (``audit_log`` via :func:`scoring.results.audit.record_audit`,
+in the transaction of the change).
+
+Township scope (``townships``: None = all): every read returns only the enterprises of those townships (items,
+unmet visits, ids drawn); a plan covers every township of the county, so generating and approving one needs an
+account without township scope (:class:`~features.errors.DataError` otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from features.errors import DataError
+from scoring.results.tables import (
+    _now,
+    create_scoring_tables,
+    current_limits,
+    insert_plan,
+    load_plan,
+    plan_items,
+    plans,
+)
+
+__all__ = [
+    "PLAN_STATUSES",
+    "GeneratedPlan",
+    "DrawCheck",
+    "generate_plan",
+    "compute_plan",
+    "approve_plan",
+    "check_draft",
+    "plan_list",
+    "plan_detail",
+    "plan_export_sheets",
+    "enterprise_plans",
+    "verify_draws",
+    "default_seed",
+    "source_run_id",
+]
+
+PLAN_STATUSES = {"draft": "草稿 draft", "approved": "已批准 approved (frozen)"}
+
+
+def default_seed(period: str) -> int:
+    """The seed used when none is given: ``YYYYMM`` of the period."""
+    from scoring.domain.planning import parse_period
+
+    start, _ = parse_period(period)
+    return start.year * 100 + start.month
+
+
+def source_run_id(limits: pd.DataFrame) -> int | None:
+    """The nightly run the limits were read from (None: computed on the fly)."""
+    if "run_id" not in limits.columns or limits.empty:
+        return None
+    value = limits["run_id"].iloc[0]
+    try:
+        return None if value is None or value != value else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _capacity_mapping(capacity: pd.DataFrame | Mapping[str, int] | None, policy) -> dict[str, int]:
+    from scoring.domain.planning import capacity_frame
+
+    frame = capacity_frame(policy.planning.capacity if capacity is None else capacity)
+    return dict(zip(frame["department"], frame["visits"].astype(int), strict=True))
+
+
+def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFrame | Mapping[str, int] | None = None,
+                 seed: int | None = None, tracking_uri: str | None = None):
+    """``(plan, source_run_id, limits_source)``: the plan of ``period`` computed (nothing stored) from the limits of
+    its first day and ``capacity`` (None: the policy's ``[planning.capacity]``), with ``seed`` (None:
+    :func:`default_seed`)."""
+    from scoring.domain.planning import parse_period, plan_inspections
+
+    start, _ = parse_period(period)
+    chosen = default_seed(period) if seed is None else int(seed)
+    limits = current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)
+    result = plan_inspections(limits, _capacity_mapping(capacity, policy), period,
+                              supervision=policy.supervision, planning=policy.planning, seed=chosen)
+    run_id = source_run_id(limits)
+    source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
+    return result, run_id, source
+
+
+@dataclass(frozen=True)
+class GeneratedPlan:
+    """What :func:`generate_plan` stored: the plan (``plan``: a :class:`scoring.domain.planning.Plan`), its id and
+    version, where its limits came from."""
+
+    plan_id: int
+    version: int
+    plan: Any
+    source_run_id: int | None
+    limits_source: str
+
+
+def _refuse_scoped(townships: Collection[str] | None, action: str) -> None:
+    if townships is not None:
+        raise DataError(f"{action}: a plan covers every township of the county, and this account is limited to "
+                        f"{', '.join(sorted(townships)) or 'no township'}; ask an account without township scope")
+
+
+def generate_plan(engine: sa.Engine, period: str, *, by: str, policy, policy_hash: str | None = None,
+                  capacity: pd.DataFrame | Mapping[str, int] | None = None, seed: int | None = None,
+                  tracking_uri: str | None = None, townships: Collection[str] | None = None,
+                  now: datetime | None = None) -> GeneratedPlan:
+    """Compute (:func:`compute_plan`) and store the plan of ``period`` as its next version (a draft), audited:
+    ``plan.generate`` (period, version, seed, capacity, items), and ``plan.capacity`` when the capacity differs from
+    the policy's default (before: the default, after: the capacity used)."""
+    from scoring.results.audit import record_audit
+
+    _refuse_scoped(townships, "generating a plan")
+    actor = str(by or "").strip()
+    if not actor:
+        raise DataError("generating a plan needs who (by)")
+    default = _capacity_mapping(None, policy)
+    given = _capacity_mapping(capacity, policy)
+    result, run_id, source = compute_plan(engine, period, policy=policy, capacity=given, seed=seed,
+                                          tracking_uri=tracking_uri)
+    from scoring.domain.planning import parse_period
+
+    start, _ = parse_period(period)
+    create_scoring_tables(engine)
+    with engine.begin() as conn:
+        plan_id = insert_plan(conn, result, as_of=start.date(), source_run_id=run_id, limits_source=source,
+                              policy_hash=policy_hash, created_by=actor, now=now)
+        version = conn.execute(sa.select(plans.c.version).where(plans.c.plan_id == plan_id)).scalar_one()
+        record_audit(conn, actor=actor, action="plan.generate", target_kind="plan", target_id=str(plan_id),
+                     after={"period": result.period, "version": int(version), "seed": int(result.seed),
+                            "capacity": given, "n_items": len(result.items), "limits": source},
+                     note=f"plan {result.period} version {version}")
+        if given != default:
+            record_audit(conn, actor=actor, action="plan.capacity", target_kind="plan", target_id=str(plan_id),
+                         before=default, after=given,
+                         note=f"capacity of {result.period} version {version} differs from the policy's default")
+    return GeneratedPlan(plan_id=plan_id, version=int(version), plan=result, source_run_id=run_id,
+                         limits_source=source)
+
+
+def check_draft(conn: sa.Connection, plan_id: int) -> dict:
+    """The plan's row, locked for the change; :class:`DataError` when it does not exist or is approved (frozen)."""
+    query = sa.select(plans.c.plan_id, plans.c.period, plans.c.version, plans.c.status, plans.c.approved_by,
+                      plans.c.approved_at).where(plans.c.plan_id == int(plan_id))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise DataError(f"plan {plan_id} does not exist")
+    if row["status"] == "approved":
+        raise DataError(f"plan {plan_id} ({row['period']} version {row['version']}) was approved by "
+                        f"{row['approved_by']} on {row['approved_at']:%Y-%m-%d %H:%M} and is frozen: plan the "
+                        f"period again to make a new version")
+    return dict(row)
+
+
+def approve_plan(engine: sa.Engine, plan_id: int, *, by: str, townships: Collection[str] | None = None,
+                 now: datetime | None = None) -> dict:
+    """Approve a draft plan (the latest version of its period), audited as ``plan.approve``; returns its row.
+    Refused when the plan is unknown, already approved (frozen) or superseded by a newer version."""
+    from scoring.results.audit import record_audit
+
+    _refuse_scoped(townships, "approving a plan")
+    actor = str(by or "").strip()
+    if not actor:
+        raise DataError("approving a plan needs who (by)")
+    moment = _now(now)
+    create_scoring_tables(engine)
+    with engine.begin() as conn:
+        row = check_draft(conn, plan_id)
+        latest = conn.execute(sa.select(sa.func.max(plans.c.version))
+                              .where(plans.c.period == row["period"])).scalar_one()
+        if row["version"] != latest:
+            raise DataError(f"plan {plan_id} is version {row['version']} of {row['period']}, superseded by version "
+                            f"{latest}: approve the latest version (or plan the period again)")
+        conn.execute(plans.update().where(plans.c.plan_id == int(plan_id), plans.c.status == "draft")
+                     .values(status="approved", approved_by=actor, approved_at=moment))
+        record_audit(conn, actor=actor, action="plan.approve", target_kind="plan", target_id=str(plan_id),
+                     before={"status": "draft"}, after={"status": "approved", "approved_by": actor},
+                     note=f"plan {row['period']} version {row['version']}")
+    return {**row, "status": "approved", "approved_by": actor, "approved_at": moment}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def _scope(townships: Collection[str] | None) -> list[str] | None:
+    return None if townships is None else sorted({str(t) for t in townships})
+
+
+def plan_list(engine: sa.Engine, *, townships: Collection[str] | None = None) -> pd.DataFrame:
+    """Every stored plan, newest period and version first: ``plan_id, period, version, status, created_at,
+    created_by, approved_by, approved_at, source_run_id, n_items`` (``n_items``: visits in the scope)."""
+    create_scoring_tables(engine)
+    p = plans.c
+    columns = ["plan_id", "period", "version", "status", "created_at", "created_by", "approved_by", "approved_at",
+               "source_run_id", "seed"]
+    scope = _scope(townships)
+    if scope is None:
+        count = p.n_items
+    else:
+        i = plan_items.c
+        count = (sa.select(sa.func.count()).where(i.plan_id == p.plan_id, i.township.in_(scope))
+                 .scalar_subquery())
+    query = sa.select(*(p[c] for c in columns), count.label("n_items")).order_by(
+        p.period.desc(), p.version.desc(), p.plan_id.desc())
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=[*columns, "n_items"])
+    return frame
+
+
+def _enterprise_townships(engine: sa.Engine, ids: Collection[str]) -> dict[str, str | None]:
+    from features.schema import CONTRACT_TABLES
+
+    enterprises = CONTRACT_TABLES["enterprises"]
+    wanted = sorted({str(i) for i in ids if i})
+    out: dict[str, str | None] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            out.update(conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c.township)
+                                    .where(enterprises.c.enterprise_id.in_(chunk))).all())
+    return out
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """A stored plan as an account may see it: ``header`` (the ``plans`` row), ``items``, ``unmet``, ``draws``
+    (``drawn_ids`` cut to the scope), ``capacity`` (per department)."""
+
+    header: dict
+    items: pd.DataFrame
+    unmet: pd.DataFrame
+    draws: pd.DataFrame
+    capacity: pd.DataFrame
+
+    @property
+    def frozen(self) -> bool:
+        return self.header.get("status") == "approved"
+
+
+_DRAW_COLUMNS = ["department", "tier", "population", "yearly_ratio", "month_target", "pool_size", "pool_digest",
+                 "drawn", "seed", "drawn_ids"]
+_UNMET_COLUMNS = ["enterprise_id", "stage", "department", "final_tier", "reason"]
+
+
+def plan_detail(engine: sa.Engine, plan_id: int, *, townships: Collection[str] | None = None) -> PlanView:
+    """One stored plan (:class:`DataError` if unknown), cut to the township scope."""
+    header, items = load_plan(engine, plan_id=int(plan_id))
+    scope = _scope(townships)
+    unmet = pd.DataFrame(header.pop("unmet") or [], columns=_UNMET_COLUMNS)
+    draws = pd.DataFrame(header.pop("draws") or [], columns=_DRAW_COLUMNS)
+    capacity = pd.DataFrame(header.pop("capacity") or [], columns=["department", "capacity", "used", "left"])
+    if scope is not None:
+        allowed = set(scope)
+        items = items.loc[items["township"].isin(allowed)].reset_index(drop=True)
+        drawn = [i for text in draws["drawn_ids"].fillna("") for i in str(text).split(";") if i]
+        where = _enterprise_townships(engine, [*unmet["enterprise_id"], *drawn])
+        unmet = unmet.loc[[where.get(str(e)) in allowed for e in unmet["enterprise_id"]]].reset_index(drop=True)
+        draws = draws.assign(drawn_ids=[";".join(i for i in str(text).split(";") if i and where.get(i) in allowed)
+                                        for text in draws["drawn_ids"].fillna("")])
+    return PlanView(header=header, items=items, unmet=unmet, draws=draws, capacity=capacity)
+
+
+def plan_export_sheets(view: PlanView) -> dict[str, pd.DataFrame]:
+    """The sheets ``riskgrade plan --format xlsx`` writes (``plan`` — the CSV export —, ``summary``, ``draws``,
+    ``unmet``), from a stored plan as the account sees it."""
+    from scoring.domain.planning import Plan
+
+    items = view.items.copy()
+    items.insert(0, "period", view.header["period"])
+    plan = Plan(period=view.header["period"], seed=int(view.header["seed"]), items=items, draws=view.draws,
+                unmet=view.unmet, capacity=view.capacity)
+    return {"plan": items, "summary": plan.summary(), "draws": view.draws, "unmet": view.unmet}
+
+
+def enterprise_plans(engine: sa.Engine, enterprise_id: str) -> pd.DataFrame:
+    """The stored plans that include the enterprise (newest first): ``plan_id, period, version, status, priority,
+    kind, departments, window_start, window_end, reason`` (the caller checks the enterprise is in scope)."""
+    create_scoring_tables(engine)
+    p, i = plans.c, plan_items.c
+    columns = [p.plan_id, p.period, p.version, p.status, i.priority, i.kind, i.departments, i.window_start,
+               i.window_end, i.reason]
+    query = (sa.select(*columns).join(plan_items, i.plan_id == p.plan_id)
+             .where(i.enterprise_id == str(enterprise_id)).order_by(p.period.desc(), p.version.desc()))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# Verifying the draws
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrawCheck:
+    """The verification of a stored plan's draws: ``strata`` (one row per recorded stratum: department, tier,
+    pool size recorded / rebuilt, digest recorded / rebuilt, drawn recorded / re-drawn — ids cut to the scope —,
+    ``pool_matches``, ``draw_matches``, ``reproduced``), and ``notes`` (what differs from when it was made)."""
+
+    plan_id: int
+    seed: int
+    strata: pd.DataFrame
+    notes: tuple[str, ...]
+
+    @property
+    def reproduced(self) -> bool:
+        return bool(len(self.strata)) and bool(self.strata["reproduced"].all())
+
+
+def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | None = None,
+                 townships: Collection[str] | None = None, tracking_uri: str | None = None) -> DrawCheck:
+    """Re-make every double-random draw of the stored plan ``plan_id`` (see the module docstring). Nothing is
+    written. A stratum is ``reproduced`` when the rebuilt pool has the recorded digest and re-drawing from it with
+    the recorded seed gives the recorded ids, in order."""
+    from scoring.domain.planning import pool_digest, redraw
+
+    header, _ = load_plan(engine, plan_id=int(plan_id))
+    seed = int(header["seed"])
+    recorded = pd.DataFrame(header["draws"] or [], columns=_DRAW_COLUMNS)
+    capacity = {row["department"]: int(row["capacity"]) for row in header["capacity"] or []}
+    notes = []
+    if policy_hash is not None and header.get("policy_hash") and policy_hash != header["policy_hash"]:
+        notes.append(f"the policy changed since the plan was made (hash {header['policy_hash']} then, {policy_hash} "
+                     f"now): pools may differ")
+    rebuilt, run_id, source = compute_plan(engine, header["period"], policy=policy, capacity=capacity, seed=seed,
+                                           tracking_uri=tracking_uri)
+    if run_id != header.get("source_run_id"):
+        notes.append(f"the plan's limits came from {header.get('limits_source') or 'an unknown source'}; they now "
+                     f"come from {source}")
+    scope = _scope(townships)
+    allowed = None if scope is None else set(scope)
+    where = {} if allowed is None else _enterprise_townships(
+        engine, [i for text in recorded["drawn_ids"].fillna("") for i in str(text).split(";") if i])
+
+    def shown(ids: list[str]) -> str:
+        return ";".join(i for i in ids if allowed is None or where.get(i) in allowed)
+
+    rows = []
+    for draw in recorded.itertuples(index=False):
+        pool = list(rebuilt.pools.get((draw.department, draw.tier), ()))
+        digest = pool_digest(pool)
+        wanted = [i for i in str(draw.drawn_ids or "").split(";") if i]
+        again = redraw(pool, seed=seed, department=draw.department, tier=draw.tier, k=len(wanted)) \
+            if len(pool) >= len(wanted) else []
+        pool_ok = digest == draw.pool_digest and len(pool) == int(draw.pool_size)
+        draw_ok = pool_ok and again == wanted
+        rows.append({
+            "department": draw.department, "tier": draw.tier,
+            "pool_size_recorded": int(draw.pool_size), "pool_size_rebuilt": len(pool),
+            "digest_recorded": draw.pool_digest, "digest_rebuilt": digest,
+            "drawn_recorded": shown(wanted), "drawn_again": shown(again),
+            "n_drawn": len(wanted), "pool_matches": pool_ok, "draw_matches": draw_ok, "reproduced": draw_ok,
+        })
+    strata = pd.DataFrame(rows, columns=["department", "tier", "pool_size_recorded", "pool_size_rebuilt",
+                                         "digest_recorded", "digest_rebuilt", "drawn_recorded", "drawn_again",
+                                         "n_drawn", "pool_matches", "draw_matches", "reproduced"])
+    return DrawCheck(plan_id=int(plan_id), seed=seed, strata=strata, notes=tuple(notes))
