@@ -380,10 +380,11 @@ def _plain(value: Any) -> Any:
 
 
 def policy_fingerprint(policy) -> str:
-    """:func:`scoring.domain.policy.policy_hash` of the effective (typed, defaults filled in) policy."""
+    """:func:`scoring.domain.policy.policy_hash` of the effective (typed, defaults filled in) policy, without its
+    ``[web]`` section (the workbench's sessions and pages decide nothing the batch writes)."""
     from scoring.domain.policy import policy_hash
 
-    return policy_hash(_plain(policy))
+    return policy_hash({k: v for k, v in _plain(policy).items() if k != "web"})
 
 
 def load_policy_and_hash(path: str | Path | None = None):

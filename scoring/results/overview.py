@@ -182,12 +182,14 @@ def latest_monitoring(engine: sa.Engine) -> dict | None:
 def disclosed_draws(engine: sa.Engine, *, before_period: str, limit: int = 24) -> list[dict]:
     """The double-random draws (双随机) to publish (一公开): for each period before ``before_period`` (``YYYY-MM``:
     a month's draw is published once the month is over, never before the visits), newest first and at most
-    ``limit`` periods, the latest stored plan's draw — ``{"period", "plan_id", "departments": [{"department",
-    "enterprises": [{"enterprise_id", "name"}]}]}``, departments and enterprises sorted by name (the order drawn
-    would tell the tier stratum). Nothing else: no tier, score, reason or stratum."""
+    ``limit`` periods, the draw of the period's **approved** plan (the latest approved version; a period without
+    an approved plan publishes nothing) — ``{"period", "plan_id", "departments": [{"department", "enterprises":
+    [{"enterprise_id", "name"}]}]}``, departments and enterprises sorted by name (the order drawn would tell the
+    tier stratum). Nothing else: no tier, score, reason or stratum."""
     create_scoring_tables(engine)
     latest = (sa.select(plans.c.period, sa.func.max(plans.c.plan_id).label("plan_id"))
-              .where(plans.c.period < before_period).group_by(plans.c.period).subquery())
+              .where(plans.c.period < before_period, plans.c.status == "approved")
+              .group_by(plans.c.period).subquery())
     query = (sa.select(plans.c.period, plans.c.plan_id, plans.c.draws)
              .join(latest, latest.c.plan_id == plans.c.plan_id).order_by(plans.c.period.desc()).limit(limit))
     with engine.connect() as conn:

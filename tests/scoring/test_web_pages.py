@@ -138,10 +138,17 @@ def _drawn(world) -> dict[str, str]:
 
 def test_public_disclosure_lists_the_draws_of_past_months_only_and_nothing_else(world, setup):
     assert _client(world, setup, None).get("/public/draws").status_code == 404  # off by default
+    from scoring.results.plans import approve_plan
+
     drawn = _drawn(world)
     assert drawn
-    setup.at(datetime(2025, 1, 20, 9))  # during January: not published yet
     client = _client(world, setup, None, disclosure_enabled=True)
+    setup.at(datetime(2025, 2, 1, 0, 5))
+    assert "2025-01" not in client.get("/public/draws").text  # a draft plan is not published
+    with world.connect() as conn:
+        plan_id = conn.execute(sa.select(plans.c.plan_id).where(plans.c.period == "2025-01")).scalar_one()
+    approve_plan(world, plan_id, by="审核员")
+    setup.at(datetime(2025, 1, 20, 9))  # during January: not published yet
     text = client.get("/public/draws").text
     assert "2025-01" not in text and not [n for n in drawn.values() if n in text]
     setup.at(datetime(2025, 2, 1, 0, 5))

@@ -184,3 +184,28 @@ def test_oversized_and_unreadable_forms_are_refused(client):
     assert big.status_code == 413
     control = client.post("/login", data={"csrf_token": token, "username": "vie\x00wer", "password": PASSWORD})
     assert control.status_code == 400
+
+
+def test_the_web_section_of_the_policy_file(policy):
+    import dataclasses
+
+    from features.errors import PolicyError
+    from scoring.domain.policy import policy_from_mapping, read_policy_mapping
+    from scoring.results.batch import policy_fingerprint
+    from scoring.web.settings import WebSettings
+
+    mapping, _ = read_policy_mapping()
+    shipped = WebSettings.from_policy(policy.web, secret_key="k")
+    assert dataclasses.replace(WebSettings(secret_key="k"), clock=shipped.clock) == shipped  # one set of defaults
+    assert (shipped.session_max_age_seconds, shipped.login_max_failures, shipped.disclosure_enabled) == (28800, 5,
+                                                                                                      False)
+    changed = policy_from_mapping({**mapping, "web": {**mapping["web"], "session_max_age_seconds": 60,
+                                                      "public_disclosure": True}})
+    settings = WebSettings.from_policy(changed.web)
+    assert settings.session_max_age_seconds == 60 and settings.disclosure_enabled
+    assert policy_fingerprint(changed) == policy_fingerprint(policy)  # the batch's policy hash ignores [web]
+    assert WebSettings().secret_key != WebSettings().secret_key  # random per start
+    with pytest.raises(PolicyError, match=r"web.login_max_failures: expected a whole number of at least 1, got 0"):
+        policy_from_mapping({**mapping, "web": {**mapping["web"], "login_max_failures": 0}})
+    with pytest.raises(PolicyError, match=r"web.session_lifetime: unknown key"):
+        policy_from_mapping({**mapping, "web": {**mapping["web"], "session_lifetime": 1}})

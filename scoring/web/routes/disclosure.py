@@ -1,7 +1,8 @@
 """一公开 Public disclosure (no login): per period, the enterprises drawn at random and by which department.
 
 Answers 404 unless the operator turned it on (``riskgrade serve --public-disclosure`` or ``[web]
-public_disclosure = true``). Shows nothing else: no tier, score, reason or stratum; a month appears once it is over.
+public_disclosure = true``). Shows the approved plans' draws only, and nothing else: no tier, score, reason or
+stratum; a month appears once it is over.
 """
 
 from __future__ import annotations
