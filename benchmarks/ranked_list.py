@@ -37,7 +37,6 @@ SECTORS = ["coal_mine", "noncoal_mine", "hazchem", "fireworks", "metallurgy", "m
 
 def build(url: str, n: int, runs: int, seed: int) -> date:
     """Fill ``url`` with ``runs`` synthetic nightly runs of ``n`` enterprises; the latest as-of date."""
-    import sqlalchemy as sa
 
     from features.schema import CONTRACT_TABLES
     from scoring.results.tables import batch_runs, create_scoring_tables, scores_history, tier_changes
@@ -98,10 +97,10 @@ def build(url: str, n: int, runs: int, seed: int) -> date:
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
-    else:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+    else:  # what autovacuum does after a bulk insert: statistics, and the visibility map index-only scans need
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("scores_history", "tier_changes", "enterprises"):
+                conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
     engine.dispose()
     return first + timedelta(days=runs - 1)
 

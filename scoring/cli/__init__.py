@@ -1097,11 +1097,6 @@ def _print_mapping(title: str, mapping: dict) -> None:
     console.print(table)
 
 
-from scoring.cli import overrides as _overrides  # noqa: E402  (command groups register after the app's commands)
-
-app.add_typer(_overrides.app, name="override")
-
-
 def main() -> None:
     """Console entry point: run the app, turning riskgrade errors into one clear line and an exit code."""
     try:
@@ -1158,3 +1153,5 @@ from scoring.cli.users import app as _users_app  # noqa: E402  (command groups i
 app.add_typer(_users_app, name="users")
 from scoring.cli.serve import serve as _serve  # noqa: E402
 app.command("serve")(_serve)
+from scoring.cli.overrides import app as _overrides_app  # noqa: E402
+app.add_typer(_overrides_app, name="override")

@@ -28,17 +28,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from features.errors import DataError
+from scoring.results import tables
 from scoring.results.tables import (
     _now,
     create_scoring_tables,
-    current_limits,
     insert_plan,
     load_plan,
     plan_items,
@@ -100,7 +100,7 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
 
     start, _ = parse_period(period)
     chosen = default_seed(period) if seed is None else int(seed)
-    limits = current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)
+    limits = tables.current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)  # (patchable in tests)
     result = plan_inspections(limits, _capacity_mapping(capacity, policy), period,
                               supervision=policy.supervision, planning=policy.planning, seed=chosen)
     run_id = source_run_id(limits)
@@ -237,6 +237,11 @@ def plan_list(engine: sa.Engine, *, townships: Collection[str] | None = None) ->
     return frame
 
 
+def _ids(text: Any) -> list[str]:
+    """The ids of a draw's ``drawn_ids`` text (joined by ``;``)."""
+    return [i for i in str(text or "").split(";") if i] if isinstance(text, str) else []
+
+
 def _enterprise_townships(engine: sa.Engine, ids: Collection[str]) -> dict[str, str | None]:
     from features.schema import CONTRACT_TABLES
 
@@ -282,11 +287,11 @@ def plan_detail(engine: sa.Engine, plan_id: int, *, townships: Collection[str] |
     if scope is not None:
         allowed = set(scope)
         items = items.loc[items["township"].isin(allowed)].reset_index(drop=True)
-        drawn = [i for text in draws["drawn_ids"].fillna("") for i in str(text).split(";") if i]
+        drawn = [i for text in draws["drawn_ids"] for i in _ids(text)]
         where = _enterprise_townships(engine, [*unmet["enterprise_id"], *drawn])
         unmet = unmet.loc[[where.get(str(e)) in allowed for e in unmet["enterprise_id"]]].reset_index(drop=True)
-        draws = draws.assign(drawn_ids=[";".join(i for i in str(text).split(";") if i and where.get(i) in allowed)
-                                        for text in draws["drawn_ids"].fillna("")])
+        draws = draws.assign(drawn_ids=[";".join(i for i in _ids(text) if where.get(i) in allowed)
+                                        for text in draws["drawn_ids"]])
     return PlanView(header=header, items=items, unmet=unmet, draws=draws, capacity=capacity)
 
 
@@ -360,7 +365,7 @@ def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | 
     scope = _scope(townships)
     allowed = None if scope is None else set(scope)
     where = {} if allowed is None else _enterprise_townships(
-        engine, [i for text in recorded["drawn_ids"].fillna("") for i in str(text).split(";") if i])
+        engine, [i for text in recorded["drawn_ids"] for i in _ids(text)])
 
     def shown(ids: list[str]) -> str:
         return ";".join(i for i in ids if allowed is None or where.get(i) in allowed)
@@ -369,7 +374,7 @@ def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | 
     for draw in recorded.itertuples(index=False):
         pool = list(rebuilt.pools.get((draw.department, draw.tier), ()))
         digest = pool_digest(pool)
-        wanted = [i for i in str(draw.drawn_ids or "").split(";") if i]
+        wanted = _ids(draw.drawn_ids)
         again = redraw(pool, seed=seed, department=draw.department, tier=draw.tier, k=len(wanted)) \
             if len(pool) >= len(wanted) else []
         pool_ok = digest == draw.pool_digest and len(pool) == int(draw.pool_size)

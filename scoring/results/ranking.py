@@ -20,6 +20,7 @@ outside it: an enterprise out of scope is "unknown", exactly like one that does 
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -199,20 +200,23 @@ def _contains(engine: sa.Engine, column, text: str):
 
 _USCC_SHAPE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 512
 SEARCH_ID_LIMIT = 1000
 
 
 def _cached(key: tuple, compute):
     """A result that depends only on a run's stored rows (immutable once the run succeeded: a re-run of a date is
-    a new run id), kept for the next page of the same list."""
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
+    a new run id), kept for the next page of the same list (the web server's threads share it)."""
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
     value = compute()
-    _CACHE[key] = value
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return value
 
 
@@ -365,33 +369,26 @@ def list_page(engine: sa.Engine, filters: ListFilter = ListFilter(), *, as_of: d
     t, c = scores_history, tier_changes
     scope = _scope(townships)
     key = (str(engine.url), run["run_id"], filters, None if scope is None else tuple(scope))
-
-    def count() -> int:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
-
-    total = _cached((*key, "count"), count)
     offset = (page - 1) * page_size
     source = [*_LIST_SOURCE, "veto", "override_codes"]
     query = (sa.select(*(t.c[n] for n in source), c.c.from_tier, c.c.to_tier)
              .outerjoin(c, sa.and_(c.c.as_of == t.c.as_of, c.c.enterprise_id == t.c.enterprise_id)))
-    if total <= SORTED_KEYS_LIMIT:
-        # a narrow filter: its matches sorted once (by expressions, so that the database reads them through the
-        # filter's index and sorts them, instead of walking the whole run in index order), then sliced per page
-        def sorted_ids() -> tuple[str, ...]:
+    with engine.connect() as conn:  # one connection for the page (a round trip costs on a busy server)
+        total = _cached((*key, "count"), lambda: int(
+            conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one()))
+        if total <= SORTED_KEYS_LIMIT:
+            # a narrow filter: its matches sorted once (by expressions, so that the database reads them through
+            # the filter's index and sorts them, instead of walking the whole run in index order), then sliced
             expressions = _order_by(sort, descending, unindexed=True)
-            with engine.connect() as conn:
-                return tuple(conn.execute(sa.select(t.c.enterprise_id).where(*where).order_by(*expressions))
-                             .scalars())
-
-        ids = _cached((*key, "sorted", sort, descending), sorted_ids)[offset:offset + page_size]
-        query = query.where(t.c.as_of == run["as_of"], t.c.enterprise_id.in_(ids))
-    else:
-        # a broad filter: the index of the sort key yields the page's keys (LIMIT/OFFSET on the index alone)
-        keys = (sa.select(t.c.as_of, t.c.enterprise_id).where(*where).order_by(*order)
-                .limit(page_size).offset(offset).subquery("page"))
-        query = query.join(keys, sa.and_(keys.c.as_of == t.c.as_of, keys.c.enterprise_id == t.c.enterprise_id))
-    with engine.connect() as conn:
+            ids = _cached((*key, "sorted", sort, descending), lambda: tuple(conn.execute(
+                sa.select(t.c.enterprise_id).where(*where).order_by(*expressions)).scalars()))
+            query = query.where(t.c.as_of == run["as_of"], t.c.enterprise_id.in_(ids[offset:offset + page_size]))
+        else:
+            # a broad filter: the index of the sort key yields the page's keys (LIMIT/OFFSET on the index alone)
+            keys = (sa.select(t.c.as_of, t.c.enterprise_id).where(*where).order_by(*order)
+                    .limit(page_size).offset(offset).subquery("page"))
+            query = query.join(keys, sa.and_(keys.c.as_of == t.c.as_of,
+                                             keys.c.enterprise_id == t.c.enterprise_id))
         rows = conn.execute(query.order_by(*order)).mappings().all()
     records = []
     for row in rows:

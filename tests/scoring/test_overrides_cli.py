@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.db import connect
 from features.errors import DataError
 from scoring.cli import app
 from scoring.results.audit import audit_frame
@@ -18,21 +17,9 @@ from scoring.results.overrides import LIST_COLUMNS, lift_override, override_list
 from scoring.results.tables import manual_overrides
 
 from batch_world import import_world, world_csv  # noqa: F401  (world_csv is a fixture)
+from test_rank import _code, _message
 
 runner = CliRunner()
-
-
-def _code(result) -> int:
-    from features.errors import RiskgradeError
-    from scoring.cli import EXIT_CODES
-
-    if isinstance(result.exception, RiskgradeError):
-        return next((code for kind, code in EXIT_CODES.items() if isinstance(result.exception, kind)), 1)
-    return result.exit_code
-
-
-def _message(result) -> str:
-    return result.output + (str(result.exception) if result.exception else "")
 
 
 @pytest.fixture

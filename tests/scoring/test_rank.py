@@ -185,8 +185,39 @@ def test_rank_reads_back_on_every_backend(db_url, world_csv, tmp_path, policy):
         assert got["run_id"] == run.run_id and len(frame) == 5 and (frame["tier"] == "high").all()
         assert isinstance(frame["reasons"].iloc[0], list) and frame["reasons"].iloc[0][0]["text_zh"]
         assert frame["rank"].is_monotonic_increasing
+        _list_pages_on(engine, run)
     finally:
         engine.dispose()
+
+
+def _list_pages_on(engine, run):
+    """list_page on this backend: both paging paths, every sort, search, override kinds, scope."""
+    import scoring.results.ranking as ranking
+    from scoring.results.ranking import ListFilter, list_page
+
+    _, full = ranked_list(engine)
+    for limit in (ranking.SORTED_KEYS_LIMIT, 0):
+        ranking._CACHE.clear()
+        original, ranking.SORTED_KEYS_LIMIT = ranking.SORTED_KEYS_LIMIT, limit
+        try:
+            assert [r["enterprise_id"] for r in _all_pages(engine)] == list(full["enterprise_id"])
+            for key in ranking.SORT_KEYS:
+                got = _all_pages(engine, sort=key, descending=True)
+                assert {r["enterprise_id"] for r in got} == set(full["enterprise_id"]), key
+        finally:
+            ranking.SORTED_KEYS_LIMIT = original
+    target = full.iloc[3]
+    found = list_page(engine, ListFilter(search=target["name"][1:5]))
+    assert target["enterprise_id"] in [r["enterprise_id"] for r in found.rows]
+    assert list_page(engine, ListFilter(search="' OR 1=1 --")).total == 0
+    vetoed = list_page(engine, ListFilter(override="veto"), page_size=500)
+    assert vetoed.total == int(scores_frame(engine, run.as_of)["veto"].sum())
+    changed = list_page(engine, ListFilter(changed=True), page_size=500)
+    assert changed.total == run.counts["n_changes"]
+    township = full["township"].mode().iloc[0]
+    scoped = list_page(engine, townships=[township], page_size=500)
+    assert scoped.total == int((full["township"] == township).sum())
+    assert {r["township"] for r in scoped.rows} == {township}
 
 
 # ---------------------------------------------------------------------------------------------
