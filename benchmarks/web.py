@@ -22,7 +22,8 @@ answered, plus ``--think-ms``) share a round-robin mix of page types until ``--r
 - ``enterprise``     an enterprise file (一企一档) drawn at random;
 - ``export csv``     the CSV export of a filtered list (a township's enterprises).
 
-Then, alone (no other load): the xlsx export of a filter holding about ``--xlsx-rows`` enterprises, timed
+Before the concurrent run, ``--alone`` requests of each page type by one client (the service time without
+queueing). After it, alone (no other load): the xlsx export of a filter holding about ``--xlsx-rows`` enterprises, timed
 ``--xlsx-repeat`` times. Printed: per page type count, errors, median, p95 and max in ms, and whether the targets
 hold (p95 ≤ 300 ms and median ≤ 100 ms per page type with 20 clients; xlsx of 10k rows ≤ 5 s). Exit status 1 when
 any request failed (a non-2xx answer or a page without its table), so the smoke test catches a broken page.
@@ -260,6 +261,38 @@ async def drive(base: str, cookies, requests: list[tuple[str, str, bytes | None]
     return timings, time.perf_counter() - began
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alone_line(base: str, cookies, requests: list[tuple[str, str, bytes | None]], pid: int, n: int) -> str:
+    """One client, one page type after the other: per type the median wall time and the server's CPU time per
+    request (what the machine's load does not inflate; with one process, 20 clients in a closed loop wait about
+    20 times that in all)."""
+    import httpx
+
+    parts = []
+    with httpx.Client(base_url=base, cookies=cookies, timeout=120) as client:
+        for kind in PAGE_KINDS:
+            paths = [path for k, path, _ in requests if k == kind]
+            seconds = []
+            cpu_before = _cpu_seconds(pid)
+            for path in paths:
+                began = time.perf_counter()
+                client.get(path).raise_for_status()
+                seconds.append(time.perf_counter() - began)
+            cpu_after = _cpu_seconds(pid)
+            cpu = "" if cpu_before is None or cpu_after is None else \
+                f" (server CPU {(cpu_after - cpu_before) / len(paths) * 1000:.0f} ms)"
+            parts.append(f"{kind} {statistics.median(seconds) * 1000:.0f} ms{cpu}")
+    return f"one client alone, medians of {n}: " + " · ".join(parts)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -428,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=300.0, help="stop sending after this long")
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause of each client between requests")
     parser.add_argument("--warmup", type=int, default=30, help="requests sent first and not counted")
+    parser.add_argument("--alone", type=int, default=5, help="requests of each page type sent by one client "
+                        "alone before the concurrent run (0: none)")
     parser.add_argument("--xlsx-rows", type=int, default=TARGET_XLSX_ROWS)
     parser.add_argument("--xlsx-repeat", type=int, default=3)
     args = parser.parse_args(argv)
@@ -450,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         requests = workload(facts, args.warmup + args.requests, args.seed)
         warm, measured = requests[: args.warmup], requests[args.warmup:]
         asyncio.run(drive(base, cookies, warm, clients=min(args.clients, 4), seconds=args.seconds, think=0))
+        if args.alone:
+            _say(alone_line(base, cookies, workload(facts, args.alone * len(PAGE_KINDS), args.seed + 1),
+                            server.pid, args.alone))
         timings, wall = asyncio.run(drive(base, cookies, measured, clients=args.clients, seconds=args.seconds,
                                           think=args.think_ms / 1000))
         answered = sum(len(v) for v in timings.seconds.values())
