@@ -22,7 +22,8 @@ answered, plus ``--think-ms``) share a round-robin mix of page types until ``--r
 - ``enterprise``     an enterprise file (一企一档) drawn at random;
 - ``export csv``     the CSV export of a filtered list (a township's enterprises).
 
-Then, alone (no other load): the xlsx export of a filter holding about ``--xlsx-rows`` enterprises, timed
+Before the concurrent run, ``--alone`` requests of each page type by one client (the service time without
+queueing). After it, alone (no other load): the xlsx export of a filter holding about ``--xlsx-rows`` enterprises, timed
 ``--xlsx-repeat`` times. Printed: per page type count, errors, median, p95 and max in ms, and whether the targets
 hold (p95 ≤ 300 ms and median ≤ 100 ms per page type with 20 clients; xlsx of 10k rows ≤ 5 s). Exit status 1 when
 any request failed (a non-2xx answer or a page without its table), so the smoke test catches a broken page.
@@ -45,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,6 +55,7 @@ TARGET_MEDIAN_MS = 100.0
 TARGET_XLSX_S = 5.0
 TARGET_XLSX_ROWS = 10_000
 BENCH_USER = "bench"
+PAGE_KINDS = ("list", "list filtered", "list sorted", "list deep", "enterprise", "export csv")
 
 
 def _say(message: str) -> None:
@@ -132,16 +135,19 @@ def _build(args, workdir: Path, db_path: Path, url: str) -> None:
 
 
 def create_bench_account(url: str) -> tuple[str, str]:
-    """A viewer account for the clients (all townships), with a fresh random password each invocation."""
+    """A viewer account for the clients (every township), with a fresh random password each invocation."""
     from features.db import connect
-    from scoring.results.accounts import create_account, set_password
+    from scoring.domain.policy import load_policy
+    from scoring.results.accounts import add_account, get_account, set_password
 
-    password = secrets.token_urlsafe(16)
+    password = secrets.token_urlsafe(18)
+    length = load_policy().web.password_min_length
     engine = connect(url)
-    try:
-        create_account(engine, BENCH_USER, password, role="viewer", townships=None)
-    except Exception:  # noqa: BLE001 - it exists from a previous invocation: give it the new password
-        set_password(engine, BENCH_USER, password)
+    if get_account(engine, BENCH_USER) is None:
+        add_account(engine, username=BENCH_USER, role="viewer", password=password, by="benchmarks/web.py",
+                    min_password_length=length)
+    else:  # made by a previous invocation on the same database
+        set_password(engine, BENCH_USER, password, by="benchmarks/web.py", min_password_length=length)
     engine.dispose()
     return BENCH_USER, password
 
@@ -255,6 +261,38 @@ async def drive(base: str, cookies, requests: list[tuple[str, str, bytes | None]
     return timings, time.perf_counter() - began
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alone_line(base: str, cookies, requests: list[tuple[str, str, bytes | None]], pid: int, n: int) -> str:
+    """One client, one page type after the other: per type the median wall time and the server's CPU time per
+    request (what the machine's load does not inflate; with one process, 20 clients in a closed loop wait about
+    20 times that in all)."""
+    import httpx
+
+    parts = []
+    with httpx.Client(base_url=base, cookies=cookies, timeout=120) as client:
+        for kind in PAGE_KINDS:
+            paths = [path for k, path, _ in requests if k == kind]
+            seconds = []
+            cpu_before = _cpu_seconds(pid)
+            for path in paths:
+                began = time.perf_counter()
+                client.get(path).raise_for_status()
+                seconds.append(time.perf_counter() - began)
+            cpu_after = _cpu_seconds(pid)
+            cpu = "" if cpu_before is None or cpu_after is None else \
+                f" (server CPU {(cpu_after - cpu_before) / len(paths) * 1000:.0f} ms)"
+            parts.append(f"{kind} {statistics.median(seconds) * 1000:.0f} ms{cpu}")
+    return f"one client alone, medians of {n}: " + " · ".join(parts)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -265,7 +303,10 @@ def summary_lines(timings: Timings, clients: int) -> tuple[list[str], bool]:
     lines = [f"{'page':<16}{'count':>7}{'errors':>8}{'median':>9}{'p95':>9}{'max':>9}   target (median ≤ "
              f"{TARGET_MEDIAN_MS:.0f} ms, p95 ≤ {TARGET_P95_MS:.0f} ms, {clients} clients)"]
     met = True
-    for kind, values in timings.seconds.items():
+    for kind in PAGE_KINDS:
+        values = timings.seconds.get(kind)
+        if not values:
+            continue
         ms = [v * 1000 for v in values]
         median, p95 = statistics.median(ms), _percentile(ms, 0.95)
         ok = median <= TARGET_MEDIAN_MS and p95 <= TARGET_P95_MS
@@ -327,3 +368,148 @@ def read_facts(url: str, sample: int, seed: int) -> Facts:
 def xlsx_filter(facts: Facts, rows: int) -> tuple[dict[str, str], int]:
     """The tier, sector or tier × sector filter whose list comes closest to ``rows`` enterprises."""
     return min(facts.filter_sizes, key=lambda item: (abs(item[1] - rows), len(item[0])))
+
+
+def workload(facts: Facts, n: int, seed: int) -> list[tuple[str, str, bytes]]:
+    """``n`` requests, the page types in turn (round robin), each drawn from its own set of addresses."""
+    rng = random.Random(seed)
+    pages = max(1, -(-facts.n_scored // 50))
+    townships = [name for name, _ in facts.townships]
+    big = townships[: max(1, len(townships) // 10)]  # the larger townships: filtered lists of some length
+    sectors = sorted({f["sector"] for f, _ in facts.filter_sizes if set(f) == {"sector"}})
+    list_marker = "家企业".encode()
+
+    def filtered() -> str:
+        choice = rng.randrange(6)
+        if choice == 0:
+            return f"/list?{urlencode({'tier': 'high', 'township': rng.choice(big)})}"
+        if choice == 1:
+            return f"/list?{urlencode({'sector': rng.choice(sectors)})}"
+        if choice == 2:
+            return "/list?changed=1"
+        if choice == 3:
+            return f"/list?{urlencode({'q': rng.choice(facts.names)[-8:-4] or rng.choice(facts.names)})}"
+        if choice == 4:
+            return "/list?override=any&tier=high"
+        return f"/list?{urlencode({'township': rng.choice(townships), 'tier': rng.choice(('general', 'low'))})}"
+
+    def sorted_() -> str:
+        key = rng.choice(("probability", "points", "name", "township", "sector", "visits"))
+        return f"/list?sort={key}" + ("&desc=1" if rng.random() < 0.5 else "")
+
+    def deep() -> str:
+        page = rng.randint(max(1, pages // 2), pages)
+        return f"/list?page={page}" + (f"&sort={rng.choice(('name', 'probability'))}" if rng.random() < 0.5 else "")
+
+    kinds = {
+        "list": lambda: ("/list", list_marker),
+        "list filtered": lambda: (filtered(), list_marker),
+        "list sorted": lambda: (sorted_(), list_marker),
+        "list deep": lambda: (deep(), list_marker),
+        "enterprise": lambda: (f"/enterprise/{quote(rng.choice(facts.enterprise_ids), safe='')}",
+                               "一企一档".encode()),
+        "export csv": lambda: (f"/list/export.csv?{urlencode({'township': rng.choice(townships)})}", None),
+    }
+    assert tuple(kinds) == PAGE_KINDS
+    names = list(kinds)
+    out = []
+    for i in range(n):
+        kind = names[i % len(names)]
+        path, marker = kinds[kind]()
+        out.append((kind, path, marker))
+    return out
+
+
+def time_xlsx(base: str, cookies, facts: Facts, rows: int, repeat: int) -> list[str]:
+    """The xlsx export of the filter closest to ``rows`` enterprises, alone, ``repeat`` times."""
+    import io
+
+    import httpx
+    import openpyxl
+
+    where, expected = xlsx_filter(facts, rows)
+    path = f"/list/export.xlsx?{urlencode(where)}"
+    seconds = []
+    with httpx.Client(base_url=base, cookies=cookies, timeout=120) as client:
+        for _ in range(repeat):
+            began = time.perf_counter()
+            answer = client.get(path)
+            seconds.append(time.perf_counter() - began)
+            if answer.status_code != 200:
+                raise SystemExit(f"{path}: HTTP {answer.status_code}")
+    book = openpyxl.load_workbook(io.BytesIO(answer.content), read_only=True)
+    got = book.worksheets[0].max_row - 1
+    median = statistics.median(seconds)
+    scale = rows / max(got, 1)
+    verdict = "met" if median * max(scale, 1) <= TARGET_XLSX_S else "MISSED"
+    return [f"xlsx export {path}: {got:,} rows ({expected:,} expected), {len(answer.content) / 2**20:.1f} MB; "
+            f"{repeat} runs alone: median {median:.2f} s, max {max(seconds):.2f} s"
+            + (f" (≈ {median * scale:.2f} s for {rows:,} rows)" if got and abs(scale - 1) > 0.05 else "")
+            + f"   target ≤ {TARGET_XLSX_S:.0f} s for {TARGET_XLSX_ROWS:,} rows: {verdict}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="an existing database (SQLAlchemy URL) with a succeeded nightly run")
+    parser.add_argument("--enterprises", type=int, default=200_000)
+    parser.add_argument("--years", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2021, 1, 1))
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/riskgrade-web-bench"))
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=1200, help="requests in all (the page types in turn)")
+    parser.add_argument("--seconds", type=float, default=300.0, help="stop sending after this long")
+    parser.add_argument("--think-ms", type=float, default=0.0, help="pause of each client between requests")
+    parser.add_argument("--warmup", type=int, default=30, help="requests sent first and not counted")
+    parser.add_argument("--alone", type=int, default=5, help="requests of each page type sent by one client "
+                        "alone before the concurrent run (0: none)")
+    parser.add_argument("--xlsx-rows", type=int, default=TARGET_XLSX_ROWS)
+    parser.add_argument("--xlsx-repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    url = prepare_database(args)
+    facts = read_facts(url, sample=2000, seed=args.seed)
+    username, password = create_bench_account(url)
+    port = _free_port()
+    log = Path(args.workdir) / f"serve-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"riskgrade serve on 127.0.0.1:{port} ({url}; {facts.n_scored:,} enterprises in the latest run, "
+         f"{len(facts.townships):,} townships); {os.cpu_count()} CPUs; log {log}")
+    server = start_server(url, port, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        cookies = login(base, username, password)
+        requests = workload(facts, args.warmup + args.requests, args.seed)
+        warm, measured = requests[: args.warmup], requests[args.warmup:]
+        asyncio.run(drive(base, cookies, warm, clients=min(args.clients, 4), seconds=args.seconds, think=0))
+        if args.alone:
+            _say(alone_line(base, cookies, workload(facts, args.alone * len(PAGE_KINDS), args.seed + 1),
+                            server.pid, args.alone))
+        timings, wall = asyncio.run(drive(base, cookies, measured, clients=args.clients, seconds=args.seconds,
+                                          think=args.think_ms / 1000))
+        answered = sum(len(v) for v in timings.seconds.values())
+        _say(f"{answered:,} requests by {args.clients} concurrent clients in {wall:.1f} s "
+             f"({answered / wall:.1f} requests/s; think time {args.think_ms:.0f} ms)")
+        lines, met = summary_lines(timings, args.clients)
+        for line in lines:
+            _say(line)
+        for line in time_xlsx(base, cookies, facts, args.xlsx_rows, args.xlsx_repeat):
+            _say(line)
+        errors = [e for kind in timings.errors.values() for e in kind]
+        for error in errors[:10]:
+            _say(f"error: {error}")
+        _say("targets " + ("met" if met else "MISSED") + f" for every page type with {args.clients} clients")
+        return 1 if errors else 0
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,3 +54,19 @@ def test_oracle_gap_ladder_runs_from_the_models_to_the_oracle(tmp_path):
     assert auc["oracle"] > max(auc["scorecard"], auc["boosting"])
     assert "best model's gap to the oracle" in out
     assert re.search(r"truth-fit \+ every latent hazard seen at past visits: gap median -?[\d.]+", out)
+
+
+def test_web_benchmark_serves_every_page_type_and_times_the_xlsx_export(tmp_path):
+    out = _run("web.py", "--enterprises", "300", "--years", "3", "--workdir", str(tmp_path), "--clients", "3",
+               "--requests", "36", "--warmup", "6", "--alone", "1", "--xlsx-rows", "100", "--xlsx-repeat", "1")
+
+    assert re.search(r"riskgrade serve on 127\.0\.0\.1:\d+ .*enterprises in the latest run", out)
+    assert re.search(r"one client alone, medians of 1: list \d+ ms .* · export csv \d+ ms", out)
+    assert re.search(r"36 requests by 3 concurrent clients in [\d.]+ s", out)
+    figures = r"\s+6\s+0\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(met|MISSED)"  # count, no error, median, p95, max
+    for page in ("list", "list filtered", "list sorted", "list deep", "enterprise", "export csv"):
+        assert re.search(rf"^{page}{figures}$", out, re.MULTILINE), page
+    xlsx = re.search(r"xlsx export /list/export\.xlsx\?\S+: ([\d,]+) rows \(([\d,]+) expected\)", out)
+    got, expected = xlsx.groups()
+    assert got == expected  # the workbook holds the whole filtered list
+    assert re.search(r"median [\d.]+ s, max [\d.]+ s", out)
