@@ -1,30 +1,48 @@
-"""Benchmark: generate the province-scale synthetic world, write it as CSV, import it; rows/s and peak memory.
+"""Benchmark: generate the province-scale synthetic world, write it as CSV, import it into SQLite and PostgreSQL.
 
     .venv/bin/python benchmarks/import_world.py [--enterprises 200000] [--years 5] [--seed 1]
-        [--dir DIR] [--db URL] [--keep]
+        [--dir DIR] [--pg-url URL | --no-pg] [--repeat N] [--keep]
 
-Each stage runs in its own process so that its peak memory (maximum resident set size) is its own. The import
-is timed twice: the first load into an empty database, then a re-import of the same files (which must change
-nothing). Not a test: run by hand; quote medians of a few runs.
+For each database it times the first import into an empty database, then a re-import of the same files (which
+must change nothing: the benchmark checks that every table's row count and content checksum is unchanged), and
+prints rows/s, CPU seconds (of the importing process, and on PostgreSQL of its server process) and peak memory
+(the maximum resident set size of the importing process). Every import runs in a process of its own, so that its
+peak is its own. ``--repeat N`` repeats the whole measurement N times (a fresh database each time) and prints the
+median of each figure; the CPU seconds are the steadier figure on a busy machine.
+
+``--dir DIR``: the world's CSV files (generated there unless ``DIR/enterprises.csv`` exists; reuse it, generating
+200k enterprises takes minutes). PostgreSQL: ``--pg-url`` or ``$RISKGRADE_TEST_PG_URL`` names a server database the
+benchmark can ``CREATE DATABASE`` from; it imports into a throw-away database, dropped afterwards. Not a test: run
+by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+_RUNS = ("first import", "re-import")
+
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _generate(args, out: Path, queue) -> None:
@@ -39,27 +57,127 @@ def _generate(args, out: Path, queue) -> None:
                "peak_mb": _peak_mb()})
 
 
+def _server_cpu_seconds(engine) -> float:
+    """CPU seconds used so far by the PostgreSQL server processes serving ``engine``'s database (same machine
+    only; 0 on SQLite or when the server's processes cannot be read)."""
+    import sqlalchemy as sa
+
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
+        pids = list(pids)
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def _import(url: str, directory: Path, today: date, queue) -> None:
     from features.db import connect
     from features.importer import import_directory
 
     engine = connect(url)
-    timings = []
-    for _ in range(2):
-        began = time.perf_counter()
-        summary = import_directory(engine, directory, today=today)
-        read = sum(item.rows_read for item in summary.tables)
-        timings.append((time.perf_counter() - began, read, summary.quarantined))
-    queue.put({"runs": timings, "peak_mb": _peak_mb()})
+    server_before = _server_cpu_seconds(engine)
+    cpu_before = _cpu_seconds()
+    began = time.perf_counter()
+    summary = import_directory(engine, directory, today=today)
+    seconds = time.perf_counter() - began
+    queue.put({"seconds": seconds, "rows": sum(item.rows_read for item in summary.tables),
+               "quarantined": summary.quarantined, "cpu_s": _cpu_seconds() - cpu_before,
+               "server_cpu_s": _server_cpu_seconds(engine) - server_before, "peak_mb": _peak_mb()})
+    engine.dispose()
 
 
-def _in_child(target, *args) -> dict:
-    queue = mp.get_context("fork").Queue()
-    process = mp.get_context("fork").Process(target=target, args=(*args, queue))
+def _fingerprint(url: str, queue) -> None:
+    """Row count and an order-independent checksum of every contract table (to check a re-import changed
+    nothing)."""
+    import pandas as pd
+
+    from features.db import connect
+    from features.store import load_tables
+
+    engine = connect(url)
+    tables = load_tables(engine, [*_contract_names(), "truth"])
+    queue.put({name: (len(frame), int(pd.util.hash_pandas_object(frame, index=False).sum()))
+               for name, frame in tables.items()})
+    engine.dispose()
+
+
+def _contract_names() -> list[str]:
+    from features.contract import TABLES
+
+    return [spec.name for spec in TABLES]
+
+
+def _in_child(target, *args):
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
     result = queue.get()
     process.join()
     return result
+
+
+class _PostgresDatabase:
+    """A throw-away database on the server of ``server_url`` (created on entry, dropped on exit)."""
+
+    def __init__(self, server_url: str):
+        if server_url.startswith("postgresql://"):
+            server_url = "postgresql+psycopg://" + server_url.removeprefix("postgresql://")
+        self.server_url = server_url
+        self.name = f"riskgrade_bench_{uuid.uuid4().hex[:12]}"
+        self.url = server_url.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def _admin(self, sql: str) -> None:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(sql))
+        finally:
+            admin.dispose()
+
+    def __enter__(self) -> str:
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        return self.url
+
+    def __exit__(self, *exc_info) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _measure(url: str, directory: Path, today: date) -> dict[str, dict]:
+    """First import and re-import into the (empty) database at ``url``; checks the re-import changed nothing."""
+    first = _in_child(_import, url, directory, today)
+    before = _in_child(_fingerprint, url)
+    again = _in_child(_import, url, directory, today)
+    after = _in_child(_fingerprint, url)
+    if before != after:
+        changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+        raise SystemExit(f"the re-import changed the database: tables {', '.join(changed)}")
+    return dict(zip(_RUNS, (first, again)))
+
+
+def _print_runs(label: str, runs: list[dict[str, dict]]) -> None:
+    print(f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''}{', medians' if len(runs) > 1 else ''}):")
+    for name in _RUNS:
+        def median(key: str, name=name) -> float:
+            return statistics.median(run[name][key] for run in runs)
+
+        rows = runs[0][name]["rows"]
+        rates = sorted(run[name]["rows"] / run[name]["seconds"] for run in runs)
+        spread = f" (runs {min(rates):,.0f}–{max(rates):,.0f})" if len(runs) > 1 else ""
+        server = f", server CPU {median('server_cpu_s'):.1f} s" if median("server_cpu_s") else ""
+        print(f"  {name:12s}: {rows:,} rows in {median('seconds'):.1f} s = {rows / median('seconds'):,.0f} rows/s"
+              f"{spread}; CPU {median('cpu_s'):.1f} s = {rows / median('cpu_s'):,.0f} rows per CPU-second"
+              f"{server}; peak memory {median('peak_mb'):,.0f} MB; {runs[0][name]['quarantined']:,} quarantined")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", type=date.fromisoformat, default=date(2021, 1, 1))
     parser.add_argument("--dir", type=Path, default=None, help="world directory (generated unless it exists)")
-    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--keep", action="store_true", help="keep the generated files and database")
+    parser.add_argument("--pg-url", default=os.environ.get("RISKGRADE_TEST_PG_URL"),
+                        help="PostgreSQL server database to create the benchmark's database from "
+                             "(default: $RISKGRADE_TEST_PG_URL)")
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--repeat", type=int, default=1, help="measure N times, print medians")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files and the SQLite database")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     scratch = Path(tempfile.mkdtemp(prefix="riskgrade-bench-"))
     directory = args.dir or scratch / "world"
-    url = args.db or f"sqlite:///{scratch / 'riskgrade.db'}"
     try:
         if not (directory / "enterprises.csv").exists():
             made = _in_child(_generate, args, directory)
@@ -86,11 +210,26 @@ def main(argv: list[str] | None = None) -> int:
             for name, count in made["rows"].items():
                 print(f"  {name:16s} {count:>12,d}")
         today = args.start.replace(year=args.start.year + args.years) + timedelta(days=1)
-        done = _in_child(_import, url, directory, today)
-        for label, (seconds, rows, quarantined) in zip(("first import", "re-import"), done["runs"]):
-            print(f"{label}: {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s "
-                  f"({quarantined:,} quarantined)")
-        print(f"import peak memory {done['peak_mb']:,.0f} MB on {url.split(':')[0]}")
+        backends = [] if args.no_sqlite else ["SQLite"]
+        if args.pg_url and not args.no_pg:
+            backends.append("PostgreSQL")
+        elif not args.no_pg:
+            print("PostgreSQL: skipped (give --pg-url or set $RISKGRADE_TEST_PG_URL)")
+        runs: dict[str, list] = {backend: [] for backend in backends}
+        for repeat in range(args.repeat):
+            for backend in backends:  # alternate, so that both see the same state of a busy machine
+                if backend == "SQLite":
+                    path = scratch / f"riskgrade-{repeat}.db"
+                    runs[backend].append(_measure(f"sqlite:///{path}", directory, today))
+                    if not args.keep:
+                        for suffix in ("", "-wal", "-shm"):
+                            Path(f"{path}{suffix}").unlink(missing_ok=True)
+                else:
+                    with _PostgresDatabase(args.pg_url) as url:
+                        runs[backend].append(_measure(url, directory, today))
+        for backend in backends:
+            _print_runs(backend, runs[backend])
+        print("re-import changed nothing (row counts and content checksums of every table equal)")
     finally:
         if args.keep:
             print(f"kept {scratch}")

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,7 +50,7 @@ import sqlalchemy as sa
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
 from features.errors import DataError, RiskgradeError
 from features.db import serialise, write_transaction
-from features.schema import create_schema, quarantine
+from features.schema import CONTRACT_TABLES, create_schema, quarantine, truth
 from features.sources import Source, find_sources, read_chunks, read_raw
 from features.validate import (
     ChunkResult,
@@ -330,12 +331,14 @@ def import_directory(
         for source, validator, chunks in files:
             book = _QuarantineBook(conn, source.table, imported_at)
             loaded = 0
+            writer.begin(source.table)
             with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
                 for result in reported(prefetched, source, progress):
                     book.record(result)
                     if len(result.good):
                         writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
                     loaded += len(result.good)
+            writer.end(source.table)
             results.append(_table_import(source, validator, loaded))
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
 
@@ -473,54 +476,116 @@ def _upsert_sql(dialect: sa.Dialect, table: str, columns: Sequence[str], source:
     return f"{head} DO UPDATE SET {assignments} WHERE {changed}"
 
 
-class _SQLiteWriter:
-    """``executemany`` of an upsert on the DBAPI connection (inside the import's transaction)."""
+class _Writer:
+    """Bulk writes of one import, inside its transaction (only the calling thread uses it).
+
+    :meth:`begin` is called before a file's first chunk, :meth:`upsert` for each chunk of good rows, :meth:`end`
+    after the file's last chunk. A table that is empty when its file begins is *bulk loaded*: its secondary
+    indexes (:func:`_secondary_indexes`) are dropped and built again, by one sort, at :meth:`end` — maintaining
+    them row by row on random keys is where most of a first import's time went. The drop and the build are part
+    of the import's transaction: a failure anywhere rolls them back with everything else.
+    """
 
     def __init__(self, conn: sa.Connection):
+        self.conn = conn
         self.dialect = conn.dialect
         self.cursor = conn.connection.dbapi_connection.cursor()
-        self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
-        self.cursor.execute("PRAGMA cache_size = -262144")  # 256 MB page cache while importing: indexes stay hot
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._bulk: dict[str, tuple[sa.Index, ...]] = {}  # tables being bulk loaded -> indexes to build at end
+
+    def close(self) -> None:
+        self.cursor.close()
+
+    def begin(self, table: str) -> None:
+        self._claim(table)
+        if self._is_empty(table):
+            indexes = _secondary_indexes(table)
+            for index in indexes:
+                self.conn.execute(sa.schema.DropIndex(index, if_exists=True))
+            self._bulk[table] = indexes
+
+    def end(self, table: str) -> None:
+        for index in self._bulk.pop(table, ()):
+            self.conn.execute(sa.schema.CreateIndex(index))
+
+    def bulk_loading(self, table: str) -> bool:
+        """Whether ``table`` was empty when its file began (so every good row is new)."""
+        return table in self._bulk
+
+    def _claim(self, table: str) -> None:
+        """Keep other writers off ``table`` until the import ends (before looking whether it is empty)."""
+
+    def _is_empty(self, table: str) -> bool:
+        quote = self.dialect.identifier_preparer.quote
+        return self.conn.execute(sa.text(f"SELECT 1 FROM {quote(table)} LIMIT 1")).first() is None
+
+    def _upsert_sql(self, table: str, columns: tuple[str, ...], source: str) -> str:
+        sql = self._sql.get((table, columns))
+        if sql is None:
+            sql = self._sql[table, columns] = _upsert_sql(self.dialect, table, columns, source)
+        return sql
+
+
+class _SQLiteWriter(_Writer):
+    """``executemany`` of an upsert on the DBAPI connection. The write transaction already holds the
+    database's write lock, so a table seen empty stays empty but for this import's rows."""
+
+    def __init__(self, conn: sa.Connection):
+        super().__init__(conn)
+        self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
+        self.cursor.execute(f"PRAGMA cache_size = -{_SQLITE_IMPORT_CACHE_KIB}")  # indexes stay hot while importing
 
     def close(self) -> None:
         self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
-        self.cursor.close()
+        super().close()
 
     def upsert(self, table: str, frame: pd.DataFrame) -> None:
         columns = tuple(frame.columns)
-        sql = self._sql.get((table, columns))
-        if sql is None:
-            values = f"VALUES ({', '.join('?' for _ in columns)})"
-            sql = self._sql[table, columns] = _upsert_sql(self.dialect, table, columns, values)
+        sql = self._upsert_sql(table, columns, f"VALUES ({', '.join('?' for _ in columns)})")
         self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in columns)))
 
 
-class _PostgresWriter:
-    """``COPY`` into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
+class _PostgresWriter(_Writer):
+    """``COPY``. Into a table being bulk loaded, straight into the table (every row is new); otherwise into a
+    temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
 
     def __init__(self, conn: sa.Connection):
-        self.dialect = conn.dialect
-        self.cursor = conn.connection.dbapi_connection.cursor()
+        super().__init__(conn)
         self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
+        self.cursor.execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")  # the index builds
 
-    def close(self) -> None:
-        self.cursor.close()
+    def _claim(self, table: str) -> None:
+        # Conflicts with itself and with every other writer, not with readers; held until commit or rollback.
+        quote = self.dialect.identifier_preparer.quote
+        self.conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN SHARE ROW EXCLUSIVE MODE"))
 
     def upsert(self, table: str, frame: pd.DataFrame) -> None:
         quote = self.dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in frame.columns)
+        if self.bulk_loading(table):
+            with self.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(_csv_bytes(frame))
+            return
         stage = quote(f"rg_stage_{table}")
         if table not in self._staged:
             self.cursor.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {quote(table)}) ON COMMIT DROP")
             self._staged.add(table)
-        names = ", ".join(quote(c) for c in frame.columns)
         with self.cursor.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(_csv_bytes(frame))
-        self.cursor.execute(_upsert_sql(self.dialect, table, list(frame.columns), f"SELECT {names} FROM {stage}"))
+        self.cursor.execute(self._upsert_sql(table, tuple(frame.columns), f"SELECT {names} FROM {stage}"))
         self.cursor.execute(f"TRUNCATE {stage}")
 
 
-_WRITERS: dict[str, type] = {"sqlite": _SQLiteWriter, "postgresql": _PostgresWriter}
+_WRITERS: dict[str, type[_Writer]] = {"sqlite": _SQLiteWriter, "postgresql": _PostgresWriter}
+_SQLITE_IMPORT_CACHE_KIB = 262_144  # 256 MB page cache while importing
+_PG_INDEX_BUILD_MEMORY = "256MB"
+
+
+def _secondary_indexes(table: str) -> tuple[sa.Index, ...]:
+    """The indexes of ``table`` besides its primary key (the key stays: the upsert and the duplicate check of
+    the database rest on it)."""
+    sql_table = CONTRACT_TABLES.get(table, truth if table == truth.name else None)
+    return tuple(sorted(sql_table.indexes, key=lambda index: index.name)) if sql_table is not None else ()
 
 
 def _csv_bytes(frame: pd.DataFrame) -> memoryview:
@@ -537,8 +602,8 @@ def _csv_bytes(frame: pd.DataFrame) -> memoryview:
 
 def _python_values(values: pd.Series) -> list:
     """Plain Python values for the sqlite3 driver: ``None`` for missing, ISO text for dates, 0/1 for bools."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        text = values.to_numpy().astype("datetime64[D]").astype(str).astype(object)
-        text[values.isna().to_numpy()] = None
-        return text.tolist()
+    if pd.api.types.is_datetime64_any_dtype(values):  # few distinct days: format each once
+        codes, days = pd.factorize(values)
+        text = np.array([*pd.DatetimeIndex(days).strftime("%Y-%m-%d"), None], dtype=object)
+        return text[codes].tolist()  # code -1 (missing) takes the trailing None
     return values.to_numpy(dtype=object, na_value=None).tolist()

@@ -396,8 +396,6 @@ def plan(
     """
     import getpass
 
-    import pandas as pd
-
     from features.db import connect, database_url
     from scoring.results.batch import load_policy_and_hash
     from scoring.domain.planning import capacity_frame, parse_period
