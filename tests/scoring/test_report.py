@@ -268,6 +268,9 @@ def test_without_a_champion_or_an_earlier_run_the_report_says_so_and_shows_the_r
 
 
 def test_report_refuses_a_database_without_a_nightly_run(tmp_path):
+    from features.db import connect
+
+    connect(f"sqlite:///{tmp_path / 'empty.db'}").dispose()  # an imported-into but never scored database
     result = runner.invoke(app, ["report", "--out", str(tmp_path / "r.html"), "--db",
                                  f"sqlite:///{tmp_path / 'empty.db'}", "--mlflow-uri",
                                  f"sqlite:///{tmp_path / 'none.db'}"])
