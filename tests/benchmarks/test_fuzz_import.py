@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_import.py"
 def _fuzz_module():
     spec = importlib.util.spec_from_file_location("fuzz_import", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is being made
     spec.loader.exec_module(module)
     return module
 
