@@ -46,6 +46,16 @@ def _fresh_database(backend: str, directory):
         admin.dispose()
 
 
+@pytest.fixture
+def engine(db_url):
+    """An engine on :func:`db_url` (SQLite, and PostgreSQL when configured), disposed afterwards."""
+    from features.db import connect
+
+    engine = connect(db_url)
+    yield engine
+    engine.dispose()
+
+
 def _psycopg(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")

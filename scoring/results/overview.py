@@ -14,10 +14,17 @@ from datetime import date, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from features.schema import CONTRACT_TABLES
 from scoring.domain.tiers import TIERS
 from scoring.results.monitoring_tables import create_monitoring_tables, monitoring_runs
-from scoring.results.tables import batch_runs, create_scoring_tables, plans, scores_history, tier_changes
+from scoring.results.tables import (
+    batch_runs,
+    create_scoring_tables,
+    drawn_ids,
+    enterprise_values,
+    plans,
+    scores_history,
+    tier_changes,
+)
 
 __all__ = [
     "RunStatus",
@@ -194,13 +201,15 @@ def disclosed_draws(engine: sa.Engine, *, before_period: str, limit: int = 24) -
              .join(latest, latest.c.plan_id == plans.c.plan_id).order_by(plans.c.period.desc()).limit(limit))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    ids = {eid for row in rows for stratum in (row.draws or []) for eid in _drawn(stratum)}
-    names = _names(engine, ids)
+    ids = {eid for row in rows for stratum in (row.draws or []) 
+           for eid in drawn_ids(stratum.get("drawn_ids"))}
+    names = enterprise_values(engine, ids, "name")
     result = []
     for row in rows:
         by_department: dict[str, set[str]] = {}
         for stratum in row.draws or []:
-            by_department.setdefault(str(stratum.get("department") or ""), set()).update(_drawn(stratum))
+            by_department.setdefault(str(stratum.get("department") or ""), set()).update(
+                drawn_ids(stratum.get("drawn_ids")))
         departments = [{"department": department,
                         "enterprises": sorted(({"enterprise_id": e, "name": names.get(e) or ""} for e in drawn),
                                               key=lambda item: (item["name"], item["enterprise_id"]))}
@@ -209,19 +218,3 @@ def disclosed_draws(engine: sa.Engine, *, before_period: str, limit: int = 24) -
     return result
 
 
-def _drawn(stratum: dict) -> list[str]:
-    return [e for e in str(stratum.get("drawn_ids") or "").split(";") if e]
-
-
-def _names(engine: sa.Engine, ids: set[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    enterprises = CONTRACT_TABLES["enterprises"]
-    found: dict[str, str] = {}
-    ordered = sorted(ids)
-    with engine.connect() as conn:
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start:start + 500]
-            found.update(conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c.name)
-                                      .where(enterprises.c.enterprise_id.in_(chunk))).all())
-    return found

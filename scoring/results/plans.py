@@ -39,6 +39,8 @@ from scoring.results import tables
 from scoring.results.tables import (
     _now,
     create_scoring_tables,
+    drawn_ids,
+    enterprise_values,
     insert_plan,
     load_plan,
     plan_items,
@@ -237,25 +239,6 @@ def plan_list(engine: sa.Engine, *, townships: Collection[str] | None = None) ->
     return frame
 
 
-def _ids(text: Any) -> list[str]:
-    """The ids of a draw's ``drawn_ids`` text (joined by ``;``)."""
-    return [i for i in str(text or "").split(";") if i] if isinstance(text, str) else []
-
-
-def _enterprise_townships(engine: sa.Engine, ids: Collection[str]) -> dict[str, str | None]:
-    from features.schema import CONTRACT_TABLES
-
-    enterprises = CONTRACT_TABLES["enterprises"]
-    wanted = sorted({str(i) for i in ids if i})
-    out: dict[str, str | None] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            out.update(conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c.township)
-                                    .where(enterprises.c.enterprise_id.in_(chunk))).all())
-    return out
-
-
 @dataclass(frozen=True)
 class PlanView:
     """A stored plan as an account may see it: ``header`` (the ``plans`` row), ``items``, ``unmet``, ``draws``
@@ -287,10 +270,10 @@ def plan_detail(engine: sa.Engine, plan_id: int, *, townships: Collection[str] |
     if scope is not None:
         allowed = set(scope)
         items = items.loc[items["township"].isin(allowed)].reset_index(drop=True)
-        drawn = [i for text in draws["drawn_ids"] for i in _ids(text)]
-        where = _enterprise_townships(engine, [*unmet["enterprise_id"], *drawn])
+        drawn = [i for text in draws["drawn_ids"] for i in drawn_ids(text)]
+        where = enterprise_values(engine, [*unmet["enterprise_id"], *drawn], "township")
         unmet = unmet.loc[[where.get(str(e)) in allowed for e in unmet["enterprise_id"]]].reset_index(drop=True)
-        draws = draws.assign(drawn_ids=[";".join(i for i in _ids(text) if where.get(i) in allowed)
+        draws = draws.assign(drawn_ids=[";".join(i for i in drawn_ids(text) if where.get(i) in allowed)
                                         for text in draws["drawn_ids"]])
     return PlanView(header=header, items=items, unmet=unmet, draws=draws, capacity=capacity)
 
@@ -364,8 +347,8 @@ def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | 
                      f"come from {source}")
     scope = _scope(townships)
     allowed = None if scope is None else set(scope)
-    where = {} if allowed is None else _enterprise_townships(
-        engine, [i for text in recorded["drawn_ids"] for i in _ids(text)])
+    where = {} if allowed is None else enterprise_values(
+        engine, [i for text in recorded["drawn_ids"] for i in drawn_ids(text)], "township")
 
     def shown(ids: list[str]) -> str:
         return ";".join(i for i in ids if allowed is None or where.get(i) in allowed)
@@ -374,7 +357,7 @@ def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | 
     for draw in recorded.itertuples(index=False):
         pool = list(rebuilt.pools.get((draw.department, draw.tier), ()))
         digest = pool_digest(pool)
-        wanted = _ids(draw.drawn_ids)
+        wanted = drawn_ids(draw.drawn_ids)
         again = redraw(pool, seed=seed, department=draw.department, tier=draw.tier, k=len(wanted)) \
             if len(pool) >= len(wanted) else []
         pool_ok = digest == draw.pool_digest and len(pool) == int(draw.pool_size)

@@ -32,7 +32,9 @@ Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -65,6 +67,8 @@ __all__ = [
     "enterprise_history",
     "enterprise_changes",
     "store_plan",
+    "drawn_ids",
+    "enterprise_values",
     "insert_plan",
     "plan_records",
     "load_plan",
@@ -659,6 +663,27 @@ def previous_tiers(engine: sa.Engine, as_of: date | str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 _PLAN_ITEM_COLUMNS = [c.name for c in plan_items.columns if c.name != "plan_id"]
+
+
+def drawn_ids(text: Any) -> list[str]:
+    """The enterprise ids of a recorded draw (``drawn_ids``: ids joined by ``;``)."""
+    return [i for i in text.split(";") if i] if isinstance(text, str) else []
+
+
+def enterprise_values(engine: sa.Engine, ids: Collection[str], column: str) -> dict[str, Any]:
+    """``{enterprise_id: value of column}`` from the enterprises table, for the ids that exist (read in chunks, so
+    a long list stays within the databases' parameter limits)."""
+    from features.schema import CONTRACT_TABLES
+
+    enterprises = CONTRACT_TABLES["enterprises"]
+    wanted = sorted({str(i) for i in ids if i})
+    found: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found.update(conn.execute(sa.select(enterprises.c.enterprise_id, enterprises.c[column])
+                                      .where(enterprises.c.enterprise_id.in_(chunk))).all())
+    return found
 
 
 def store_plan(engine: sa.Engine, plan, *, as_of: date | str, source_run_id: int | None = None,

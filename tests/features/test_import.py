@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.contract import ENTERPRISE_KEY, TABLES
-from features.db import connect
 from features.errors import DataError, MissingInputError
 from features.frames import canonical_dtype
 from features.importer import ImportSummary, import_directory
@@ -175,13 +174,6 @@ def stored_keys(engine) -> dict[str, set[str]]:
 def quarantine_set(frame: pd.DataFrame) -> set[tuple]:
     return {(r.table_name, r.line, r.column_name, None if pd.isna(r.value) else r.value, r.rule)
             for r in frame.itertuples()}
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -57,13 +57,6 @@ def write(directory, name: str, text: str, encoding: str = "utf-8") -> None:
 
 
 @pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def gbk_world(tmp_path):
     directory = tmp_path / "bureau"
     write(directory, "企业信息.csv", ENTERPRISES_ZH, "gbk")

@@ -31,13 +31,6 @@ from web_helpers import PASSWORD, fast_hashes, insert_enterprises  # noqa: F401 
 runner = CliRunner()
 
 
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    yield engine
-    engine.dispose()
-
-
 def _add(engine, name="wang", role="planner", **kwargs):
     return add_account(engine, username=name, role=role, password=kwargs.pop("password", PASSWORD), by="admin",
                        min_password_length=15, **kwargs)

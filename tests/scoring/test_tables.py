@@ -7,7 +7,6 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from features.db import connect
 from features.errors import DataError
 from scoring.results.tables import (
     add_override,
@@ -19,13 +18,6 @@ from scoring.results.tables import (
 from scoring.domain.tiers import assign_tiers
 
 from scoring_frames import enterprises
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_overrides_are_active_in_their_period_until_revoked_and_audited(engine, policy):

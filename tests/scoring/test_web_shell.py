@@ -6,20 +6,12 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from features.db import connect
 from scoring.results.accounts import get_account, set_role
 from scoring.results.audit import audit_frame
 from scoring.web.app import SESSION_COOKIE
 from scoring.web.routing import app_routes
 
 from web_helpers import PASSWORD, csrf_token, fast_hashes, login, make_accounts, post, web_client  # noqa: F401
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
