@@ -36,6 +36,7 @@ import asyncio
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -163,8 +164,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(url: str, port: int, log: Path) -> subprocess.Popen:
+def start_server(url: str, port: int, log: Path, workers: int | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "scoring.cli", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port)]
+    if workers:
+        command += ["--workers", str(workers)]
     handle = log.open("w")
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                cwd=Path(__file__).resolve().parents[1])
@@ -261,13 +264,35 @@ async def drive(base: str, cookies, requests: list[tuple[str, str, bytes | None]
     return timings, time.perf_counter() - began
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``riskgrade serve --workers N``: the supervisor and its server processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in task.read_text().split())
+            except (OSError, ValueError):
+                pass
+    return found
+
+
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc), or None."""
+    """User + system CPU seconds so far of process ``pid`` and its descendants (Linux /proc), or None."""
+    total = 0.0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for member in _process_tree(pid):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+    return total
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def alone_line(base: str, cookies, requests: list[tuple[str, str, bytes | None]], pid: int, n: int) -> str:
@@ -457,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=date.fromisoformat, default=date(2021, 1, 1))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/riskgrade-web-bench"))
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server processes (default: riskgrade serve's, one per CPU core)")
     parser.add_argument("--requests", type=int, default=1200, help="requests in all (the page types in turn)")
     parser.add_argument("--seconds", type=float, default=300.0, help="stop sending after this long")
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause of each client between requests")
@@ -478,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     _say(f"riskgrade serve on 127.0.0.1:{port} ({url}; {facts.n_scored:,} enterprises in the latest run, "
          f"{len(facts.townships):,} townships); {os.cpu_count()} CPUs; log {log}")
-    server = start_server(url, port, log)
+    server = start_server(url, port, log, args.workers)
     try:
         base = f"http://127.0.0.1:{port}"
         cookies = login(base, username, password)
@@ -488,11 +515,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.alone:
             _say(alone_line(base, cookies, workload(facts, args.alone * len(PAGE_KINDS), args.seed + 1),
                             server.pid, args.alone))
+        server_cpu, client_cpu = _cpu_seconds(server.pid), _own_cpu_seconds()
         timings, wall = asyncio.run(drive(base, cookies, measured, clients=args.clients, seconds=args.seconds,
                                           think=args.think_ms / 1000))
         answered = sum(len(v) for v in timings.seconds.values())
+        server_cpu = None if server_cpu is None else (_cpu_seconds(server.pid) or 0.0) - server_cpu
+        client_cpu = _own_cpu_seconds() - client_cpu
+        per_request = "" if server_cpu is None or not answered else (
+            f"; CPU per request: server {server_cpu / answered * 1000:.1f} ms, clients {client_cpu / answered * 1000:.1f}"
+            f" ms")
         _say(f"{answered:,} requests by {args.clients} concurrent clients in {wall:.1f} s "
-             f"({answered / wall:.1f} requests/s; think time {args.think_ms:.0f} ms)")
+             f"({answered / wall:.1f} requests/s; think time {args.think_ms:.0f} ms{per_request})")
         lines, met = summary_lines(timings, args.clients)
         for line in lines:
             _say(line)

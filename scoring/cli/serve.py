@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,13 +19,17 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     db: DbOption = None,
     policy: PolicyOption = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Server processes (default: [web] workers in the policy file; 0 there: one per "
+        "CPU core).")] = None,
     public_disclosure: Annotated[bool, typer.Option(
         "--public-disclosure", help="Publish the random draws without login at /public/draws (一公开); also "
         "[web] public_disclosure in the policy file.")] = False,
 ) -> None:
     """Serve the workbench (overview, ranked list, enterprise files, overrides, plans, runs) in a browser.
 
-    Sessions are signed with $RISKGRADE_SECRET_KEY when set (so a restart keeps them), else with a random key.
+    Sessions are signed with $RISKGRADE_SECRET_KEY when set (so a restart keeps them), else with a random key
+    shared by the server processes.
     """
     import uvicorn
     import sqlalchemy as sa
@@ -53,4 +58,17 @@ def serve(
     if host not in _LOCAL_HOSTS:
         err_console.print(f"[yellow]note:[/] listening on {host}: other computers can reach the workbench; serve it "
                           "behind HTTPS and set [web] secure_cookie = true", highlight=False, soft_wrap=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, proxy_headers=False)
+    processes = workers or rules.web.workers or os.cpu_count() or 1
+    options = {"host": host, "port": port, "log_level": "info", "server_header": False, "proxy_headers": False}
+    if processes == 1:
+        uvicorn.run(app, **options)
+        return
+    # several processes: each builds its own app from what this one checked (uvicorn starts them afresh)
+    engine.dispose()
+    os.environ["RISKGRADE_DB"] = url
+    if policy:
+        os.environ["RISKGRADE_POLICY"] = str(Path(policy).resolve())
+    os.environ["RISKGRADE_SECRET_KEY"] = app.state.settings.secret_key
+    os.environ["RISKGRADE_PUBLIC_DISCLOSURE"] = "1" if overrides["disclosure_enabled"] else "0"
+    console.print(f"{processes} server processes", highlight=False)
+    uvicorn.run("scoring.web.app:app_from_environment", factory=True, workers=processes, **options)

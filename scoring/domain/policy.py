@@ -268,8 +268,11 @@ class WebPolicy:
     public_disclosure: bool = False
     stale_run_hours: int = 36
     secure_cookie: bool = False
+    workers: int = 0
 
     def validate(self) -> None:
+        if self.workers < 0:
+            raise ValueError(("workers", f"expected 0 (one server process per CPU core) or more, got {self.workers}"))
         for name in ("session_max_age_seconds", "login_max_failures", "login_max_failures_per_address",
                      "login_window_seconds", "password_min_length", "stale_run_hours"):
             if getattr(self, name) < 1:

@@ -19,6 +19,7 @@ same functions.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -84,6 +85,44 @@ accounts = sa.Table(
 )
 
 
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("failure_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False),  # "user:<name>" or "address:<client address>"
+    sa.Column("at", sa.Float, nullable=False),  # seconds since the epoch, by the workbench's clock
+    sa.Index("ix_login_failures_key_at", "key", "at"),
+    comment="Failed workbench logins within the throttling window (shared by every server process).",
+)
+
+
+def recent_login_failures(engine: sa.Engine, keys: Collection[str], since: float) -> dict[str, int]:
+    """How many failed logins each of ``keys`` has at or after ``since``."""
+    create_account_tables(engine)
+    f = login_failures.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(f.key, sa.func.count()).where(f.key.in_(list(keys)), f.at >= since)
+                            .group_by(f.key)).all()
+    found = {str(key): int(n) for key, n in rows}
+    return {key: found.get(key, 0) for key in keys}
+
+
+def record_login_failure(engine: sa.Engine, keys: Collection[str], at: float, *, forget_before: float) -> None:
+    """A failed login counted against each of ``keys``; failures older than ``forget_before`` are dropped (the
+    table holds one window's failures, however many are tried)."""
+    create_account_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(login_failures.delete().where(login_failures.c.at < forget_before))
+        conn.execute(login_failures.insert(), [{"key": key, "at": float(at)} for key in keys])
+
+
+def forget_login_failures(engine: sa.Engine, key: str) -> None:
+    """The failures of ``key`` forgotten (a right password)."""
+    create_account_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(login_failures.delete().where(login_failures.c.key == key))
+
+
 @dataclass(frozen=True)
 class AccountRecord:
     """An account as stored, without its password hash."""
@@ -99,9 +138,16 @@ class AccountRecord:
     changed_by: str
 
 
+_CREATED: "weakref.WeakKeyDictionary[sa.Engine, bool]" = weakref.WeakKeyDictionary()
+
+
 def create_account_tables(engine: sa.Engine) -> None:
-    """Create ``accounts`` and ``audit_log`` if they do not exist yet (idempotent)."""
-    metadata.create_all(engine, tables=[accounts, audit_log], checkfirst=True)
+    """Create ``accounts``, ``audit_log`` and ``login_failures`` if they do not exist yet (idempotent; checked once per engine: the
+    workbench reads the account on every request)."""
+    if engine in _CREATED:
+        return
+    metadata.create_all(engine, tables=[accounts, audit_log, login_failures], checkfirst=True)
+    _CREATED[engine] = True
 
 
 def role_at_least(role: str, minimal: str) -> bool:

@@ -62,6 +62,7 @@ from scoring.results.tables import (
     expire_overrides,
     overrides_active_at,
     previous_tiers,
+    refresh_statistics,
     scores_history,
     tier_changes,
 )
@@ -478,6 +479,11 @@ def run_nightly(
             _write(engine, lock, run_id, day, result, model, watermark, timings, warnings, duration, checkpoint,
                    chunk_rows)
             committed = True
+            try:
+                refresh_statistics(engine, [scores_history, tier_changes])
+            except sa.exc.SQLAlchemyError as exc:  # the run is committed: slower pages, not a failed run
+                warnings.append(f"could not refresh the query planner's statistics: {exc.__class__.__name__}")
+                say("write", "warning", warnings[-1])
             timings["write"] = time.perf_counter() - started
             total = time.perf_counter() - began
             _record_timings(engine, run_id, timings, total)

@@ -30,7 +30,8 @@ from scoring.results.tables import (
     revoke_override,
 )
 
-__all__ = ["OVERRIDE_STATUSES", "LIST_COLUMNS", "set_override", "lift_override", "override_list", "override_status"]
+__all__ = ["OVERRIDE_STATUSES", "LIST_COLUMNS", "set_override", "lift_override", "override_list", "override_records",
+           "override_status"]
 
 OVERRIDE_STATUSES = {"active": "生效中 active", "scheduled": "待生效 scheduled", "expired": "已到期 expired",
                      "revoked": "已撤销 revoked"}
@@ -73,20 +74,30 @@ def lift_override(engine: sa.Engine, override_id: int, *, by: str, reason: str,
 
 def override_status(frame: pd.DataFrame, day: date) -> pd.Series:
     """Each override's status on ``day`` (see the module docstring)."""
+    return pd.Series([_status(row, day) for row in frame.to_dict("records")], index=frame.index, dtype="str")
+
+
+def _status(row: dict, day: date) -> str:
+    def moment(value):
+        return None if value is None or pd.isna(value) else pd.Timestamp(value)
+
     stamp = pd.Timestamp(day)
-    next_day = stamp + pd.Timedelta(days=1)
-    status = pd.Series("active", index=frame.index, dtype="str")
-    status[frame["valid_from"] > stamp] = "scheduled"
-    status[frame["valid_until"] < stamp] = "expired"
-    status[frame["revoked_at"].notna() & (frame["revoked_at"] < next_day)] = "revoked"
-    return status
+    revoked = moment(row["revoked_at"])
+    if revoked is not None and revoked < stamp + pd.Timedelta(days=1):
+        return "revoked"
+    until, start = moment(row["valid_until"]), moment(row["valid_from"])
+    if until is not None and until < stamp:
+        return "expired"
+    if start is not None and start > stamp:
+        return "scheduled"
+    return "active"
 
 
-def override_list(engine: sa.Engine, *, enterprise_id: str | None = None, active_on: date | str | None = None,
-                  override_id: int | None = None, townships: Collection[str] | None = None,
-                  today: date | None = None) -> pd.DataFrame:
-    """The manual overrides (:data:`LIST_COLUMNS`, newest first) — of one enterprise, those in force on
-    ``active_on``, one by id —, within the township scope; ``status`` as of ``active_on`` (else ``today``)."""
+def override_records(engine: sa.Engine, *, enterprise_id: str | None = None, active_on: date | str | None = None,
+                     override_id: int | None = None, townships: Collection[str] | None = None,
+                     today: date | None = None) -> list[dict]:
+    """The manual overrides as dicts with the keys :data:`LIST_COLUMNS` (newest first): see
+    :func:`override_list`, whose rows these are (without a frame: the enterprise file lists them on every view)."""
     from features.schema import CONTRACT_TABLES
 
     create_scoring_tables(engine)
@@ -107,12 +118,22 @@ def override_list(engine: sa.Engine, *, enterprise_id: str | None = None, active
         next_day = datetime.combine(day, datetime.min.time()) + pd.Timedelta(days=1)
         query = query.where(o.valid_from <= day, o.valid_until >= day, o.created_at < next_day,
                             sa.or_(o.revoked_at.is_(None), o.revoked_at >= next_day))
-    columns = [c for c in LIST_COLUMNS if c != "status"]
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    frame = _typed_frame(rows, columns)
+        rows = [dict(row) for row in conn.execute(query).mappings()]
+    return [{column: (_status(row, day) if column == "status" else row[column]) for column in LIST_COLUMNS}
+            for row in rows]
+
+
+def override_list(engine: sa.Engine, *, enterprise_id: str | None = None, active_on: date | str | None = None,
+                  override_id: int | None = None, townships: Collection[str] | None = None,
+                  today: date | None = None) -> pd.DataFrame:
+    """The manual overrides (:data:`LIST_COLUMNS`, newest first) — of one enterprise, those in force on
+    ``active_on``, one by id —, within the township scope; ``status`` as of ``active_on`` (else ``today``)."""
+    records = override_records(engine, enterprise_id=enterprise_id, active_on=active_on, override_id=override_id,
+                               townships=townships, today=today)
+    frame = _typed_frame([tuple(r.values()) for r in records], LIST_COLUMNS)
     for column in ("valid_from", "valid_until", "created_at", "revoked_at"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
     frame["override_id"] = frame["override_id"].astype("Int64")
-    frame.insert(columns.index("valid_until") + 1, "status", override_status(frame, day))
+    frame["status"] = frame["status"].astype("str")
     return frame[LIST_COLUMNS]

@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from typing import Any
 
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, sector_code
 from features.errors import DataError
 from scoring.results.tables import (
+    _ACTIVE_COLUMNS,
     _selected,
     _typed_frame,
     create_scoring_tables,
@@ -40,8 +42,8 @@ from scoring.results.tables import (
     enterprise_history,
     latest_run,
     overrides_active_at,
-    scores_frame,
     scores_history,
+    scores_row,
     tier_changes,
 )
 from scoring.domain.tiers import TIER_LABELS_ZH, TIERS
@@ -174,14 +176,20 @@ def _sector_code(sector: str) -> str:
 
 
 def run_townships(engine: sa.Engine, run: dict, townships: Collection[str] | None = None) -> list[str]:
-    """The townships of the run's scored enterprises (within ``townships`` when given), sorted."""
-    t = scores_history.c
-    query = sa.select(t.township).where(t.as_of == run["as_of"], t.township.is_not(None)).distinct()
+    """The townships of the run's scored enterprises (within ``townships`` when given), sorted (kept per run and
+    scope: the list's drop-down and its check of a typed township read it on every page)."""
     scope = _scope(townships)
-    if scope is not None:
-        query = query.where(t.township.in_(scope))
-    with engine.connect() as conn:
-        return sorted(str(v) for v in conn.execute(query).scalars())
+
+    def distinct_townships() -> tuple[str, ...]:
+        t = scores_history.c
+        query = sa.select(t.township).where(t.as_of == run["as_of"], t.township.is_not(None)).distinct()
+        if scope is not None:
+            query = query.where(t.township.in_(scope))
+        with engine.connect() as conn:
+            return tuple(sorted(str(v) for v in conn.execute(query).scalars()))
+
+    key = (str(engine.url), run["run_id"], "townships", None if scope is None else tuple(scope))
+    return list(_cached(key, distinct_townships))
 
 
 def _has_code(code: str):
@@ -257,8 +265,7 @@ def list_conditions(engine: sa.Engine, run: dict, filters: ListFilter,
     if filters.tier is not None:
         where.append(t.final_tier == filters.tier)
     if filters.township is not None:
-        known = _cached((str(engine.url), run["run_id"], "townships", None if scope is None else tuple(scope)),
-                        lambda: run_townships(engine, run, townships))
+        known = run_townships(engine, run, townships)
         if filters.township not in known:
             shown = ", ".join(known[:40]) + (f" … ({len(known)} in all)" if len(known) > 40 else "")
             raise DataError(f"unknown township {filters.township!r}: the run of {run['as_of']} knows "
@@ -382,14 +389,19 @@ def list_page(engine: sa.Engine, filters: ListFilter = ListFilter(), *, as_of: d
             expressions = _order_by(sort, descending, unindexed=True)
             ids = _cached((*key, "sorted", sort, descending), lambda: tuple(conn.execute(
                 sa.select(t.c.enterprise_id).where(*where).order_by(*expressions)).scalars()))
-            query = query.where(t.c.as_of == run["as_of"], t.c.enterprise_id.in_(ids[offset:offset + page_size]))
+            page_ids = ids[offset:offset + page_size]
+            # no ORDER BY: the rows come by enterprise id (an index lookup each) and are put in the cached order
+            # here; ordering in SQL would make the database walk the sort key's index over the whole run
+            found = {row["enterprise_id"]: row for row in conn.execute(
+                query.where(t.c.as_of == run["as_of"], t.c.enterprise_id.in_(page_ids))).mappings()}
+            rows = [found[i] for i in page_ids if i in found]
         else:
             # a broad filter: the index of the sort key yields the page's keys (LIMIT/OFFSET on the index alone)
             keys = (sa.select(t.c.as_of, t.c.enterprise_id).where(*where).order_by(*order)
                     .limit(page_size).offset(offset).subquery("page"))
             query = query.join(keys, sa.and_(keys.c.as_of == t.c.as_of,
                                              keys.c.enterprise_id == t.c.enterprise_id))
-        rows = conn.execute(query.order_by(*order)).mappings().all()
+            rows = conn.execute(query.order_by(*order)).mappings().all()
     records = []
     for row in rows:
         record = {_RENAMED.get(k, k): v for k, v in row.items() if k not in ("from_tier", "to_tier")}
@@ -445,18 +457,38 @@ EVENT_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 @dataclass
 class EnterpriseReport:
-    """Everything ``riskgrade explain`` shows about one enterprise (``current`` is None when never scored)."""
+    """Everything ``riskgrade explain`` shows about one enterprise (``current`` is None when never scored).
+
+    The records (``event_rows``) are kept as read; their frames (``events``), the tier periods (``history``) and the
+    manual overrides in force (``manual_overrides``) are made when first asked for — the workbench's enterprise
+    file shows the records as rows and needs none of the frames, on every page view."""
 
     enterprise: dict[str, Any]
     as_of: date
     run: dict | None
     current: dict[str, Any] | None
     n_scored: int | None
-    manual_overrides: pd.DataFrame
-    history: pd.DataFrame  # periods of equal final tier
     changes: pd.DataFrame
-    events: dict[str, pd.DataFrame] = field(default_factory=dict)
+    event_rows: dict[str, tuple[tuple[str, ...], list[tuple]]] = field(default_factory=dict)
     scores: pd.DataFrame | None = None  # every stored run's row (as_of, probability, final_tier, …), oldest first
+    engine: sa.Engine | None = field(default=None, repr=False)  # reads manual_overrides when asked for
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """Periods of equal final tier (:func:`tier_periods`)."""
+        return tier_periods(self.scores if self.scores is not None else pd.DataFrame())
+
+    @cached_property
+    def events(self) -> dict[str, pd.DataFrame]:
+        """The records of the months before ``as_of``, a frame per table (newest first)."""
+        return {name: pd.DataFrame(rows, columns=list(columns)) for name, (columns, rows) in self.event_rows.items()}
+
+    @cached_property
+    def manual_overrides(self) -> pd.DataFrame:
+        """The manual overrides of the enterprise in force on ``as_of``."""
+        if self.engine is None:
+            return pd.DataFrame(columns=_ACTIVE_COLUMNS)
+        return overrides_active_at(self.engine, self.as_of, enterprise_id=self.enterprise["enterprise_id"])
 
     def to_json(self) -> dict[str, Any]:
         from scoring.exports import json_records, json_value
@@ -507,25 +539,30 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
     current = None
     n_scored = None
     if run is not None:
-        stored = scores_frame(engine, run["as_of"], where=[scores_history.c.enterprise_id == eid])
-        if len(stored):
-            current = stored.iloc[0].to_dict()
+        current = scores_row(engine, run["as_of"], eid)
+        if current is not None:
             current["tier_zh"] = TIER_LABELS_ZH.get(current["final_tier"], "")
-        with engine.connect() as conn:
-            n_scored = conn.execute(sa.select(sa.func.count()).select_from(scores_history)
-                                    .where(scores_history.c.as_of == run["as_of"])).scalar()
+        n_scored = scored_count(engine, run)
         run = {**run, "model_version": None if current is None else current.get("model_version")}
         day = pd.Timestamp(run["as_of"])
     else:
         day = pd.Timestamp(as_of if as_of is not None else today or date.today()).normalize()
 
-    manual = overrides_active_at(engine, day.date())
-    manual = manual.loc[manual["enterprise_id"] == eid].reset_index(drop=True)
     return EnterpriseReport(
         enterprise=enterprise, as_of=day.date(), run=run, current=current, n_scored=n_scored,
-        manual_overrides=manual, history=tier_periods(history_rows), changes=enterprise_changes(engine, eid),
-        events=recent_events(engine, eid, day, months), scores=history_rows,
+        changes=enterprise_changes(engine, eid), event_rows=recent_event_rows(engine, eid, day, months),
+        scores=history_rows, engine=engine,
     )
+
+
+def scored_count(engine: sa.Engine, run: dict) -> int:
+    """How many enterprises the run scored (kept per run)."""
+    def count() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(scores_history)
+                                    .where(scores_history.c.as_of == run["as_of"])).scalar_one())
+
+    return _cached((str(engine.url), run["run_id"], "n_scored"), count)
 
 
 def find_enterprise(engine: sa.Engine, enterprise_id: str) -> dict | None:
@@ -572,10 +609,10 @@ def tier_periods(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def recent_events(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp, months: int = 12
-                  ) -> dict[str, pd.DataFrame]:
+def recent_event_rows(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp, months: int = 12
+                      ) -> dict[str, tuple[tuple[str, ...], list[tuple]]]:
     """The enterprise's records dated in ``[as_of − months, as_of)`` per contract table (credit records: those
-    valid at some time in that window), newest first; a table the database does not hold is left out."""
+    valid at some time in that window), newest first, as ``(columns, rows)``."""
     from features.schema import CONTRACT_TABLES
 
     start = (as_of - pd.DateOffset(months=months)).date()
@@ -591,5 +628,12 @@ def recent_events(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp, mo
             else:
                 query = query.where(table.c[date_column] >= start, table.c[date_column] < end)
             rows = conn.execute(query.order_by(table.c[date_column].desc())).all()
-            out[name] = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+            out[name] = (columns, [tuple(r) for r in rows])
     return out
+
+
+def recent_events(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp, months: int = 12
+                  ) -> dict[str, pd.DataFrame]:
+    """:func:`recent_event_rows` as a frame per table."""
+    return {name: pd.DataFrame(rows, columns=list(columns))
+            for name, (columns, rows) in recent_event_rows(engine, enterprise_id, as_of, months).items()}

@@ -9,6 +9,7 @@ routers of :data:`scoring.web.routes.ROUTERS` and ``/static``.
 from __future__ import annotations
 
 import logging
+import os
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -27,7 +28,7 @@ from scoring.web.pages import STATIC_DIR, error_response
 from scoring.web.security import GuardMiddleware
 from scoring.web.settings import WebSettings
 
-__all__ = ["SESSION_COOKIE", "create_app"]
+__all__ = ["SESSION_COOKIE", "app_from_environment", "create_app"]
 
 SESSION_COOKIE = "riskgrade_session"
 log = logging.getLogger("riskgrade.web")
@@ -48,7 +49,7 @@ def create_app(engine: sa.Engine, *, settings: WebSettings | None = None, policy
     app.state.engine = engine
     app.state.policy = policy
     app.state.settings = settings
-    app.state.throttle = LoginThrottle(max_failures=settings.login_max_failures,
+    app.state.throttle = LoginThrottle(engine, max_failures=settings.login_max_failures,
                                        max_per_address=settings.login_max_failures_per_address,
                                        window=settings.login_window_seconds, clock=settings.clock)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -63,6 +64,19 @@ def create_app(engine: sa.Engine, *, settings: WebSettings | None = None, policy
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie=SESSION_COOKIE,
                        max_age=settings.session_max_age_seconds, same_site="lax", https_only=settings.secure_cookie)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one server process of ``riskgrade serve --workers N`` (uvicorn starts each process with this
+    factory): the database ``$RISKGRADE_DB``, the policy file ``$RISKGRADE_POLICY`` (else the shipped one), the
+    session key ``$RISKGRADE_SECRET_KEY`` shared by every process (a session started on one is valid on all) and
+    public disclosure when ``$RISKGRADE_PUBLIC_DISCLOSURE`` is 1 — as ``riskgrade serve`` set them."""
+    from features.db import connect, database_url
+
+    rules = load_policy()
+    settings = WebSettings.from_policy(rules.web, secret_key=os.environ["RISKGRADE_SECRET_KEY"],
+                                       disclosure_enabled=os.environ.get("RISKGRADE_PUBLIC_DISCLOSURE") == "1")
+    return create_app(connect(database_url()), settings=settings, policy=rules)
 
 
 async def _login_required(request: Request, exc: LoginRequired):

@@ -17,13 +17,21 @@ No session → :class:`LoginRequired` (the app answers 303 to ``/login``); a rol
 from __future__ import annotations
 
 import secrets
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from scoring.results.accounts import ROLE_LABELS, ROLES, AccountRecord, get_account, role_at_least
+from scoring.results.accounts import (
+    ROLE_LABELS,
+    ROLES,
+    AccountRecord,
+    forget_login_failures,
+    get_account,
+    recent_login_failures,
+    record_login_failure,
+    role_at_least,
+)
 
 __all__ = ["Account", "LoginRequired", "LoginThrottle", "current_account", "end_session", "require",
            "start_session"]
@@ -132,49 +140,34 @@ def safe_next(value: str | None) -> str:
 
 
 class LoginThrottle:
-    """Failed logins counted per account name and per client address in a sliding window (in memory, per
-    process). After ``max_failures`` failures of one name (``max_per_address`` of one address) within ``window``
-    seconds, :meth:`allowed` is false — whatever the password — until the oldest failure leaves the window.
+    """Failed logins counted per account name and per client address in a sliding window, in the database
+    (``login_failures``), so that every process of ``riskgrade serve --workers N`` counts the same failures. After
+    ``max_failures`` failures of one name (``max_per_address`` of one address) within ``window`` seconds,
+    :meth:`allowed` is false — whatever the password — until the oldest failure leaves the window.
 
-    ``clock`` gives seconds; at most ``max_keys`` keys are kept (the oldest are forgotten first), so a flood of
-    invented names cannot grow memory without bound.
+    ``clock`` gives seconds; failures older than the window are deleted whenever one is recorded, so a flood of
+    invented names cannot grow the table beyond one window's attempts.
     """
 
-    def __init__(self, *, max_failures: int, max_per_address: int, window: float, clock: Callable[[], float],
-                 max_keys: int = 100_000):
+    def __init__(self, engine, *, max_failures: int, max_per_address: int, window: float,
+                 clock: Callable[[], float]):
+        self.engine = engine
         self.max_failures, self.max_per_address, self.window = max_failures, max_per_address, window
-        self.clock, self.max_keys = clock, max_keys
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self.clock = clock
 
     @staticmethod
-    def _keys(username: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
-        return ("user", str(username).strip().casefold()[:128]), ("address", str(address))
-
-    def _recent(self, key: tuple[str, str], now: float) -> int:
-        times = self._failures.get(key)
-        if not times:
-            return 0
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return 0
-        return len(times)
+    def _keys(username: str, address: str) -> tuple[str, str]:
+        return "user:" + str(username).strip().casefold()[:128], "address:" + str(address)[:128]
 
     def allowed(self, username: str, address: str) -> bool:
-        now = self.clock()
         user_key, address_key = self._keys(username, address)
-        return (self._recent(user_key, now) < self.max_failures
-                and self._recent(address_key, now) < self.max_per_address)
+        counts = recent_login_failures(self.engine, (user_key, address_key), self.clock() - self.window)
+        return counts[user_key] < self.max_failures and counts[address_key] < self.max_per_address
 
     def failed(self, username: str, address: str) -> None:
         now = self.clock()
-        for key in self._keys(username, address):
-            self._failures.setdefault(key, deque()).append(now)
-            self._failures[key] = self._failures.pop(key)  # most recently used last
-        while len(self._failures) > self.max_keys:
-            del self._failures[next(iter(self._failures))]
+        record_login_failure(self.engine, self._keys(username, address), now, forget_before=now - self.window)
 
     def succeeded(self, username: str) -> None:
         """A right password: the name's failures are forgotten (the address's are not)."""
-        self._failures.pop(self._keys(username, "")[0], None)
+        forget_login_failures(self.engine, self._keys(username, "")[0])

@@ -11,6 +11,7 @@ Every template gets ``request``, ``account`` (or ``None``), ``nav`` (the links t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -87,10 +88,24 @@ def _fmt_num(value: Any, digits: int = 0) -> str:
     return f"{number:,.{digits}f}"
 
 
+@functools.lru_cache(maxsize=64)
+def _escaped_options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((value, str(Markup('<option value="{0}">{0}</option>').format(value))) for value in values)
+
+
+def select_options(values, selected: str | None) -> Markup:
+    """The ``<option>`` elements of a long drop-down (a province's run has hundreds of townships), escaped once per
+    list of values and reused on every page; ``selected`` is marked."""
+    parts = [html.replace("<option ", "<option selected ", 1) if value == selected else html
+             for value, html in _escaped_options(tuple(values))]
+    return Markup("".join(parts))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["csrf_field"] = jinja2.pass_context(_csrf_field)
+    env.globals["select_options"] = select_options
     env.filters.update(tier_zh=_tier_zh, fmt_dt=_fmt_dt, fmt_num=_fmt_num)
     return env
 

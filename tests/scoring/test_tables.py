@@ -120,3 +120,26 @@ def test_current_limits_compose_champion_scores_overrides_and_limits(engine, pol
     assert limits.at["E9", "final_tier"] == "high" and limits.at["E0", "name"] == "企业0"
     assert limits.at["E1", "visits_used"] == 1
     assert set(limits["model"]) == {"riskgrade v3 (boosting)"}
+
+
+def test_overrides_active_at_for_one_enterprise(engine, policy):
+    manual = policy.overrides.manual
+    for eid in ("E1", "E2"):
+        add_override(engine, enterprise_id=eid, tier="high", reason="复查", by="王科长", valid_from="2025-03-01",
+                     valid_until="2025-05-31", policy=manual, now=datetime(2025, 3, 1, 9, 30))
+    everyone = overrides_active_at(engine, "2025-03-02")
+    one = overrides_active_at(engine, "2025-03-02", enterprise_id="E2")
+    assert list(one["enterprise_id"]) == ["E2"] and list(one.dtypes) == list(everyone.dtypes)
+
+
+def test_the_planner_statistics_are_refreshed_after_a_bulk_write(engine):
+    import sqlalchemy as sa
+
+    from scoring.results.tables import create_scoring_tables, refresh_statistics, scores_history, tier_changes
+
+    create_scoring_tables(engine)
+    refresh_statistics(engine, [scores_history, tier_changes])  # on an empty table too
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                                ).scalar_one() == 1

@@ -11,7 +11,16 @@ from scoring.results.audit import audit_frame
 from scoring.web.app import SESSION_COOKIE
 from scoring.web.routing import app_routes
 
-from web_helpers import PASSWORD, csrf_token, fast_hashes, login, make_accounts, post, web_client  # noqa: F401
+from web_helpers import (  # noqa: F401
+    PASSWORD,
+    FakeClock,
+    csrf_token,
+    fast_hashes,
+    login,
+    make_accounts,
+    post,
+    web_client,
+)
 
 
 @pytest.fixture
@@ -93,6 +102,35 @@ def test_throttling_per_client_address(engine):
     assert login(client, "viewer", PASSWORD).status_code == 429
     clock.advance(901)
     assert login(client, "viewer", PASSWORD).status_code == 303
+
+
+def test_throttling_counts_the_failures_of_every_server_process(engine):
+    # riskgrade serve --workers N: each process has its own app; the failures are counted in the database
+    make_accounts(engine)
+    clock = FakeClock()
+    first, _ = web_client(engine, clock=clock)
+    second, _ = web_client(engine, clock=clock)
+    for attempt in range(5):
+        assert login(first if attempt % 2 else second, "viewer", "wrong password here").status_code == 401
+    assert login(first, "viewer", PASSWORD).status_code == 429
+    assert login(second, "viewer", PASSWORD).status_code == 429
+    clock.advance(901)
+    assert login(second, "viewer", PASSWORD).status_code == 303
+
+
+def test_failed_logins_of_invented_names_do_not_pile_up(engine):
+    import sqlalchemy as sa
+
+    from scoring.results.accounts import login_failures
+
+    make_accounts(engine)
+    client, clock = web_client(engine, login_max_failures_per_address=10_000)
+    for i in range(30):
+        login(client, f"invented{i}", "wrong password here")
+    clock.advance(901)  # the window has passed: the next failure clears what is older than it
+    login(client, "invented-last", "wrong password here")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(login_failures)).scalar_one() == 2
 
 
 def test_a_session_expires_its_max_age_after_the_login(client):

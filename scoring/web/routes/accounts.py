@@ -50,17 +50,17 @@ async def login(request: Request, username: str = Form("", max_length=_FIELD),
     throttle = request.app.state.throttle
     address = request.client.host if request.client else "?"
     target = safe_next(next)
-    if not throttle.allowed(username, address):
+    if not await run_in_threadpool(throttle.allowed, username, address):
         window = settings(request).login_window_seconds // 60
         return render(request, "login.html", {
             "next": target, "error": f"登录失败次数过多，请 {window} 分钟后再试 · too many failed logins: try again in "
                                      f"{window} minutes"}, status_code=429)
     record = await run_in_threadpool(verify_password, engine(request), username, password)
     if record is None:
-        throttle.failed(username, address)
+        await run_in_threadpool(throttle.failed, username, address)
         return render(request, "login.html", {
             "next": target, "error": "用户名或密码错误 · wrong name or password"}, status_code=401)
-    throttle.succeeded(username)
+    await run_in_threadpool(throttle.succeeded, username)
     start_session(request, record)
     return RedirectResponse(target, status_code=303)
 

@@ -15,7 +15,13 @@ from fastapi.responses import RedirectResponse
 from features.errors import DataError
 from scoring.domain.supervision import MODES
 from scoring.exports import json_records, json_value
-from scoring.results.overrides import OVERRIDE_STATUSES, lift_override, override_list, set_override
+from scoring.results.overrides import (
+    OVERRIDE_STATUSES,
+    lift_override,
+    override_list,
+    override_records,
+    set_override,
+)
 from scoring.results.plans import PLAN_STATUSES, enterprise_plans
 from scoring.results.ranking import enterprise_report
 from scoring.web.auth import Account, require
@@ -47,16 +53,17 @@ def _page(request: Request, enterprise_id: str, account: Account, *, problem: st
     report = _report(request, enterprise_id, account)
     db = engine(request)
     today = settings(request).now().date()
-    overrides = override_list(db, enterprise_id=report.enterprise["enterprise_id"], townships=account.townships,
-                              today=today)
+    overrides = override_records(db, enterprise_id=report.enterprise["enterprise_id"],
+                                 townships=account.townships, today=today)
     context = {
         "report": report, "e": json_value(report.enterprise), "c": json_value(report.current), "modes": MODES,
-        "chart": history_svg(report.scores), "overrides": json_records(overrides),
+        "chart": history_svg(report.scores), "overrides": [json_value(r) for r in overrides],
         "override_statuses": OVERRIDE_STATUSES, "changes": json_records(report.changes),
         "plans": json_records(enterprise_plans(db, report.enterprise["enterprise_id"])),
         "plan_statuses": PLAN_STATUSES, "event_titles": EVENT_TITLES, "event_rows": EVENT_ROWS,
-        "events": {name: (list(frame.columns), len(frame), json_records(frame.head(EVENT_ROWS)))
-                   for name, frame in report.events.items()},
+        "events": {name: (list(columns), len(rows),
+                          [dict(zip(columns, map(json_value, row), strict=True)) for row in rows[:EVENT_ROWS]])
+                   for name, (columns, rows) in report.event_rows.items()},
         "max_days": policy(request).overrides.manual.max_days, "problem": problem,
         "form": form or {"tier": "high", "reason": "", "valid_from": "", "valid_until": ""},
         "enterprise_href": enterprise_href,

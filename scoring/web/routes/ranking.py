@@ -110,11 +110,13 @@ def _today(request: Request):
     return settings(request).now().date()
 
 
-def _options(db, account: Account, today) -> dict:
-    try:
-        run = resolve_run(db, today=today)
-    except DataError:
-        return {"townships": [], "run": None}
+def _options(db, account: Account, today, run: dict | None) -> dict:
+    """The run shown and the townships of its drop-down (``run``: the page's run, when the page was read)."""
+    if run is None:
+        try:
+            run = resolve_run(db, today=today)
+        except DataError:
+            return {"townships": [], "run": None}
     return {"townships": run_townships(db, run, account.townships), "run": run}
 
 
@@ -133,7 +135,7 @@ def ranked_list_page(request: Request, account: Account = Depends(require("viewe
         "wanted": wanted, "page": page, "problem": problem, "columns": COLUMNS, "tiers": TIERS,
         "sectors": SECTORS, "sector_labels": {code: s.label_zh for code, s in SECTOR_BY_CODE.items()},
         "override_kinds": OVERRIDE_KINDS, "code_labels": CODE_LABELS, "enterprise_href": enterprise_href,
-        **_options(db, account, _today(request)),
+        **_options(db, account, _today(request), None if page is None else page.run),
     }
     return render(request, "list.html", context, status_code=400 if problem else 200)
 

@@ -1,0 +1,86 @@
+"""``riskgrade serve --workers N``: several server processes behind one port share sessions and login throttling."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from features.db import connect
+
+from web_helpers import CSRF_PATTERN, PASSWORD, fast_hashes, make_accounts  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+@pytest.fixture
+def served(tmp_path):
+    """``riskgrade serve --workers 2`` on a database with the test accounts; yields (base URL, server process)."""
+    url = f"sqlite:///{tmp_path / 'riskgrade.db'}"
+    engine = connect(url)
+    make_accounts(engine)
+    engine.dispose()
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "scoring.cli", "serve", "--db", url, "--port", str(port),
+                               "--workers", "2"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{base}/login", timeout=2).status_code == 200 and len(_children(server.pid)) >= 2:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "riskgrade serve did not answer within 60 s"
+            time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
+    token = CSRF_PATTERN.search(client.get("/login").text).group(1)
+    return client.post("/login", data={"username": username, "password": password, "next": "/",
+                                       "csrf_token": token})
+
+
+def test_several_server_processes_share_sessions_and_the_login_throttle(served):
+    base, server = served
+    assert len(_children(server.pid)) >= 2  # the supervisor's two server processes (and multiprocessing's tracker)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert _login(client, "viewer", PASSWORD).status_code == 303
+        # new connections each time: the kernel hands them to either process, and the session holds on both
+        answers = [httpx.get(f"{base}/runs", cookies=client.cookies, timeout=30) for _ in range(20)]
+        assert [a.status_code for a in answers] == [200] * 20
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(5):
+            assert _login(client, "planner", "wrong password here").status_code == 401
+    refused = [_login(httpx.Client(base_url=base, timeout=30), "planner", PASSWORD).status_code for _ in range(4)]
+    assert refused == [429] * 4  # whichever process answers
