@@ -20,19 +20,19 @@ outside it: an enterprise out of scope is "unknown", exactly like one that does 
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, SECTOR_BY_CODE, sector_code
 from features.errors import DataError
+from scoring.results.run_cache import run_cached
 from scoring.results.tables import (
     _ACTIVE_COLUMNS,
     _selected,
@@ -188,8 +188,7 @@ def run_townships(engine: sa.Engine, run: dict, townships: Collection[str] | Non
         with engine.connect() as conn:
             return tuple(sorted(str(v) for v in conn.execute(query).scalars()))
 
-    key = (str(engine.url), run["run_id"], "townships", None if scope is None else tuple(scope))
-    return list(_cached(key, distinct_townships))
+    return list(run_cached(engine, run, ("townships", None if scope is None else tuple(scope)), distinct_townships))
 
 
 def _has_code(code: str):
@@ -207,49 +206,77 @@ def _contains(engine: sa.Engine, column, text: str):
 
 
 _USCC_SHAPE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 512
-SEARCH_ID_LIMIT = 1000
+SEARCH_ID_LIMIT = 20_000
+"""A search matching at most this many enterprises becomes an ``IN`` list of their ids; a broader one (as broad
+as "公司" in a province) stays a substring condition on every row."""
+NAME_INDEX_MAX_ROWS = 2_000_000
+"""Runs of at most this many enterprises have their names searched in memory (about 60 bytes a name per server
+process); larger ones by the database's substring test alone."""
 
 
-def _cached(key: tuple, compute):
-    """A result that depends only on a run's stored rows (immutable once the run succeeded: a re-run of a date is
-    a new run id), kept for the next page of the same list (the web server's threads share it)."""
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    value = compute()
-    with _CACHE_LOCK:
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return value
+@dataclass(frozen=True)
+class _NameIndex:
+    """A run's names, NUL-separated in one string (a search is ``str.find`` over it, in C), with the start of
+    each name and the ids in the same order."""
+
+    text: str
+    starts: np.ndarray
+    ids: tuple[str, ...]
+
+    @classmethod
+    def of_run(cls, engine: sa.Engine, run: dict) -> _NameIndex:
+        t = scores_history.c
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.enterprise_id, t.name).where(t.as_of == run["as_of"])).all()
+        names = [str(name or "").replace("\0", "") for _, name in rows]
+        lengths = np.fromiter((len(n) + 1 for n in names), dtype=np.int64, count=len(names))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(names) else np.zeros(0, dtype=np.int64)
+        return cls(text="\0".join(names) + "\0", starts=starts, ids=tuple(str(i) for i, _ in rows))
+
+    def matching(self, needle: str, limit: int) -> list[str] | None:
+        """The ids whose name contains ``needle``; None when it occurs more than ``limit`` times."""
+        positions: list[int] = []
+        position = self.text.find(needle)
+        while position != -1:
+            positions.append(position)
+            if len(positions) > limit:
+                return None
+            position = self.text.find(needle, position + 1)
+        rows = np.unique(np.searchsorted(self.starts, np.asarray(positions, dtype=np.int64), side="right") - 1)
+        return [self.ids[row] for row in rows]
 
 
 def _search_condition(engine: sa.Engine, run: dict, text: str):
-    """Search by a part of the name, the whole id or the whole USCC. The matching ids are looked up once per run
-    and search text (from the name index alone); up to :data:`SEARCH_ID_LIMIT` of them become an ``IN`` list,
-    more than that (a search as broad as "公司") stays a condition on every row."""
+    """Search by a part of the name, the whole id or the whole USCC. The matching ids are found once per run and
+    search text — names in memory (:class:`_NameIndex`), the id and the USCC by their indexes — and up to
+    :data:`SEARCH_ID_LIMIT` of them become an ``IN`` list; more than that stays a condition on every row."""
     from features.schema import CONTRACT_TABLES
 
     t = scores_history.c
-    match = [t.enterprise_id == text, _contains(engine, t.name, text)]
-    if _USCC_SHAPE.fullmatch(text.upper()):
-        enterprises = CONTRACT_TABLES["enterprises"]
-        match.append(t.enterprise_id.in_(sa.select(enterprises.c.enterprise_id)
-                                         .where(enterprises.c.uscc == text.upper())))
-    condition = sa.or_(*match)
+    enterprises = CONTRACT_TABLES["enterprises"]
+    uscc = text.upper() if _USCC_SHAPE.fullmatch(text.upper()) else None
+    by_key = [t.enterprise_id == text]
+    if uscc is not None:
+        by_key.append(t.enterprise_id.in_(sa.select(enterprises.c.enterprise_id).where(enterprises.c.uscc == uscc)))
+    condition = sa.or_(*by_key, _contains(engine, t.name, text))
 
-    def matching_ids():
-        query = (sa.select(t.enterprise_id).where(t.as_of == run["as_of"], condition)
-                 .limit(SEARCH_ID_LIMIT + 1))
+    def matching_ids() -> tuple[str, ...] | None:
+        if "\0" in text or scored_count(engine, run) > NAME_INDEX_MAX_ROWS:
+            with engine.connect() as conn:
+                ids = tuple(conn.execute(sa.select(t.enterprise_id).where(t.as_of == run["as_of"], condition)
+                                         .limit(SEARCH_ID_LIMIT + 1)).scalars())
+            return ids if len(ids) <= SEARCH_ID_LIMIT else None
+        names = run_cached(engine, run, "names", lambda: _NameIndex.of_run(engine, run)).matching(
+            text, SEARCH_ID_LIMIT)
+        if names is None:
+            return None
         with engine.connect() as conn:
-            return tuple(conn.execute(query).scalars())
+            exact = set(conn.execute(sa.select(t.enterprise_id).where(t.as_of == run["as_of"], sa.or_(*by_key)))
+                        .scalars())
+        return tuple(dict.fromkeys([*names, *sorted(exact)]))
 
-    ids = _cached((str(engine.url), run["run_id"], "search", text), matching_ids)
-    return t.enterprise_id.in_(ids) if len(ids) <= SEARCH_ID_LIMIT else condition
+    ids = run_cached(engine, run, ("search", text), matching_ids)
+    return condition if ids is None or len(ids) > SEARCH_ID_LIMIT else t.enterprise_id.in_(ids)
 
 
 def list_conditions(engine: sa.Engine, run: dict, filters: ListFilter,
@@ -375,19 +402,19 @@ def list_page(engine: sa.Engine, filters: ListFilter = ListFilter(), *, as_of: d
     where = list_conditions(engine, run, filters, townships)
     t, c = scores_history, tier_changes
     scope = _scope(townships)
-    key = (str(engine.url), run["run_id"], filters, None if scope is None else tuple(scope))
+    key = (filters, None if scope is None else tuple(scope))
     offset = (page - 1) * page_size
     source = [*_LIST_SOURCE, "veto", "override_codes"]
     query = (sa.select(*(t.c[n] for n in source), c.c.from_tier, c.c.to_tier)
              .outerjoin(c, sa.and_(c.c.as_of == t.c.as_of, c.c.enterprise_id == t.c.enterprise_id)))
     with engine.connect() as conn:  # one connection for the page (a round trip costs on a busy server)
-        total = _cached((*key, "count"), lambda: int(
+        total = run_cached(engine, run, (*key, "count"), lambda: int(
             conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one()))
         if total <= SORTED_KEYS_LIMIT:
             # a narrow filter: its matches sorted once (by expressions, so that the database reads them through
             # the filter's index and sorts them, instead of walking the whole run in index order), then sliced
             expressions = _order_by(sort, descending, unindexed=True)
-            ids = _cached((*key, "sorted", sort, descending), lambda: tuple(conn.execute(
+            ids = run_cached(engine, run, (*key, "sorted", sort, descending), lambda: tuple(conn.execute(
                 sa.select(t.c.enterprise_id).where(*where).order_by(*expressions)).scalars()))
             page_ids = ids[offset:offset + page_size]
             # no ORDER BY: the rows come by enterprise id (an index lookup each) and are put in the cached order
@@ -562,7 +589,7 @@ def scored_count(engine: sa.Engine, run: dict) -> int:
             return int(conn.execute(sa.select(sa.func.count()).select_from(scores_history)
                                     .where(scores_history.c.as_of == run["as_of"])).scalar_one())
 
-    return _cached((str(engine.url), run["run_id"], "n_scored"), count)
+    return run_cached(engine, run, "n_scored", count)
 
 
 def find_enterprise(engine: sa.Engine, enterprise_id: str) -> dict | None:

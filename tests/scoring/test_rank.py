@@ -194,10 +194,11 @@ def _list_pages_on(engine, run):
     """list_page on this backend: both paging paths, every sort, search, override kinds, scope."""
     import scoring.results.ranking as ranking
     from scoring.results.ranking import ListFilter, list_page
+    from scoring.results.run_cache import clear_run_cache
 
     _, full = ranked_list(engine)
     for limit in (ranking.SORTED_KEYS_LIMIT, 0):
-        ranking._CACHE.clear()
+        clear_run_cache()
         original, ranking.SORTED_KEYS_LIMIT = ranking.SORTED_KEYS_LIMIT, limit
         try:
             assert [r["enterprise_id"] for r in _all_pages(engine)] == list(full["enterprise_id"])
@@ -241,10 +242,11 @@ def _all_pages(engine, filters=None, **options):
 @pytest.mark.parametrize("narrow_limit", [20_000, 0], ids=["sorted-ids", "offset"])
 def test_pages_follow_every_sort_key_both_ways(scored, monkeypatch, narrow_limit):
     import scoring.results.ranking as ranking
+    from scoring.results.run_cache import clear_run_cache
 
     url, engine, run = scored
     monkeypatch.setattr(ranking, "SORTED_KEYS_LIMIT", narrow_limit)
-    monkeypatch.setattr(ranking, "_CACHE", type(ranking._CACHE)())
+    clear_run_cache()
     _, full = ranked_list(engine)
     rows = _all_pages(engine)
     assert [r["enterprise_id"] for r in rows] == list(full["enterprise_id"])
@@ -260,6 +262,39 @@ def test_pages_follow_every_sort_key_both_ways(scored, monkeypatch, narrow_limit
     with pytest.raises(Exception, match="sort must be one of rank, probability"):
         ranking.list_page(engine, sort="name; DROP TABLE scores_history")
     assert ranking.list_page(engine, page=10_000).rows == []
+
+
+def test_search_in_memory_finds_what_the_database_substring_test_finds(scored, monkeypatch):
+    import scoring.results.ranking as ranking
+    from scoring.results.ranking import ListFilter
+    from scoring.results.run_cache import clear_run_cache
+
+    url, engine, run = scored
+    _, full = ranked_list(engine)
+    names = [str(n) for n in full["name"]]
+    needles = [names[0][1:4], names[3][-3:], names[7][:2], names[11], full["enterprise_id"].iloc[4], "公司", "有限",
+               names[0][1:4] + "不存在", "%", "_"]
+
+    def found(needle):
+        rows = _all_pages(engine, ListFilter(search=needle), townships=sorted(set(full["township"]))[:3])
+        return [r["enterprise_id"] for r in rows]
+
+    settings = [(ranking.SEARCH_ID_LIMIT, ranking.NAME_INDEX_MAX_ROWS),  # names in memory, an IN list
+                (ranking.SEARCH_ID_LIMIT, 0),                          # the database finds the names
+                (2, ranking.NAME_INDEX_MAX_ROWS)]                      # broad: the condition on every row
+    results = []
+    for limit, max_rows in settings:
+        monkeypatch.setattr(ranking, "SEARCH_ID_LIMIT", limit)
+        monkeypatch.setattr(ranking, "NAME_INDEX_MAX_ROWS", max_rows)
+        clear_run_cache()
+        results.append([found(n) for n in needles])
+    assert results[0] == results[1] == results[2]
+    assert any(len(r) > 2 for r in results[0]) and results[0][-3] == []
+    in_scope = full[full["township"].isin(sorted(set(full["township"]))[:3])]
+    expected = [list(in_scope.loc[[n in str(name) or n == eid for name, eid in zip(in_scope["name"],
+                                                                            in_scope["enterprise_id"])],
+                                  "enterprise_id"]) for n in needles]
+    assert results[0] == expected
 
 
 def test_filters_search_changed_override_and_scope(scored):
