@@ -24,20 +24,34 @@ T = TypeVar("T")
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _LOCK = threading.Lock()
+_PENDING: dict[tuple, threading.Lock] = {}
 
 
 def run_cached(engine: sa.Engine, run: dict, key: Hashable, compute: Callable[[], T]) -> T:
-    """``compute()`` for the run ``run`` of the database ``engine`` and ``key``, computed once and then kept."""
+    """``compute()`` for the run ``run`` of the database ``engine`` and ``key``, computed once and then kept.
+    Threads asking for the same key meanwhile wait for that one computation (twenty planners opening the list
+    after the nightly run start one count, not twenty)."""
     full = (str(engine.url), run["run_id"], key)
     with _LOCK:
         if full in _CACHE:
             _CACHE.move_to_end(full)
             return _CACHE[full]
-    value = compute()
-    with _LOCK:
-        _CACHE[full] = value
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        pending = _PENDING.setdefault(full, threading.Lock())
+    with pending:
+        with _LOCK:
+            if full in _CACHE:  # computed by the thread this one waited for
+                return _CACHE[full]
+        try:
+            value = compute()
+        except BaseException:
+            with _LOCK:
+                _PENDING.pop(full, None)
+            raise
+        with _LOCK:
+            _CACHE[full] = value
+            _PENDING.pop(full, None)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return value
 
 
