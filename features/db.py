@@ -126,9 +126,10 @@ def _tune_sqlite(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised through every test
         cursor = dbapi_connection.cursor()
-        # WAL lets planners read while the batch writes; busy_timeout waits on locks instead of failing.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout waits on locks instead of failing — first, because switching a new file to WAL takes a lock
+        # that another process opening it at the same moment may hold; WAL lets planners read while the batch writes.
         cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
