@@ -57,7 +57,7 @@ def test_oracle_gap_ladder_runs_from_the_models_to_the_oracle(tmp_path):
 
 
 def test_web_benchmark_serves_every_page_type_and_times_the_xlsx_export(tmp_path):
-    out = _run("web.py", "--enterprises", "300", "--years", "3", "--workdir", str(tmp_path), "--clients", "3",
+    out = _run("web.py", "--enterprises", "150", "--years", "2", "--workdir", str(tmp_path), "--clients", "3",
                "--requests", "36", "--warmup", "6", "--alone", "1", "--xlsx-rows", "100", "--xlsx-repeat", "1")
 
     assert re.search(r"riskgrade serve on 127\.0\.0\.1:\d+ .*enterprises in the latest run", out)
@@ -70,3 +70,5 @@ def test_web_benchmark_serves_every_page_type_and_times_the_xlsx_export(tmp_path
     got, expected = xlsx.groups()
     assert got == expected  # the workbook holds the whole filtered list
     assert re.search(r"median [\d.]+ s, max [\d.]+ s", out)
+    assert re.search(r"CPU per request: server [\d.]+ ms, clients [\d.]+ ms", out)
+    assert re.search(r"^targets (met for every page type|MISSED with 3 clients for: [a-z ,]+)$", out, re.MULTILINE)
