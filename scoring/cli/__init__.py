@@ -522,10 +522,11 @@ class _NightlyReporter:
                                soft_wrap=True)
 
 
-def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str]):
+def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str], run_nightly=None):
     import signal
 
-    from scoring.results.batch import run_nightly
+    if run_nightly is None:
+        from scoring.results.batch import run_nightly
 
     def terminated(signum, frame):  # SIGTERM: fail the run cleanly (marked failed, lock released), exit 143
         raise SystemExit(128 + signum)
@@ -571,12 +572,18 @@ def nightly(
     policy: PolicyOption = None,
     allow_future: Annotated[bool, typer.Option("--allow-future", help="Accept an --as-of more than \\[nightly] "
                             "max_future_days after today.")] = False,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run on a Dask cluster: the scheduler's address "
+                    "(tcp://host:8786) or 'local' (one worker per core); the database must be PostgreSQL.",
+                    show_default=False)] = None,
+    partitions: Annotated[Optional[int], typer.Option("--partitions", min=1, help="With --dask: how many "
+                          "enterprise_key ranges (default: one per 50,000 enterprises).", show_default=False)] = None,
 ) -> None:
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
     Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
     model the policy's expert card is used, with a warning. An --as-of more than [nightly] max_future_days after
-    today is refused (exit 2) unless --allow-future.
+    today is refused (exit 2) unless --allow-future. With --dask the same run is computed by the cluster's workers,
+    partition by partition, and made current in one transaction.
     """
     from features.db import connect, database_url
     from scoring.cli.guards import check_future
@@ -585,7 +592,14 @@ def nightly(
     day = _parse_date(as_of, "--as-of") if as_of else date.today()
     check_future(day, date.today(), load_policy(policy).nightly.max_future_days, allow_future=allow_future)
     url = database_url(db)
-    run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
+    if partitions is not None and dask is None:
+        raise UsageError("--partitions needs --dask (the single-machine run does not partition)")
+    if dask is not None:
+        from scoring.cli.dask import nightly_on_dask
+
+        run = nightly_on_dask(url, day, policy, mlflow_uri, dask, partitions, _nightly)
+    else:
+        run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
     _print_run(run)
 
 
@@ -1153,3 +1167,5 @@ from scoring.cli.serve import serve as _serve  # noqa: E402
 app.command("serve")(_serve)
 from scoring.cli.overrides import app as _overrides_app  # noqa: E402
 app.add_typer(_overrides_app, name="override")
+from scoring.cli.dask import export_parquet as _export_parquet  # noqa: E402
+app.command("export-parquet")(_export_parquet)

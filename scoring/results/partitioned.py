@@ -265,6 +265,16 @@ def _cutoff_table_of(decided: _Decided) -> pd.DataFrame:
     return decided.cutoff_table
 
 
+def _final_counts(decided: _Decided) -> dict[str, int]:
+    return {tier: int(n) for tier, n in decided.tiers["final_tier"].value_counts().items()}
+
+
+def _detail(timed, text: str) -> None:
+    """The stage's line in the progress report (when the stage is a timed one of the run)."""
+    if hasattr(timed, "detail"):
+        timed.detail = text
+
+
 def _first_rows(features: pd.DataFrame) -> pd.DataFrame:
     return features.iloc[:0]
 
@@ -320,12 +330,13 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     day = pd.Timestamp(as_of).normalize()
     previous_as_of = _previous_as_of(previous)
     n = len(built.frames)
-    with stage("score", "scoring and explaining"):
+    with stage("score", "scoring and explaining") as timed:
         model_future = client.scatter(model, broadcast=True, hash=False)
         scores = client.map(_score, [model_future] * n, built.frames, n_reasons=n_reasons, pure=False)
         summary = client.gather(client.map(_score_summary, scores, pure=False))
-    scored = sum(s[0] for s in summary)
-    with stage("tiers", "tiers, vetoes, hysteresis and manual overrides"):
+        scored = sum(s[0] for s in summary)
+        _detail(timed, f"mean probability {sum(s[1] for s in summary) / max(scored, 1):.4f}")
+    with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as timed:
         probabilities = client.map(_probabilities, scores, pure=False)
         global_step = client.submit(_global_score_ranks, policy.tiers, probabilities, pure=False)
         across = [client.submit(_across, global_step, i, pure=False) for i in range(n)]
@@ -336,8 +347,9 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
         tiered = [client.submit(_tier, scores[i], built.tables[i], across[i], cluster_counts,
                                 key_range=built.ranges[i], as_of=day, policy=policy, previous=previous,
                                 manual=manual, pure=False) for i in range(n)]
-        wait(tiered)
-    with stage("limits", "supervision limits and the ranked list"):
+        finals = _add_up(client.gather(client.map(_final_counts, tiered, pure=False)))
+        _detail(timed, ", ".join(f"{t} {finals.get(t, 0):,}" for t in ("high", "general", "low")))
+    with stage("limits", "supervision limits and the ranked list") as timed:
         decided = client.map(_limit, tiered, built.tables, as_of=day, policy=policy, pure=False)
         keys = client.map(_list_keys, decided, pure=False)
         positions = client.submit(_global_list_ranks, keys, pure=False)
@@ -348,6 +360,8 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
         from scoring.domain.tiers import combine_cutoff_tables
 
         cutoffs = combine_cutoff_tables(client.gather(client.map(_cutoff_table_of, decided, pure=False)))
+        _detail(timed, f"{counts.get('n_changes', 0):,} tier changes since the previous run" if previous_as_of
+                is not None else "first run: no previous tiers")
     if counts.get("n_scored", 0) != scored:
         raise DataError(f"the partitions scored {scored:,} enterprises but wrote {counts.get('n_scored', 0):,} rows")
     return PartitionedResult(rows, cutoffs, counts)

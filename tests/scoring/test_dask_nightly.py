@@ -252,6 +252,77 @@ def test_the_nightly_on_dask_stores_what_the_single_machine_stores(client, pg, p
         assert not [t for t in sa.inspect(conn).get_table_names() if t.startswith("nightly_staging_")]
 
 
+def test_the_nightly_on_dask_needs_postgresql(client, sqlite_url, tight_policy):
+    from features.errors import UsageError
+    from scoring.results.partitioned import run_nightly_dask
+
+    with pytest.raises(UsageError, match=r"nightly --dask needs a PostgreSQL database the workers can reach"):
+        run_nightly_dask(connect(sqlite_url), client, AS_OF, policy=tight_policy)
+    assert DatabaseSource(sqlite_url).keys().size  # nothing was written or locked on the way
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nightly_dask_command_runs_on_the_scheduler_it_is_given(client, pg, pg_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from scoring.cli import app
+
+    engine, uri, _, (scores, _) = pg
+    result = CliRunner().invoke(app, ["nightly", "--as-of", str(AS_OF), "--db", pg_url, "--mlflow-uri", uri,
+                                      "--dask", client.scheduler.address, "--partitions", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{len(scores):,} enterprises scored" in " ".join(result.output.split())
+    assert "nightly load: 2 partitions on 2 workers" in result.output
+    assert runs_frame(engine).sort_values("run_id").iloc[-1]["status"] == "succeeded"
+
+
+def riskgrade(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """``riskgrade ARGS`` through the console entry point: (exit code, stdout, stderr)."""
+    from scoring.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["riskgrade", *args])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    out, err = capsys.readouterr()
+    return (stopped.value.code if isinstance(stopped.value.code, int) else int(bool(stopped.value.code))), out, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dask", "local"], "error: nightly --dask needs a PostgreSQL database the workers can reach, got sqlite"),
+    (["--partitions", "3"], "error: --partitions needs --dask"),
+])
+def test_nightly_dask_is_refused_on_sqlite_and_partitions_need_it(capsys, monkeypatch, sqlite_url, args, message):
+    code, out, err = riskgrade(capsys, monkeypatch, "nightly", "--db", sqlite_url, "--as-of", str(AS_OF), *args)
+
+    assert code == 2 and err.startswith(message) and "Traceback" not in out + err, err
+
+
+def test_export_parquet_command_writes_what_the_partitioned_build_reads(capsys, monkeypatch, sqlite_url,
+                                                                        tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    code, _, err = riskgrade(capsys, monkeypatch, "export-parquet", str(tmp_path / "full"), "--db", sqlite_url)
+    assert code == 2 and "full: exists and is not an empty directory" in err
+
+    code, out, err = riskgrade(capsys, monkeypatch, "export-parquet", str(tmp_path / "dataset"), "--db", sqlite_url,
+                               "--enterprises-per-file", "100")
+
+    assert code == 0, err
+    assert "exported to" in out and "enterprises 240" in out and "partition 3/3" in err
+    source = ParquetSource(str(tmp_path / "dataset"))
+    assert len(source.keys()) == 240 and len(list((tmp_path / "dataset" / "enterprises").iterdir())) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# A worker killed mid-run (last: the cluster has one worker less while the nanny restarts it)
+# ---------------------------------------------------------------------------------------------
+
+
 class KillWorkerWhileStaging:
     """Test hook on the workers: the process staging partition ``partition`` dies on its first staged chunk."""
 
@@ -275,7 +346,7 @@ def test_a_worker_killed_mid_run_leaves_the_previous_results_and_a_rerun_succeed
     try:
         with pytest.raises(distributed.scheduler.KilledWorker):
             run_nightly_dask(engine, client, AS_OF, url=pg_url, policy=tight_policy, tracking_uri=uri,
-                             partitions=3, checkpoint=KillWorkerWhileStaging(1), chunk_rows=20)
+                             partitions=2, checkpoint=KillWorkerWhileStaging(1), chunk_rows=20)
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
@@ -285,16 +356,6 @@ def test_a_worker_killed_mid_run_leaves_the_previous_results_and_a_rerun_succeed
     with engine.connect() as conn:
         assert not [t for t in sa.inspect(conn).get_table_names() if t.startswith("nightly_staging_")]
 
-    client.wait_for_workers(2, timeout=60)  # the nanny has restarted the dead worker
-    run = run_nightly_dask(engine, client, AS_OF, url=pg_url, policy=tight_policy, tracking_uri=uri, partitions=3)
+    run = run_nightly_dask(engine, client, AS_OF, url=pg_url, policy=tight_policy, tracking_uri=uri, partitions=2)  # while the dead worker restarts
     assert _run_row(engine, run.run_id)["status"] == "succeeded"
     assert_same_rows(_stored(engine)[0], scores)
-
-
-def test_the_nightly_on_dask_needs_postgresql(client, sqlite_url, tight_policy):
-    from features.errors import UsageError
-    from scoring.results.partitioned import run_nightly_dask
-
-    with pytest.raises(UsageError, match=r"nightly --dask needs a PostgreSQL database the workers can reach"):
-        run_nightly_dask(connect(sqlite_url), client, AS_OF, policy=tight_policy)
-    assert DatabaseSource(sqlite_url).keys().size  # nothing was written or locked on the way
