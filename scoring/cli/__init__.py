@@ -295,7 +295,10 @@ def train(
     rules = build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card")
     config = build_section(TrainingConfig, mapping["training"], f"{source}: training")
     url = database_url(db)
-    tables = load_tables(connect(url, create=False), [*_contract_tables(), "truth"])
+    engine = connect(url, create=False)
+    tables, sample = _training_tables(engine, url, config)
+    if tables is None:
+        tables = load_tables(engine, [*_contract_tables(), "truth"])
     result = train_and_evaluate(
         tables,
         day,
@@ -308,6 +311,7 @@ def train(
         tracking_uri=mlflow_uri or _default_mlflow_uri(url),
         promote=promote,
         progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
+        sample=sample,
     )
     summary = _train_summary(result.report)
     comparison = result.comparison().reset_index()
@@ -327,6 +331,21 @@ def train(
         from scoring.exports import write_json
 
         write_json(json.loads(json.dumps(summary, default=str)), report, what="report", say=console.print)
+
+
+def _training_tables(engine, url: str, config):
+    """``(tables, sample)`` of a stratified sample read partition by partition when the database holds more
+    enterprises than ``[training] sample_enterprises``; ``(None, None)`` otherwise (the whole tables are read)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM enterprises")).scalar() or 0
+    if not 0 < config.sample_enterprises < n:
+        return None, None
+    from features.partitions import DatabaseSource
+    from models.train import sample_training_tables
+
+    return sample_training_tables(DatabaseSource(url), config.sample_enterprises, seed=config.seed)
 
 
 def _check_target(target: str | None) -> None:
@@ -362,7 +381,7 @@ def _train_summary(report: dict) -> dict:
     """The JSON report: {"models": {kind: metrics…, by_sector, by_township}, "oracle": …, "promoted": …, …}."""
     keep = ("as_of", "target", "horizon_days", "test_dates", "as_of_dates", "n_rows", "n_labelled_rows", "models",
             "oracle", "comparison", "notes", "promoted", "promotion", "registered", "champion_backtest",
-            "tracking_uri", "folds", "seconds", "n_test_dates_wanted", "short_history")
+            "tracking_uri", "folds", "seconds", "n_test_dates_wanted", "short_history", "sample")
     return {key: report[key] for key in keep if key in report}
 
 
