@@ -315,7 +315,8 @@ def _add_up(counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
 
 def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, previous=None,
                          manual: pd.DataFrame | None = None, n_reasons: int = 3,
-                         stage: Callable[[str, str], Any] | None = None) -> PartitionedResult:
+                         stage: Callable[[str, str], Any] | None = None,
+                         release_features: bool = False) -> PartitionedResult:
     """The pure middle of a run (:func:`scoring.results.batch.compute_nightly`) on the partitions of ``built``
     (:func:`features.dask_build.build_features_dask` as of one date), on the cluster of ``client``.
 
@@ -323,6 +324,8 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     model_tier, final_tier, last_model_high_on``) or a :class:`StoredPrevious` the workers read by key range.
     ``manual``: the manual overrides active at the date (sent to every worker; each partition applies its own).
     ``stage(name, message)``: a context manager timing each stage (``score``, ``tiers``, ``limits``).
+    ``release_features``: free the partitions' features on the workers once scored (the caller needs them no
+    more: a worker then holds a partition's tables and results, not its feature matrix as well).
     """
     from distributed import wait
 
@@ -336,6 +339,8 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
         summary = client.gather(client.map(_score_summary, scores, pure=False))
         scored = sum(s[0] for s in summary)
         _detail(timed, f"mean probability {sum(s[1] for s in summary) / max(scored, 1):.4f}")
+        if release_features:  # dropping the references frees the data (the scheduler can still recompute it)
+            built.frames.clear()
     with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as timed:
         probabilities = client.map(_probabilities, scores, pure=False)
         global_step = client.submit(_global_score_ranks, policy.tiers, probabilities, pure=False)
@@ -560,7 +565,8 @@ def run_nightly_dask(
         manual = overrides_active_at(engine, run.day.date())
         previous = None if previous_day is None else StoredPrevious(url, previous_day)
         result = compute_nightly_dask(client, built, model, as_of=run.day, policy=run.policy, previous=previous,
-                                      manual=manual, n_reasons=n_reasons, stage=run.stage)
+                                      manual=manual, n_reasons=n_reasons, stage=run.stage, release_features=True)
+        built.tables.clear()  # the rows are computed: the partitions' input frames are needed no more
         started = time.perf_counter()
         run.say("write", "start", f"staging {result.counts['n_scored']:,} scores and "
                                   f"{result.counts['n_changes']:,} tier changes from {len(result.rows)} partitions")
