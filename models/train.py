@@ -634,6 +634,6 @@ def sample_training_tables(source, size: int, *, seed: int, enterprises_per_read
     if not sampling:
         return tables, None
     note = (f"trained on a sample of {size:,} of the {len(keys):,} enterprises, stratified by sector (seed {seed}; "
-            f"[training] sample_enterprises); the model scores every enterprise")
+            f"policy training.sample_enterprises); the model scores every enterprise")
     return tables, {"enterprises": int(size), "of": int(len(keys)), "stratified_by": "sector", "seed": int(seed),
                     "note": note}

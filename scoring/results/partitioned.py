@@ -327,8 +327,6 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     ``release_features``: free the partitions' features on the workers once scored (the caller needs them no
     more: a worker then holds a partition's tables and results, not its feature matrix as well).
     """
-    from distributed import wait
-
     stage = stage or (lambda name, message: nullcontext())
     day = pd.Timestamp(as_of).normalize()
     previous_as_of = _previous_as_of(previous)
@@ -458,7 +456,7 @@ def _stage_partition(rows: _Rows, partition: int, *, url: str, run_id: int, chun
             staging = _staging_table(run_id, kind)
             conn.execute(staging.delete().where(staging.c.partition == partition))
             staged = frame.assign(run_id=run_id, partition=partition)
-            _bulk_insert(conn, staging, staged, chunk_rows, lambda done: hook(kind, partition, done))
+            _bulk_insert(conn, staging, staged, chunk_rows, lambda done, kind=kind: hook(kind, partition, done))
     return len(rows.scores)
 
 

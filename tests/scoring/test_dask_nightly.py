@@ -340,7 +340,7 @@ def test_a_worker_killed_mid_run_leaves_the_previous_results_and_a_rerun_succeed
 
     from scoring.results.partitioned import run_nightly_dask
 
-    engine, uri, _, (scores, changes) = pg
+    engine, uri, _, (scores, _) = pg
     current = scores_frame(engine, AS_OF)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the hook travels by value to the workers
     try:
