@@ -186,6 +186,21 @@ def _across(global_step: tuple[Any, list[np.ndarray]], index: int) -> tuple[Any,
     return cutoffs, ranks[index]
 
 
+DECISION_TABLES = ("enterprises", "inspections", "hazards", "accidents", "penalties", "credit_records")
+"""What tiers, vetoes, limits and the output rows read of a partition once its features are built (of the hazards,
+only the major ones: :mod:`scoring.domain.tiers` and :mod:`scoring.domain.supervision` look at no other)."""
+
+
+def _decision_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The part of a partition's frames the steps after scoring need (what a worker keeps across the global
+    steps: without the violations, complaints and general hazards, which weigh most and only feed features)."""
+    out = {name: tables[name] for name in DECISION_TABLES if name in tables}
+    if "hazards" in out:
+        hazards = out["hazards"]
+        out["hazards"] = hazards.loc[hazards["level"] == "major"].reset_index(drop=True)
+    return out
+
+
 def _cluster_counts(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, policy) -> pd.Series:
     from scoring.domain.tiers import cluster_accident_counts
 
@@ -324,13 +339,15 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     model_tier, final_tier, last_model_high_on``) or a :class:`StoredPrevious` the workers read by key range.
     ``manual``: the manual overrides active at the date (sent to every worker; each partition applies its own).
     ``stage(name, message)``: a context manager timing each stage (``score``, ``tiers``, ``limits``).
-    ``release_features``: free the partitions' features on the workers once scored (the caller needs them no
-    more: a worker then holds a partition's tables and results, not its feature matrix as well).
+    ``release_features``: free the partitions' features and input frames on the workers once scored (the caller
+    needs them no more: across the global steps a worker then holds only what the decisions read,
+    :func:`_decision_tables`, and the results).
     """
     stage = stage or (lambda name, message: nullcontext())
     day = pd.Timestamp(as_of).normalize()
     previous_as_of = _previous_as_of(previous)
     n = len(built.frames)
+    tables = client.map(_decision_tables, built.tables, pure=False)
     with stage("score", "scoring and explaining") as timed:
         model_future = client.scatter(model, broadcast=True, hash=False)
         scores = client.map(_score, [model_future] * n, built.frames, n_reasons=n_reasons, pure=False)
@@ -339,25 +356,26 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
         _detail(timed, f"mean probability {sum(s[1] for s in summary) / max(scored, 1):.4f}")
         if release_features:  # dropping the references frees the data (the scheduler can still recompute it)
             built.frames.clear()
+            built.tables.clear()
     with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as timed:
         probabilities = client.map(_probabilities, scores, pure=False)
         global_step = client.submit(_global_score_ranks, policy.tiers, probabilities, pure=False)
         across = [client.submit(_across, global_step, i, pure=False) for i in range(n)]
-        counted = client.map(_cluster_counts, built.tables, as_of=day, policy=policy, pure=False)
+        counted = client.map(_cluster_counts, tables, as_of=day, policy=policy, pure=False)
         cluster_counts = client.submit(_add_counts, counted, pure=False)
         if isinstance(previous, pd.DataFrame):  # a whole previous run: sent once, each partition takes its rows
             previous = client.scatter(previous, broadcast=True, hash=False)
-        tiered = [client.submit(_tier, scores[i], built.tables[i], across[i], cluster_counts,
+        tiered = [client.submit(_tier, scores[i], tables[i], across[i], cluster_counts,
                                 key_range=built.ranges[i], as_of=day, policy=policy, previous=previous,
                                 manual=manual, pure=False) for i in range(n)]
         finals = _add_up(client.gather(client.map(_final_counts, tiered, pure=False)))
         _detail(timed, ", ".join(f"{t} {finals.get(t, 0):,}" for t in ("high", "general", "low")))
     with stage("limits", "supervision limits and the ranked list") as timed:
-        decided = client.map(_limit, tiered, built.tables, as_of=day, policy=policy, pure=False)
+        decided = client.map(_limit, tiered, tables, as_of=day, policy=policy, pure=False)
         keys = client.map(_list_keys, decided, pure=False)
         positions = client.submit(_global_list_ranks, keys, pure=False)
         ranks = [client.submit(_pick, positions, i, pure=False) for i in range(n)]
-        rows = client.map(_rows, scores, decided, built.tables, ranks, as_of=day, model_label=model.label,
+        rows = client.map(_rows, scores, decided, tables, ranks, as_of=day, model_label=model.label,
                           previous_as_of=previous_as_of, pure=False)
         counts = _add_up(client.gather(client.map(_counts_of, rows, pure=False)))
         from scoring.domain.tiers import combine_cutoff_tables
@@ -564,7 +582,6 @@ def run_nightly_dask(
         previous = None if previous_day is None else StoredPrevious(url, previous_day)
         result = compute_nightly_dask(client, built, model, as_of=run.day, policy=run.policy, previous=previous,
                                       manual=manual, n_reasons=n_reasons, stage=run.stage, release_features=True)
-        built.tables.clear()  # the rows are computed: the partitions' input frames are needed no more
         started = time.perf_counter()
         run.say("write", "start", f"staging {result.counts['n_scored']:,} scores and "
                                   f"{result.counts['n_changes']:,} tier changes from {len(result.rows)} partitions")
