@@ -87,9 +87,9 @@ __all__ = [
 ]
 
 ENTERPRISES_PER_PARTITION = 50_000
-"""Default partition size of ``nightly --dask``: a partition's tables, features and rows take about 1 GB of a
-worker's memory at this size (benchmarks/dask_scale.py), so a worker of 4 GB holds the partition it builds, the
-one it scores and their results."""
+"""Default partition size of ``nightly --dask``: small enough that a worker builds one partition's features in well
+under a GB, large enough that the per-task overhead stays small (benchmarks/dask_scale.py: 200k enterprises in 4
+partitions on 2 workers peaked at 1.2 GB per worker)."""
 
 STAGING_PREFIX = "nightly_staging_"
 """The run's staging tables are ``nightly_staging_<run_id>_scores`` and ``..._changes``."""
