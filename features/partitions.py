@@ -47,6 +47,7 @@ __all__ = [
     "KeyRanges",
     "ParquetSource",
     "combine_extras",
+    "engine_for",
     "export_parquet",
     "extras_profile",
 ]
@@ -184,8 +185,9 @@ def _empty(table: str) -> pd.DataFrame:
 
 
 @functools.cache
-def _engine(url: str) -> sa.Engine:
-    """One engine per URL and process (a worker reads many partitions); the schema is the importer's business."""
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL and process (a worker reads and writes many partitions); the schema is the importer's
+    business."""
     from features.db import database_url
 
     resolved = database_url(url)
@@ -201,7 +203,7 @@ class DatabaseSource:
     url: str
 
     def _engine(self) -> sa.Engine:
-        return _engine(self.url)
+        return engine_for(self.url)
 
     def tables(self) -> tuple[str, ...]:
         """The tables of the dataset: the required ones and every optional table with at least one row."""

@@ -101,6 +101,9 @@ class TrainingConfig:
     # Threads for the numeric libraries (OpenMP, BLAS) while training; 0 = their own default (all cores).
     # One thread is often fastest at bureau scale, and never oversubscribes a shared machine.
     threads: int = 1
+    # Training at scale: when the data hold more enterprises than this, ``riskgrade train`` trains on a sample
+    # of this many, stratified by sector (drawn partition by partition); 0 = always all of them.
+    sample_enterprises: int = 200_000
     points: PointsScaling = field(default_factory=PointsScaling)
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
     boosting: BoostingSettings = field(default_factory=BoostingSettings)
@@ -125,5 +128,8 @@ class TrainingConfig:
                 raise ValueError(("top_k_percents", f"expected percentages in (0, 100], got {k}"))
         if self.threads < 0:
             raise ValueError(("threads", f"expected 0 (all cores) or a positive number, got {self.threads}"))
+        if self.sample_enterprises < 0:
+            raise ValueError(("sample_enterprises", f"expected 0 (all) or a positive number, got "
+                                                    f"{self.sample_enterprises}"))
         if self.calibration_bins < 2:
             raise ValueError(("calibration_bins", f"expected at least 2, got {self.calibration_bins}"))

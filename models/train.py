@@ -316,8 +316,12 @@ def train_and_evaluate(
     tracking_uri: str | None = None,
     promote: bool = False,
     progress: Progress | None = None,
+    sample: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Backtest, fit, log and (optionally) promote the given model kinds, training as of ``as_of``.
+
+    ``sample``: what :func:`sample_training_tables` says of ``tables`` when they are a sample of the
+    enterprises (recorded in the report as ``sample``, with a note).
 
     ``tables`` are canonical frames (``features.store.load_tables`` or a synthetic world; a ``truth`` table
     adds the oracle). With ``log`` every final model is logged to MLflow and registered as ``riskgrade``
@@ -375,6 +379,9 @@ def train_and_evaluate(
     )
     if short_note:
         report["notes"].insert(0, short_note)
+    report["sample"] = dict(sample) if sample else None
+    if sample:
+        report["notes"].insert(0, sample["note"])
 
     say("fitting the final models")
     known = labels["label_known"].to_numpy(dtype=bool)
@@ -573,3 +580,60 @@ def _jsonable_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
         if pd.api.types.is_datetime64_any_dtype(out[column]):
             out[column] = out[column].dt.strftime("%Y-%m-%d")
     return out.to_dict("records")
+
+
+# ------------------------------------------------------------------------------------ training at scale
+
+
+def stratified_sample(enterprises: pd.DataFrame, size: int, *, seed: int, by: str = "sector") -> np.ndarray:
+    """``size`` of ``enterprises``' ``enterprise_key`` values, drawn without replacement within each ``by``
+    group in proportion to its size (largest remainders get the odd ones), with ``seed``; sorted. All of them
+    when there are no more than ``size``."""
+    from features.contract import ENTERPRISE_KEY
+
+    keys = enterprises[ENTERPRISE_KEY].to_numpy(dtype=np.int64)
+    if size >= len(keys):
+        return np.sort(keys)
+    groups = enterprises[by].astype("str").fillna("").to_numpy(dtype=object)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    exact = counts * (size / len(keys))
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[: size - int(quota.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(keys[inverse == g], size=int(q), replace=False) for g, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(chosen))
+
+
+def sample_training_tables(source, size: int, *, seed: int, enterprises_per_read: int = 100_000
+                           ) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None]:
+    """The contract tables of ``source`` (:class:`features.partitions.DatabaseSource` or ``ParquetSource``) for
+    training: all of them when they hold at most ``size`` enterprises (``size`` 0: always all), else the
+    records of a :func:`stratified_sample` of ``size`` enterprises by sector, read one key range of
+    ``enterprises_per_read`` enterprises at a time (memory: one range plus the sample). Returns the tables and
+    what the report says of the sample (None when not sampled)."""
+    from features.contract import ENTERPRISE_KEY
+    from features.partitions import KeyRanges, combine_extras, extra_kinds
+    from features.validate import key_columns
+
+    keys = source.keys()
+    ranges = KeyRanges.of_keys(keys, max(1, math.ceil(len(keys) / enterprises_per_read)))
+    kinds = extra_kinds(combine_extras([source.profile(r) for r in ranges]))
+    names = source.tables()
+    sampling = 0 < size < len(keys)
+    chosen = None
+    if sampling:
+        strata = pd.concat([source.read(r, ["enterprises"], kinds)["enterprises"][[ENTERPRISE_KEY, "sector"]]
+                            for r in ranges], ignore_index=True)
+        chosen = stratified_sample(strata, size, seed=seed)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    for key_range in ranges:
+        for name, frame in source.read(key_range, names, kinds).items():
+            parts[name].append(frame if chosen is None else frame.loc[frame[ENTERPRISE_KEY].isin(chosen)])
+    tables = {name: pd.concat(frames, ignore_index=True).sort_values(list(key_columns(name)), kind="stable")
+              .reset_index(drop=True) for name, frames in parts.items()}
+    if not sampling:
+        return tables, None
+    note = (f"trained on a sample of {size:,} of the {len(keys):,} enterprises, stratified by sector (seed {seed}; "
+            f"policy training.sample_enterprises); the model scores every enterprise")
+    return tables, {"enterprises": int(size), "of": int(len(keys)), "stratified_by": "sector", "seed": int(seed),
+                    "note": note}

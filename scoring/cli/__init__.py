@@ -295,7 +295,10 @@ def train(
     rules = build_section(ExpertCardRules, mapping["expert_card"], f"{source}: expert_card")
     config = build_section(TrainingConfig, mapping["training"], f"{source}: training")
     url = database_url(db)
-    tables = load_tables(connect(url, create=False), [*_contract_tables(), "truth"])
+    engine = connect(url, create=False)
+    tables, sample = _training_tables(engine, url, config)
+    if tables is None:
+        tables = load_tables(engine, [*_contract_tables(), "truth"])
     result = train_and_evaluate(
         tables,
         day,
@@ -308,6 +311,7 @@ def train(
         tracking_uri=mlflow_uri or _default_mlflow_uri(url),
         promote=promote,
         progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False),
+        sample=sample,
     )
     summary = _train_summary(result.report)
     comparison = result.comparison().reset_index()
@@ -327,6 +331,21 @@ def train(
         from scoring.exports import write_json
 
         write_json(json.loads(json.dumps(summary, default=str)), report, what="report", say=console.print)
+
+
+def _training_tables(engine, url: str, config):
+    """``(tables, sample)`` of a stratified sample read partition by partition when the database holds more
+    enterprises than ``[training] sample_enterprises``; ``(None, None)`` otherwise (the whole tables are read)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM enterprises")).scalar() or 0
+    if not 0 < config.sample_enterprises < n:
+        return None, None
+    from features.partitions import DatabaseSource
+    from models.train import sample_training_tables
+
+    return sample_training_tables(DatabaseSource(url), config.sample_enterprises, seed=config.seed)
 
 
 def _check_target(target: str | None) -> None:
@@ -362,7 +381,7 @@ def _train_summary(report: dict) -> dict:
     """The JSON report: {"models": {kind: metrics…, by_sector, by_township}, "oracle": …, "promoted": …, …}."""
     keep = ("as_of", "target", "horizon_days", "test_dates", "as_of_dates", "n_rows", "n_labelled_rows", "models",
             "oracle", "comparison", "notes", "promoted", "promotion", "registered", "champion_backtest",
-            "tracking_uri", "folds", "seconds", "n_test_dates_wanted", "short_history")
+            "tracking_uri", "folds", "seconds", "n_test_dates_wanted", "short_history", "sample")
     return {key: report[key] for key in keep if key in report}
 
 
@@ -522,10 +541,11 @@ class _NightlyReporter:
                                soft_wrap=True)
 
 
-def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str]):
+def _nightly(engine, day: date, policy: Optional[Path], tracking: Optional[str], run_nightly=None):
     import signal
 
-    from scoring.results.batch import run_nightly
+    if run_nightly is None:
+        from scoring.results.batch import run_nightly
 
     def terminated(signum, frame):  # SIGTERM: fail the run cleanly (marked failed, lock released), exit 143
         raise SystemExit(128 + signum)
@@ -571,12 +591,18 @@ def nightly(
     policy: PolicyOption = None,
     allow_future: Annotated[bool, typer.Option("--allow-future", help="Accept an --as-of more than \\[nightly] "
                             "max_future_days after today.")] = False,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run on a Dask cluster: the scheduler's address "
+                    "(tcp://host:8786) or 'local' (one worker per core); the database must be PostgreSQL.",
+                    show_default=False)] = None,
+    partitions: Annotated[Optional[int], typer.Option("--partitions", min=1, help="With --dask: how many "
+                          "enterprise_key ranges (default: one per 50,000 enterprises).", show_default=False)] = None,
 ) -> None:
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
     Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
     model the policy's expert card is used, with a warning. An --as-of more than [nightly] max_future_days after
-    today is refused (exit 2) unless --allow-future.
+    today is refused (exit 2) unless --allow-future. With --dask the same run is computed by the cluster's workers,
+    partition by partition, and made current in one transaction.
     """
     from features.db import connect, database_url
     from scoring.cli.guards import check_future
@@ -585,7 +611,14 @@ def nightly(
     day = _parse_date(as_of, "--as-of") if as_of else date.today()
     check_future(day, date.today(), load_policy(policy).nightly.max_future_days, allow_future=allow_future)
     url = database_url(db)
-    run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
+    if partitions is not None and dask is None:
+        raise UsageError("--partitions needs --dask (the single-machine run does not partition)")
+    if dask is not None:
+        from scoring.cli.dask import nightly_on_dask
+
+        run = nightly_on_dask(url, day, policy, mlflow_uri, dask, partitions, _nightly)
+    else:
+        run = _nightly(connect(url), day, policy, mlflow_uri or _default_mlflow_uri(url))
     _print_run(run)
 
 
@@ -1153,3 +1186,5 @@ from scoring.cli.serve import serve as _serve  # noqa: E402
 app.command("serve")(_serve)
 from scoring.cli.overrides import app as _overrides_app  # noqa: E402
 app.add_typer(_overrides_app, name="override")
+from scoring.cli.dask import export_parquet as _export_parquet  # noqa: E402
+app.command("export-parquet")(_export_parquet)

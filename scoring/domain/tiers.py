@@ -53,7 +53,11 @@ __all__ = [
     "OverridePolicy",
     "TierResult",
     "assign_tiers",
+    "cluster_accident_counts",
+    "combine_cutoff_tables",
     "low_eligibility",
+    "model_cutoffs",
+    "score_ranks",
     "vetoes",
     "known_before",
     "lookup",
@@ -390,6 +394,9 @@ class _Events:
     accidents: pd.DataFrame  # road traffic already dropped if the policy says so, grades filled
     hazards: pd.DataFrame
     credit: pd.DataFrame
+    # Recent accidents per cluster over all enterprises, when these events are one partition of them
+    # (None: count over these events).
+    cluster_counts: pd.Series | None = None
 
 
 def _blacklist(rule: BlacklistRule, events: _Events, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -452,6 +459,29 @@ CLUSTER_SCOPES: Mapping[str, Callable[[pd.DataFrame], pd.Series]] = {
 }
 
 
+def _cluster_accidents(rule: SectorClusterRule, events: _Events, as_of: pd.Timestamp):
+    """The events' enterprises with their cluster, and their accidents of the last ``days`` with theirs."""
+    enterprises = events.enterprises.assign(cluster=CLUSTER_SCOPES[rule.scope](events.enterprises))
+    enterprises = enterprises.loc[enterprises["cluster"].notna()]
+    recent = in_window(events.accidents, "occurred_on", as_of, rule.days)
+    return enterprises, recent.merge(enterprises[["enterprise_id", "cluster"]], on="enterprise_id")
+
+
+def cluster_accident_counts(tables: Tables, *, as_of, policy: OverridePolicy) -> pd.Series:
+    """Accidents of the sector-cluster rule's window per cluster, over ``tables``' enterprises (index: cluster).
+
+    The one cross-enterprise quantity of the vetoes: on partitioned data each partition counts its own, the
+    counts are added up (every accident belongs to one enterprise, so to one partition) and handed to
+    :func:`vetoes` / :func:`assign_tiers` of every partition (``cluster_counts=``).
+    """
+    rule = policy.sector_cluster
+    events = _Events(enterprises=table(tables, "enterprises"),
+                     accidents=_accidents(tables, exclude_road_traffic=policy.exclude_road_traffic),
+                     hazards=table(tables, "hazards"), credit=table(tables, "credit_records"))
+    _, recent = _cluster_accidents(rule, events, as_timestamp(as_of))
+    return recent.groupby("cluster").size().astype("int64")
+
+
 def _sector_cluster(rule: SectorClusterRule, events: _Events, as_of: pd.Timestamp) -> pd.DataFrame:
     """``count`` accidents in one cluster (sector, or sector × township) in the last ``days``.
 
@@ -459,11 +489,8 @@ def _sector_cluster(rule: SectorClusterRule, events: _Events, as_of: pd.Timestam
     every other enterprise of the cluster gets the special-assistance flag only (举一反三: the whole local
     sector is helped, but only the enterprises with accidents are moved to focused supervision).
     """
-    enterprises = events.enterprises.assign(cluster=CLUSTER_SCOPES[rule.scope](events.enterprises))
-    enterprises = enterprises.loc[enterprises["cluster"].notna()]
-    recent = in_window(events.accidents, "occurred_on", as_of, rule.days)
-    recent = recent.merge(enterprises[["enterprise_id", "cluster"]], on="enterprise_id")
-    counts = recent.groupby("cluster").size()
+    enterprises, recent = _cluster_accidents(rule, events, as_of)
+    counts = recent.groupby("cluster").size() if events.cluster_counts is None else events.cluster_counts
     clusters = counts.index[counts >= rule.count]
     if len(clusters) == 0:
         return _hits([], "sector_cluster", [])
@@ -488,14 +515,18 @@ VETO_RULES: Mapping[str, Callable] = {
 }
 
 
-def vetoes(tables: Tables, *, as_of, policy: OverridePolicy) -> pd.DataFrame:
-    """Every veto hit at ``as_of``: ``enterprise_id, code, cause, veto, special_assistance`` (one row per hit)."""
+def vetoes(tables: Tables, *, as_of, policy: OverridePolicy, cluster_counts: pd.Series | None = None) -> pd.DataFrame:
+    """Every veto hit at ``as_of``: ``enterprise_id, code, cause, veto, special_assistance`` (one row per hit).
+
+    ``cluster_counts``: :func:`cluster_accident_counts` over all enterprises when ``tables`` hold one partition
+    of them (default: counted over ``tables``)."""
     as_of = as_timestamp(as_of)
     events = _Events(
         enterprises=table(tables, "enterprises"),
         accidents=_accidents(tables, exclude_road_traffic=policy.exclude_road_traffic),
         hazards=table(tables, "hazards"),
         credit=table(tables, "credit_records"),
+        cluster_counts=cluster_counts,
     )
     frames = [rule_fn(getattr(policy, name), events, as_of)
               for name, rule_fn in VETO_RULES.items() if getattr(policy, name).enabled]
@@ -540,6 +571,9 @@ def assign_tiers(
     overrides: OverridePolicy,
     history: pd.DataFrame | None = None,
     manual: pd.DataFrame | None = None,
+    cutoffs: Cutoffs | None = None,
+    score_rank: np.ndarray | None = None,
+    cluster_counts: pd.Series | None = None,
 ) -> TierResult:
     """Tier every scored enterprise at ``as_of``.
 
@@ -552,13 +586,24 @@ def assign_tiers(
 
     Returns ``tiers``: ``enterprise_id, as_of, probability, [points], rank, model_tier, eligibility,
     final_tier, veto, special_assistance, override_codes, override_cause`` and the ``cutoffs`` table.
+
+    On partitioned data (``scores`` and ``tables`` one partition of the enterprises) the three quantities that
+    cross enterprises come from a global step: ``cutoffs`` (:func:`model_cutoffs` of every probability),
+    ``score_rank`` (:func:`score_ranks` of every probability, this partition's slice, in ``scores``' order) and
+    ``cluster_counts`` (:func:`cluster_accident_counts` added up); the cut-off table then counts this partition
+    only (:func:`combine_cutoff_tables` adds the partitions up). Default: all computed from ``scores``.
     """
     as_of = as_timestamp(as_of)
     frame = _checked_scores(scores)
     probability = frame["probability"].to_numpy(dtype=float)
-    cutoffs = CUTOFF_METHODS[tiers.method](probability, tiers)
+    if cutoffs is None:
+        cutoffs = model_cutoffs(probability, tiers)
+    if score_rank is None:
+        score_rank = score_ranks(probability)
+    elif len(score_rank) != len(frame):
+        raise ValueError(f"score_rank has {len(score_rank)} ranks for {len(frame)} scores")
 
-    frame["rank"] = frame["probability"].rank(method="min", ascending=False).astype("Int64")
+    frame["rank"] = pd.array(np.asarray(score_rank, dtype=np.int64), dtype="Int64")
     model = np.where(probability >= cutoffs.high, "high", np.where(probability <= cutoffs.low, "low", "general"))
     frame["model_tier"] = pd.Series(model, index=frame.index, dtype="str")
     ids = pd.Index(frame["enterprise_id"])
@@ -567,7 +612,7 @@ def assign_tiers(
 
     causes: dict[str, list[str]] = {eid: [] for eid in ids}
     codes: dict[str, list[str]] = {eid: [] for eid in ids}
-    hits = vetoes(tables, as_of=as_of, policy=overrides)
+    hits = vetoes(tables, as_of=as_of, policy=overrides, cluster_counts=cluster_counts)
     hits = hits.loc[is_in(hits["enterprise_id"], ids)]
     for hit in hits.itertuples(index=False):
         codes[hit.enterprise_id].append(hit.code)
@@ -597,6 +642,17 @@ def assign_tiers(
         "override_cause"]
     result = frame[columns].reset_index(drop=True)
     return TierResult(tiers=result, cutoffs=_cutoff_table(result, cutoffs, tiers.method))
+
+
+def model_cutoffs(probability: np.ndarray, policy: TierPolicy) -> Cutoffs:
+    """The model-tier cut-offs of the policy's method over ``probability`` (every scored enterprise)."""
+    return CUTOFF_METHODS[policy.method](np.asarray(probability, dtype=float), policy)
+
+
+def score_ranks(probability: np.ndarray) -> np.ndarray:
+    """Rank by probability, highest 1; equal probabilities share the best rank (pandas' ``method="min"``)."""
+    return pd.Series(np.asarray(probability, dtype=float)).rank(method="min", ascending=False).to_numpy(
+        dtype=np.int64)
 
 
 def _checked_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -667,6 +723,16 @@ def _apply_manual(frame: pd.DataFrame, final: pd.Series, manual: pd.DataFrame, c
         causes[eid].append(f"manual override to {row['tier']} by {row['created_by']} until {until}: "
                            f"{row['reason']} 人工调整")
     return final
+
+
+def combine_cutoff_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The cut-off tables of the partitions of one run (same cut-offs, each counting its own enterprises) as the
+    table of the whole run: counts added up, shares of the total."""
+    first = tables[0].copy()
+    for column in ("model_count", "final_count"):
+        first[column] = np.sum([t[column].to_numpy(dtype=np.int64) for t in tables], axis=0)
+    first["final_share"] = first["final_count"] / max(int(first["final_count"].sum()), 1)
+    return first
 
 
 def _cutoff_table(tiers: pd.DataFrame, cutoffs: Cutoffs, method: str) -> pd.DataFrame:

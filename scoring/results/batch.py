@@ -72,6 +72,7 @@ __all__ = [
     "STAGES",
     "NightlyResult",
     "NightlyRun",
+    "RunContext",
     "ScoringModel",
     "compute_nightly",
     "data_watermark",
@@ -80,7 +81,10 @@ __all__ = [
     "list_rank",
     "load_policy_and_hash",
     "load_scoring_model",
+    "mark_succeeded",
+    "output_rows",
     "policy_fingerprint",
+    "run_batch",
     "run_nightly",
     "score_enterprises",
     "tier_change_rows",
@@ -245,14 +249,18 @@ def list_rank(final_tier: pd.Series, probability: pd.Series) -> np.ndarray:
     return rank
 
 
-def tier_change_rows(output: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+def tier_change_rows(output: pd.DataFrame, previous: pd.DataFrame, *, previous_as_of=None) -> pd.DataFrame:
     """Enterprises whose final tier differs from the previous run's, with the cause (model score, eligibility,
     overrides). No previous run at all: no changes (the first run sets the baseline). An enterprise the previous
-    run did not score gets ``from_tier`` NULL."""
+    run did not score gets ``from_tier`` NULL.
+
+    ``previous_as_of``: the previous run's date when ``previous`` holds only some of its rows (one partition's
+    enterprises, possibly none of them); default: the date of ``previous``' rows."""
     empty = pd.DataFrame({c: pd.Series(dtype="object") for c in CHANGE_COLUMNS if c != "run_id"})
-    if previous is None or previous.empty:
-        return empty
-    previous_as_of = previous["as_of"].max()
+    if previous_as_of is None:
+        if previous is None or previous.empty:
+            return empty
+        previous_as_of = previous["as_of"].max()
     before = previous.set_index("enterprise_id")["final_tier"]
     from_tier = before.reindex(output["enterprise_id"].to_numpy())
     changed = (from_tier.to_numpy(dtype=object) != output["final_tier"].to_numpy(dtype=object))
@@ -289,18 +297,24 @@ class NightlyResult:
 
 
 def tier_enterprises(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of, policy,
-                     previous: pd.DataFrame | None, manual: pd.DataFrame | None):
-    """:func:`scoring.domain.tiers.assign_tiers` with the hysteresis history taken from the previous run's rows."""
+                     previous: pd.DataFrame | None, manual: pd.DataFrame | None, **across):
+    """:func:`scoring.domain.tiers.assign_tiers` with the hysteresis history taken from the previous run's rows.
+
+    ``across``: the global ``cutoffs``, ``score_rank`` and ``cluster_counts`` when ``scores`` are one partition
+    (see :func:`~scoring.domain.tiers.assign_tiers`)."""
     from scoring.domain.tiers import assign_tiers
 
     return assign_tiers(scores[["enterprise_id", "probability", "points"]], tables,
                         as_of=pd.Timestamp(as_of).normalize(), tiers=policy.tiers, overrides=policy.overrides,
-                        history=hysteresis_history(previous), manual=manual)
+                        history=hysteresis_history(previous), manual=manual, **across)
 
 
 def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of,
-                previous: pd.DataFrame, model_label: str) -> pd.DataFrame:
-    """The ``scores_history`` rows of one run (without ``run_id``), ordered by rank."""
+                previous: pd.DataFrame, model_label: str, rank: np.ndarray | None = None) -> pd.DataFrame:
+    """The ``scores_history`` rows of one run (without ``run_id``), ordered by rank.
+
+    ``rank``: the ranked-list positions in ``limits``' row order when ``limits`` are one partition (from
+    :func:`list_rank` over every enterprise); default: :func:`list_rank` of ``limits``."""
     day = pd.Timestamp(as_of).normalize()
     frame = limits.copy()
     reasons = scores.set_index("enterprise_id")["reasons"]
@@ -308,7 +322,7 @@ def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str,
     names = tables["enterprises"].drop_duplicates("enterprise_id").set_index("enterprise_id")["name"]
     frame["name"] = names.reindex(frame["enterprise_id"].to_numpy()).to_numpy()
     frame["score_rank"] = frame["rank"]
-    frame["rank"] = list_rank(frame["final_tier"], frame["probability"])
+    frame["rank"] = list_rank(frame["final_tier"], frame["probability"]) if rank is None else rank
     frame["next_allowed_visit"] = frame["next_routine_on"]
     carried = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     if previous is not None and not previous.empty:
@@ -450,6 +464,46 @@ def run_nightly(
     ``checkpoint``: test hook called inside the write transaction. Raises
     :class:`~features.errors.BatchLockedError` when another run holds the lock (nothing is written then).
     """
+    def work(run: RunContext) -> tuple[ScoringModel, dict[str, int], pd.DataFrame, date | None]:
+        result, model, previous, watermark = _compute(
+            engine, run.day, run.policy, tracking_uri, tables, n_reasons, run.lock, run.timings, run.warnings,
+            run.say)
+        started = time.perf_counter()
+        run.say("write", "start", f"writing {len(result.scores):,} scores and {len(result.changes):,} tier changes")
+        _write(engine, run.lock, run.run_id, run.day, result, model, watermark, run.timings, run.warnings,
+               started - run.began, checkpoint, chunk_rows)
+        run.timings["write"] = time.perf_counter() - started
+        return model, result.counts, result.cutoffs, None if previous.empty else previous["as_of"].max().date()
+
+    return run_batch(engine, as_of, work, policy=policy, policy_file=policy_file, progress=progress,
+                     stale_after=stale_after)
+
+
+@dataclass
+class RunContext:
+    """What the work of one run (see :func:`run_batch`) is handed: the run's row, lock, date, policy and the
+    timings and warnings to fill in; ``say`` reports progress."""
+
+    run_id: int
+    day: pd.Timestamp
+    policy: Any
+    lock: BatchLock
+    timings: dict[str, float]
+    warnings: list[str]
+    say: Progress
+    began: float
+
+    def stage(self, name: str, message: str) -> _Stage:
+        """A timed stage (``with run.stage("features", "building features"):``), beating the lock after it."""
+        return _Stage(name, message, self.timings, self.say, self.lock)
+
+
+def run_batch(engine: sa.Engine, as_of, work: Callable[[RunContext], tuple], *, policy=None, policy_file=None,
+              progress: Progress | None = None, stale_after: timedelta = DEFAULT_STALE_AFTER) -> NightlyRun:
+    """The frame of every nightly run, on one machine or on a cluster: take the lock, write the ``running`` row,
+    call ``work`` (which computes and commits the results in one transaction, and returns ``(model, counts,
+    cutoffs, previous_as_of)``), record the timings; on any failure before ``work`` returns, mark the run
+    ``failed`` with the error; release the lock in every case."""
     day = pd.Timestamp(as_of if as_of is not None else date.today()).normalize()
     if policy is None:
         policy, hashed = load_policy_and_hash(policy_file)
@@ -471,20 +525,16 @@ def run_nightly(
         say("lock", "done", f"run {run_id} as of {day.date()}")
         committed = False
         try:
-            result, model, previous, watermark = _compute(
-                engine, day, policy, tracking_uri, tables, n_reasons, lock, timings, warnings, say)
-            started = time.perf_counter()
-            say("write", "start", f"writing {len(result.scores):,} scores and {len(result.changes):,} tier changes")
-            duration = started - began
-            _write(engine, lock, run_id, day, result, model, watermark, timings, warnings, duration, checkpoint,
-                   chunk_rows)
+            model, counts, cutoffs, previous_as_of = work(
+                RunContext(run_id, day, policy, lock, timings, warnings, say, began))
             committed = True
+            started = time.perf_counter()
             try:
                 refresh_statistics(engine, [scores_history, tier_changes])
             except sa.exc.SQLAlchemyError as exc:  # the run is committed: slower pages, not a failed run
                 warnings.append(f"could not refresh the query planner's statistics: {exc.__class__.__name__}")
                 say("write", "warning", warnings[-1])
-            timings["write"] = time.perf_counter() - started
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - started
             total = time.perf_counter() - began
             _record_timings(engine, run_id, timings, total)
             say("write", "done", f"run {run_id} committed")
@@ -496,9 +546,9 @@ def run_nightly(
         lock.release()
     return NightlyRun(
         run_id=run_id, as_of=day.date(), status="succeeded", model=model.label, model_source=model.source,
-        policy_hash=hashed, counts=result.counts, timings={k: round(v, 3) for k, v in timings.items()},
-        warnings=warnings, previous_as_of=None if previous.empty else previous["as_of"].max().date(),
-        took_over_from=lock.took_over_from, duration_seconds=round(total, 3), cutoffs=result.cutoffs,
+        policy_hash=hashed, counts=counts, timings={k: round(v, 3) for k, v in timings.items()},
+        warnings=warnings, previous_as_of=previous_as_of, took_over_from=lock.took_over_from,
+        duration_seconds=round(total, 3), cutoffs=cutoffs,
     )
 
 
@@ -615,15 +665,22 @@ def _write(engine, lock, run_id, day, result, model, watermark, timings, warning
         hook("deleted", 0, len(scores))
         _bulk_insert(conn, scores_history, scores, chunk_rows, lambda done: hook("scores", done, len(scores)))
         _bulk_insert(conn, tier_changes, changes, chunk_rows, lambda done: hook("changes", done, len(changes)))
-        conn.execute(batch_runs.update().where(batch_runs.c.as_of == day.date(), batch_runs.c.status == "succeeded",
-                                               batch_runs.c.run_id != run_id)
-                     .values(status="superseded", superseded_by=run_id))
-        conn.execute(batch_runs.update().where(batch_runs.c.run_id == run_id).values(
-            status="succeeded", finished_at=_utcnow(), duration_seconds=round(seconds, 3),
-            model_name=model.name, model_version=model.version, model_kind=model.kind, model_source=model.source,
-            data_watermark=watermark, timings={k: round(v, 3) for k, v in timings.items()},
-            warning="\n".join(warnings) or None, **result.counts))
+        mark_succeeded(conn, run_id, day, result.counts, model, watermark, timings, warnings, seconds)
         hook("before_commit", len(scores), len(scores))
+
+
+def mark_succeeded(conn: sa.Connection, run_id: int, day: pd.Timestamp, counts: Mapping[str, int],
+                   model: ScoringModel, watermark, timings: Mapping[str, float], warnings: list[str],
+                   seconds: float) -> None:
+    """Inside the write transaction: the date's older successful run ``superseded``, this one ``succeeded``."""
+    conn.execute(batch_runs.update().where(batch_runs.c.as_of == day.date(), batch_runs.c.status == "succeeded",
+                                           batch_runs.c.run_id != run_id)
+                 .values(status="superseded", superseded_by=run_id))
+    conn.execute(batch_runs.update().where(batch_runs.c.run_id == run_id).values(
+        status="succeeded", finished_at=_utcnow(), duration_seconds=round(seconds, 3),
+        model_name=model.name, model_version=model.version, model_kind=model.kind, model_source=model.source,
+        data_watermark=watermark, timings={k: round(v, 3) for k, v in timings.items()},
+        warning="\n".join(warnings) or None, **counts))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,609 @@
+"""Scoring, tiers and the nightly batch on a Dask cluster (DESIGN.md §11): the single-machine code, per partition.
+
+The enterprises are split by ranges of ``enterprise_key`` (:mod:`features.partitions`) and their features built
+per partition (:mod:`features.dask_build`). From there every step runs the function the single-machine batch
+runs (:mod:`scoring.results.batch`, :mod:`scoring.domain.tiers`, :mod:`scoring.domain.supervision`), once per
+partition, except for the three quantities that cross enterprises, each taken from one global step:
+
+1. **score** (per partition): the model — loaded once by the client and sent to every worker — gives the
+   calibrated probability, the points and the top reasons (:func:`~scoring.results.batch.score_enterprises`);
+2. **cut-offs and score ranks** (global): every partition's probabilities go to one task, which computes the
+   quota cut-offs (:func:`~scoring.domain.tiers.model_cutoffs`) and the rank by probability
+   (:func:`~scoring.domain.tiers.score_ranks`) over all of them — exact, ties included: the same tiers as on one
+   machine whatever the partitioning (a few bytes per enterprise travel, never a feature row);
+3. **cluster vetoes** (partial sums): each partition counts the recent accidents per sector cluster
+   (:func:`~scoring.domain.tiers.cluster_accident_counts`); the counts are added up;
+4. **tiers and limits** (per partition): eligibility, vetoes, hysteresis (the previous run's rows of the
+   partition's enterprises), manual overrides and supervision limits
+   (:func:`~scoring.results.batch.tier_enterprises`, :func:`~scoring.domain.supervision.supervision_limits`);
+5. **ranked list** (global): every partition's final tiers and probabilities give the positions in the
+   planners' list (:func:`~scoring.results.batch.list_rank`);
+6. **rows** (per partition): the ``scores_history`` and ``tier_changes`` rows and the run's counts
+   (:func:`~scoring.results.batch.output_rows`, :func:`~scoring.results.batch.tier_change_rows`,
+   :func:`~scoring.results.batch.run_counts`).
+
+:func:`run_nightly_dask` (``riskgrade nightly --dask ADDRESS``) adds the database around it, in the frame of every
+nightly run (:func:`~scoring.results.batch.run_batch`: the lock, the ``running`` run record, the stage timings,
+the run marked failed on any error): the data watermark is added up from the partitions; every worker writes its
+partitions' rows to the run's **staging tables** (PostgreSQL ``COPY``; a partition written twice — a task
+retried after its worker died — replaces its own rows), and **one transaction** moves them into
+``scores_history`` / ``tier_changes``, checks that every scored enterprise arrived exactly once, marks the run
+succeeded and drops the staging tables. A run killed at any point before that commit leaves the previous results
+untouched; its staging tables are dropped by the run's failure handler or, if the process died, by the next run
+(which holds the lock, so no other run can be writing).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from features.errors import DataError, UsageError
+from scoring.results.batch import (
+    CHANGE_COLUMNS,
+    SCORE_COLUMNS,
+    NightlyRun,
+    RunContext,
+    ScoringModel,
+    _bulk_insert,
+    data_watermark,
+    list_rank,
+    load_scoring_model,
+    mark_succeeded,
+    output_rows,
+    run_batch,
+    run_counts,
+    score_enterprises,
+    tier_change_rows,
+    tier_enterprises,
+)
+from scoring.results.lock import DEFAULT_STALE_AFTER
+from scoring.results.tables import (
+    create_scoring_tables,
+    expire_overrides,
+    overrides_active_at,
+    scores_history,
+    tier_changes,
+)
+
+__all__ = [
+    "ENTERPRISES_PER_PARTITION",
+    "PartitionedResult",
+    "StoredPrevious",
+    "cluster_client",
+    "combine_watermarks",
+    "compute_nightly_dask",
+    "run_nightly_dask",
+]
+
+ENTERPRISES_PER_PARTITION = 50_000
+"""Default partition size of ``nightly --dask``: small enough that a worker builds one partition's features in well
+under a GB, large enough that the per-task overhead stays small (benchmarks/dask_scale.py: 200k enterprises in 4
+partitions on 2 workers peaked at 1.2 GB per worker)."""
+
+STAGING_PREFIX = "nightly_staging_"
+"""The run's staging tables are ``nightly_staging_<run_id>_scores`` and ``..._changes``."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The previous run, per partition
+# ---------------------------------------------------------------------------------------------
+
+_PREVIOUS_COLUMNS = ["enterprise_id", "as_of", "model_tier", "final_tier", "last_model_high_on"]
+
+
+def _typed_previous(frame: pd.DataFrame) -> pd.DataFrame:
+    """The previous run's rows typed as :func:`scoring.results.tables.previous_tiers` gives them."""
+    frame = frame.reindex(columns=_PREVIOUS_COLUMNS)
+    for column in ("as_of", "last_model_high_on"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+    for column in ("enterprise_id", "model_tier", "final_tier"):
+        frame[column] = frame[column].astype("str")
+    return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class StoredPrevious:
+    """The stored rows of the run dated ``as_of`` (the latest before this run's date), read one key range at a
+    time by the workers (a join with the enterprises on their key; picklable: the URL and the date)."""
+
+    url: str
+    as_of: date
+
+    def rows(self, key_range: tuple[int, int], enterprise_ids: pd.Series) -> pd.DataFrame:
+        from features.partitions import engine_for
+        from features.schema import CONTRACT_TABLES
+
+        enterprises = CONTRACT_TABLES["enterprises"]
+        low, high = key_range
+        query = (sa.select(*(scores_history.c[c] for c in _PREVIOUS_COLUMNS))
+                 .join(enterprises, enterprises.c.enterprise_id == scores_history.c.enterprise_id)
+                 .where(scores_history.c.as_of == self.as_of, enterprises.c.enterprise_key >= low,
+                        enterprises.c.enterprise_key < high))
+        with engine_for(self.url).connect() as conn:
+            rows = conn.execute(query).all()
+        return _typed_previous(pd.DataFrame(rows, columns=_PREVIOUS_COLUMNS))
+
+
+def _previous_rows(previous, key_range: tuple[int, int], tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The previous run's rows of one partition's enterprises (``previous``: None, a frame of the whole previous
+    run, or a :class:`StoredPrevious`)."""
+    ids = tables["enterprises"]["enterprise_id"]
+    if previous is None:
+        return _typed_previous(pd.DataFrame(columns=_PREVIOUS_COLUMNS))
+    if isinstance(previous, pd.DataFrame):
+        return _typed_previous(previous.loc[previous["enterprise_id"].isin(set(ids))])
+    return previous.rows(key_range, ids)
+
+
+def _previous_as_of(previous) -> pd.Timestamp | None:
+    if previous is None:
+        return None
+    if isinstance(previous, pd.DataFrame):
+        return None if previous.empty else pd.Timestamp(previous["as_of"].max())
+    return pd.Timestamp(previous.as_of)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-partition steps and the global ones (module-level functions: the workers unpickle them by name)
+# ---------------------------------------------------------------------------------------------
+
+
+def _score(model: ScoringModel, features: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
+    return score_enterprises(model.model, features, n_reasons)
+
+
+def _probabilities(scores: pd.DataFrame) -> np.ndarray:
+    return scores["probability"].to_numpy(dtype=float)
+
+
+def _score_summary(scores: pd.DataFrame) -> tuple[int, float]:
+    return len(scores), float(scores["probability"].sum())
+
+
+def _global_score_ranks(tier_policy, probabilities: Sequence[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+    """The one global step of the tiers: cut-offs and score ranks over every probability, ranks split back."""
+    from scoring.domain.tiers import model_cutoffs, score_ranks
+
+    every = np.concatenate(probabilities) if probabilities else np.zeros(0)
+    ranks = score_ranks(every)
+    return model_cutoffs(every, tier_policy), np.split(ranks, np.cumsum([len(p) for p in probabilities])[:-1])
+
+
+def _across(global_step: tuple[Any, list[np.ndarray]], index: int) -> tuple[Any, np.ndarray]:
+    """One partition's share of the global step (runs where the global result is: only the slice travels)."""
+    cutoffs, ranks = global_step
+    return cutoffs, ranks[index]
+
+
+DECISION_TABLES = ("enterprises", "inspections", "hazards", "accidents", "penalties", "credit_records")
+"""What tiers, vetoes, limits and the output rows read of a partition once its features are built (of the hazards,
+only the major ones: :mod:`scoring.domain.tiers` and :mod:`scoring.domain.supervision` look at no other)."""
+
+
+def _decision_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The part of a partition's frames the steps after scoring need (what a worker keeps across the global
+    steps: without the violations, complaints and general hazards, which weigh most and only feed features)."""
+    out = {name: tables[name] for name in DECISION_TABLES if name in tables}
+    if "hazards" in out:
+        hazards = out["hazards"]
+        out["hazards"] = hazards.loc[hazards["level"] == "major"].reset_index(drop=True)
+    return out
+
+
+def _cluster_counts(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, policy) -> pd.Series:
+    from scoring.domain.tiers import cluster_accident_counts
+
+    return cluster_accident_counts(tables, as_of=as_of, policy=policy.overrides)
+
+
+def _add_counts(counts: Sequence[pd.Series]) -> pd.Series:
+    total = pd.Series(dtype="int64")
+    for part in counts:
+        total = total.add(part, fill_value=0)
+    return total.astype("int64").sort_index()
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One partition's tiers, then its limits (the input of the ranked list and of the output rows)."""
+
+    tiers: pd.DataFrame
+    cutoff_table: pd.DataFrame
+    previous: pd.DataFrame
+    limits: pd.DataFrame | None = None
+
+
+def _tier(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], across: tuple[Any, np.ndarray],
+          cluster_counts: pd.Series, *, key_range: tuple[int, int], as_of: pd.Timestamp, policy, previous,
+          manual: pd.DataFrame | None) -> _Decided:
+    cutoffs, score_rank = across
+    mine = _previous_rows(previous, key_range, tables)
+    tiers = tier_enterprises(scores, tables, as_of=as_of, policy=policy, previous=mine, manual=manual,
+                             cutoffs=cutoffs, score_rank=score_rank, cluster_counts=cluster_counts)
+    return _Decided(tiers.tiers, tiers.cutoffs, mine)
+
+
+def _limit(decided: _Decided, tables: Mapping[str, pd.DataFrame], *, as_of: pd.Timestamp, policy) -> _Decided:
+    from scoring.domain.supervision import supervision_limits
+
+    limits = supervision_limits(decided.tiers, tables, as_of=as_of, policy=policy.supervision)
+    return _Decided(decided.tiers, decided.cutoff_table, decided.previous, limits)
+
+
+def _list_keys(decided: _Decided) -> tuple[pd.Series, pd.Series]:
+    return decided.limits["final_tier"], decided.limits["probability"]
+
+
+def _global_list_ranks(keys: Sequence[tuple[pd.Series, pd.Series]]) -> list[np.ndarray]:
+    """The positions in the ranked list over every partition, split back by partition."""
+    tiers = pd.concat([k[0] for k in keys], ignore_index=True)
+    probability = pd.concat([k[1] for k in keys], ignore_index=True)
+    ranks = list_rank(tiers, probability)
+    return np.split(ranks, np.cumsum([len(k[0]) for k in keys])[:-1])
+
+
+def _pick(parts: list, index: int):
+    return parts[index]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    scores: pd.DataFrame
+    changes: pd.DataFrame
+    counts: dict[str, int]
+
+
+def _rows(scores: pd.DataFrame, decided: _Decided, tables: Mapping[str, pd.DataFrame], rank: np.ndarray, *,
+          as_of: pd.Timestamp, model_label: str, previous_as_of: pd.Timestamp | None) -> _Rows:
+    output = output_rows(scores, decided.limits, tables, as_of=as_of, previous=decided.previous,
+                         model_label=model_label, rank=rank)
+    changes = tier_change_rows(output, decided.previous, previous_as_of=previous_as_of)
+    return _Rows(output, changes, run_counts(output, changes))
+
+
+def _counts_of(rows: _Rows) -> dict[str, int]:
+    return rows.counts
+
+
+def _cutoff_table_of(decided: _Decided) -> pd.DataFrame:
+    return decided.cutoff_table
+
+
+def _final_counts(decided: _Decided) -> dict[str, int]:
+    return {tier: int(n) for tier, n in decided.tiers["final_tier"].value_counts().items()}
+
+
+def _detail(timed, text: str) -> None:
+    """The stage's line in the progress report (when the stage is a timed one of the run)."""
+    if hasattr(timed, "detail"):
+        timed.detail = text
+
+
+def _first_rows(features: pd.DataFrame) -> pd.DataFrame:
+    return features.iloc[:0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The computation on the cluster
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionedResult:
+    """What a partitioned run decided: one future per partition (``rows``: the ``scores_history`` and
+    ``tier_changes`` rows without ``run_id``, held by the workers), the whole run's cut-off table and counts."""
+
+    rows: list[Any]
+    cutoffs: pd.DataFrame
+    counts: dict[str, int]
+
+    def scores(self) -> pd.DataFrame:
+        """Every partition's ``scores_history`` rows in one frame, ordered as one machine orders them (by rank)."""
+        parts = self.rows[0].client.gather(self.rows)
+        frame = pd.concat([p.scores for p in parts], ignore_index=True)
+        return frame.sort_values(["rank", "enterprise_id"], kind="stable").reset_index(drop=True)
+
+    def changes(self) -> pd.DataFrame:
+        parts = self.rows[0].client.gather(self.rows)
+        frame = pd.concat([p.changes for p in parts], ignore_index=True)
+        return frame.sort_values("enterprise_id", kind="stable").reset_index(drop=True)
+
+
+def _add_up(counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in counts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + int(value)
+    return total
+
+
+def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, previous=None,
+                         manual: pd.DataFrame | None = None, n_reasons: int = 3,
+                         stage: Callable[[str, str], Any] | None = None,
+                         release_features: bool = False) -> PartitionedResult:
+    """The pure middle of a run (:func:`scoring.results.batch.compute_nightly`) on the partitions of ``built``
+    (:func:`features.dask_build.build_features_dask` as of one date), on the cluster of ``client``.
+
+    ``previous``: the previous run — None (first run), its whole frame of stored rows (``enterprise_id, as_of,
+    model_tier, final_tier, last_model_high_on``) or a :class:`StoredPrevious` the workers read by key range.
+    ``manual``: the manual overrides active at the date (sent to every worker; each partition applies its own).
+    ``stage(name, message)``: a context manager timing each stage (``score``, ``tiers``, ``limits``).
+    ``release_features``: free the partitions' features and input frames on the workers once scored (the caller
+    needs them no more: across the global steps a worker then holds only what the decisions read,
+    :func:`_decision_tables`, and the results).
+    """
+    stage = stage or (lambda name, message: nullcontext())
+    day = pd.Timestamp(as_of).normalize()
+    previous_as_of = _previous_as_of(previous)
+    n = len(built.frames)
+    tables = client.map(_decision_tables, built.tables, pure=False)
+    with stage("score", "scoring and explaining") as timed:
+        model_future = client.scatter(model, broadcast=True, hash=False)
+        scores = client.map(_score, [model_future] * n, built.frames, n_reasons=n_reasons, pure=False)
+        summary = client.gather(client.map(_score_summary, scores, pure=False))
+        scored = sum(s[0] for s in summary)
+        _detail(timed, f"mean probability {sum(s[1] for s in summary) / max(scored, 1):.4f}")
+        if release_features:  # dropping the references frees the data (the scheduler can still recompute it)
+            built.frames.clear()
+            built.tables.clear()
+    with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as timed:
+        probabilities = client.map(_probabilities, scores, pure=False)
+        global_step = client.submit(_global_score_ranks, policy.tiers, probabilities, pure=False)
+        across = [client.submit(_across, global_step, i, pure=False) for i in range(n)]
+        counted = client.map(_cluster_counts, tables, as_of=day, policy=policy, pure=False)
+        cluster_counts = client.submit(_add_counts, counted, pure=False)
+        if isinstance(previous, pd.DataFrame):  # a whole previous run: sent once, each partition takes its rows
+            previous = client.scatter(previous, broadcast=True, hash=False)
+        tiered = [client.submit(_tier, scores[i], tables[i], across[i], cluster_counts,
+                                key_range=built.ranges[i], as_of=day, policy=policy, previous=previous,
+                                manual=manual, pure=False) for i in range(n)]
+        finals = _add_up(client.gather(client.map(_final_counts, tiered, pure=False)))
+        _detail(timed, ", ".join(f"{t} {finals.get(t, 0):,}" for t in ("high", "general", "low")))
+    with stage("limits", "supervision limits and the ranked list") as timed:
+        decided = client.map(_limit, tiered, tables, as_of=day, policy=policy, pure=False)
+        keys = client.map(_list_keys, decided, pure=False)
+        positions = client.submit(_global_list_ranks, keys, pure=False)
+        ranks = [client.submit(_pick, positions, i, pure=False) for i in range(n)]
+        rows = client.map(_rows, scores, decided, tables, ranks, as_of=day, model_label=model.label,
+                          previous_as_of=previous_as_of, pure=False)
+        counts = _add_up(client.gather(client.map(_counts_of, rows, pure=False)))
+        from scoring.domain.tiers import combine_cutoff_tables
+
+        cutoffs = combine_cutoff_tables(client.gather(client.map(_cutoff_table_of, decided, pure=False)))
+        _detail(timed, f"{counts.get('n_changes', 0):,} tier changes since the previous run" if previous_as_of
+                is not None else "first run: no previous tiers")
+    if counts.get("n_scored", 0) != scored:
+        raise DataError(f"the partitions scored {scored:,} enterprises but wrote {counts.get('n_scored', 0):,} rows")
+    return PartitionedResult(rows, cutoffs, counts)
+
+
+def combine_watermarks(parts: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The data watermark of the whole dataset from the partitions' (:func:`scoring.results.batch.data_watermark`):
+    rows added up, the latest ``recorded_on`` of all; tables without a row anywhere left out, as the
+    single-machine load leaves them out."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for name, entry in part.items():
+            total = out.setdefault(name, {"rows": 0})
+            total["rows"] += int(entry["rows"])
+            latest = entry.get("max_recorded_on")
+            if latest is not None and (total.get("max_recorded_on") is None or latest > total["max_recorded_on"]):
+                total["max_recorded_on"] = latest
+    return {name: entry for name, entry in out.items() if entry["rows"] or name == "enterprises"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def cluster_client(address: str, *, memory_limit: str | None = None):
+    """A ``distributed.Client`` on the scheduler at ``address`` (``tcp://host:8786``), or on a local cluster of the
+    machine's cores (one single-threaded worker process each) for ``local``."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise UsageError("--dask needs the 'distributed' package (pip install distributed)") from exc
+    if address == "local":
+        import os
+
+        cluster = LocalCluster(n_workers=max(1, os.cpu_count() or 1), threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=memory_limit or "auto")
+        client = Client(cluster)
+        client._riskgrade_cluster = cluster  # closed with the client (see close_cluster)
+        return client
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"--dask {address}: no Dask scheduler answers there ({exc}); start one with "
+                         f"dask scheduler, and workers with dask worker {address}") from exc
+
+
+def close_cluster(client) -> None:
+    cluster = getattr(client, "_riskgrade_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging tables and the one transaction
+# ---------------------------------------------------------------------------------------------
+
+
+def _staging_table(run_id: int, kind: str) -> sa.Table:
+    """The run's staging table of ``scores`` (columns of ``scores_history``) or ``changes`` (of
+    ``tier_changes``), plus the partition that wrote each row; no keys (checked when the rows move)."""
+    source = scores_history if kind == "scores" else tier_changes
+    columns = [sa.Column(c.name, c.type, nullable=True) for c in source.columns]
+    return sa.Table(f"{STAGING_PREFIX}{run_id}_{kind}", sa.MetaData(), *columns,
+                    sa.Column("partition", sa.Integer, nullable=False))
+
+
+def _drop_staging(engine: sa.Engine, *, keep: int | None = None) -> None:
+    """Drop the staging tables of every run but ``keep`` (leftovers of runs that died before cleaning up)."""
+    names = [n for n in sa.inspect(engine).get_table_names() if n.startswith(STAGING_PREFIX)
+             and (keep is None or not n.startswith(f"{STAGING_PREFIX}{keep}_"))]
+    if names:
+        quote = engine.dialect.identifier_preparer.quote
+        with engine.begin() as conn:
+            for name in names:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
+
+
+def _stage_partition(rows: _Rows, partition: int, *, url: str, run_id: int, chunk_rows: int,
+                     checkpoint: Callable[[str, int, int], None] | None = None) -> int:
+    """On a worker: one partition's rows into the run's staging tables, replacing any it wrote before (COPY)."""
+    from features.partitions import engine_for
+
+    hook = checkpoint or (lambda point, done, total: None)
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        for kind, frame in (("scores", rows.scores), ("changes", rows.changes)):
+            staging = _staging_table(run_id, kind)
+            conn.execute(staging.delete().where(staging.c.partition == partition))
+            staged = frame.assign(run_id=run_id, partition=partition)
+            _bulk_insert(conn, staging, staged, chunk_rows, lambda done, kind=kind: hook(kind, partition, done))
+    return len(rows.scores)
+
+
+def _make_current(engine: sa.Engine, run: RunContext, counts: Mapping[str, int], model: ScoringModel,
+                  watermark, seconds: float) -> None:
+    """The one transaction: the staged rows replace the date's results; the run is marked succeeded."""
+    from features.db import write_transaction
+
+    quote = engine.dialect.identifier_preparer.quote
+    with write_transaction(engine, what="the nightly run") as conn:
+        run.lock.verify(conn)
+        conn.execute(scores_history.delete().where(scores_history.c.as_of == run.day.date()))
+        conn.execute(tier_changes.delete().where(tier_changes.c.as_of == run.day.date()))
+        for kind, target, columns, expected in (
+                ("scores", scores_history, SCORE_COLUMNS, counts["n_scored"]),
+                ("changes", tier_changes, CHANGE_COLUMNS, counts["n_changes"])):
+            names = ", ".join(quote(c) for c in columns)
+            moved = conn.execute(sa.text(f"INSERT INTO {quote(target.name)} ({names}) SELECT {names} FROM "
+                                         f"{quote(_staging_table(run.run_id, kind).name)}")).rowcount
+            if moved != expected:  # a partition lost or written twice: nothing becomes current
+                raise DataError(f"the staging table of run {run.run_id} holds {moved:,} {kind} rows, the "
+                                f"partitions computed {expected:,}")
+        mark_succeeded(conn, run.run_id, run.day, counts, model, watermark, run.timings, run.warnings, seconds)
+        for kind in ("scores", "changes"):
+            conn.execute(sa.text(f"DROP TABLE {quote(_staging_table(run.run_id, kind).name)}"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The nightly run on the cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def run_nightly_dask(
+    engine: sa.Engine,
+    client,
+    as_of: date | str | None = None,
+    *,
+    url: str | None = None,
+    policy=None,
+    policy_file: str | Path | None = None,
+    tracking_uri: str | None = None,
+    progress=None,
+    partitions: int | None = None,
+    enterprises_per_partition: int = ENTERPRISES_PER_PARTITION,
+    checkpoint: Callable[[str, int, int], None] | None = None,
+    chunk_rows: int = 50_000,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+    n_reasons: int = 3,
+) -> NightlyRun:
+    """The nightly batch of :func:`scoring.results.batch.run_nightly` on the cluster of ``client`` (see the module
+    docstring): the same lock, run record, stages, rows and guarantees. ``engine``: the PostgreSQL database,
+    which the workers reach at ``url`` (default: ``engine``'s URL). ``partitions``: how many key ranges (default:
+    one per ``enterprises_per_partition`` enterprises). ``checkpoint(kind, partition, rows)``: test hook called on
+    the workers while they stage rows."""
+    from features.dask_build import build_features_dask
+    from features.partitions import DatabaseSource, KeyRanges
+
+    if engine.dialect.name != "postgresql":
+        raise UsageError(f"nightly --dask needs a PostgreSQL database the workers can reach (got "
+                         f"{engine.dialect.name}): import into PostgreSQL (riskgrade import --db postgresql+psycopg://"
+                         "...) and point --db at it")
+    url = url or engine.url.render_as_string(hide_password=False)
+
+    def work(run: RunContext):
+        create_scoring_tables(engine)
+        _drop_staging(engine)  # we hold the lock: any staging table left is a dead run's
+        try:
+            return _work(run)
+        except BaseException:
+            try:
+                _drop_staging(engine)
+            except Exception:  # the database itself may be what failed: the run's error matters more
+                pass
+            raise
+
+    def _work(run: RunContext):
+        source = DatabaseSource(url)
+        with run.stage("load", "reading the partitions (contract tables by enterprise_key range)") as s:
+            keys = source.keys()
+            if not len(keys):
+                raise DataError("no enterprises to score: the enterprises table is empty (import data first: "
+                                "riskgrade import DIR)")
+            n = partitions or max(1, math.ceil(len(keys) / enterprises_per_partition))
+            ranges = KeyRanges.of_keys(keys, n)
+            built = build_features_dask(client, source, [run.day], partitions=ranges)
+            watermark = combine_watermarks(client.gather(client.map(data_watermark, built.tables, pure=False)))
+            s.detail = (f"{len(ranges)} partitions on {len(client.scheduler_info()['workers'])} workers; "
+                        + ", ".join(f"{name} {entry['rows']:,}" for name, entry in watermark.items()))
+        with run.stage("features", f"building features as of {run.day.date()}") as s:
+            sizes = client.gather(client.map(len, built.frames, pure=False))
+            if not sum(sizes):
+                raise DataError(f"no enterprise is active as of {run.day.date()} (all founded later or closed "
+                                "before)")
+            s.detail = f"{sum(sizes):,} enterprises × {len(built.catalog)} features"
+        with run.stage("model", "loading the champion model") as s:
+            model = load_scoring_model(tracking_uri, run.policy.expert_card,
+                                       client.submit(_first_rows, built.frames[0], pure=False).result())
+            s.detail = model.label
+            if model.warning:
+                run.warnings.append(model.warning)
+                run.say("model", "warning", model.warning)
+        previous_day = _previous_day(engine, run.day)
+        expire_overrides(engine, run.day.date())
+        manual = overrides_active_at(engine, run.day.date())
+        previous = None if previous_day is None else StoredPrevious(url, previous_day)
+        result = compute_nightly_dask(client, built, model, as_of=run.day, policy=run.policy, previous=previous,
+                                      manual=manual, n_reasons=n_reasons, stage=run.stage, release_features=True)
+        started = time.perf_counter()
+        run.say("write", "start", f"staging {result.counts['n_scored']:,} scores and "
+                                  f"{result.counts['n_changes']:,} tier changes from {len(result.rows)} partitions")
+        with engine.begin() as conn:
+            for kind in ("scores", "changes"):
+                _staging_table(run.run_id, kind).create(conn)
+        staged = client.map(_stage_partition, result.rows, range(len(result.rows)), url=url, run_id=run.run_id,
+                            chunk_rows=chunk_rows, checkpoint=checkpoint, pure=False)
+        client.gather(staged)
+        run.lock.heartbeat()
+        _make_current(engine, run, result.counts, model, watermark, started - run.began)
+        run.timings["write"] = time.perf_counter() - started
+        return model, result.counts, result.cutoffs, previous_day
+
+    return run_batch(engine, as_of, work, policy=policy, policy_file=policy_file, progress=progress,
+                     stale_after=stale_after)
+
+
+def _previous_day(engine: sa.Engine, day: pd.Timestamp) -> date | None:
+    """The date of the latest stored run before ``day`` (what :func:`scoring.results.tables.previous_tiers`
+    compares with)."""
+    with engine.connect() as conn:
+        previous = conn.execute(sa.select(sa.func.max(scores_history.c.as_of))
+                                .where(scores_history.c.as_of < day.date())).scalar()
+    return None if previous is None else pd.Timestamp(previous).date()
