@@ -91,6 +91,7 @@ from data_samples._params import (
     RoutinePractice,
     WorldParams,
 )
+from data_samples._inspectors import InspectorRoster, staffing_rates
 from data_samples._population import SPECIAL_FLAGS, enterprise_names, township_layout, township_short, uscc_codes
 from data_samples._stats import REALISM_RANGES, format_stats, oracle_risk, world_stats
 from data_samples._store import (
@@ -238,13 +239,14 @@ class WorldSimulator:
         root = np.random.default_rng(seed)
         # Independent streams: a different policy changes what happens at visits, not who the enterprises are.
         (self._rng_population, self._rng_nature, self._rng_visits, self._rng_accidents, self._rng_bureau,
-         self._rng_reporting, self._rng_layout) = root.spawn(7)
+         self._rng_reporting, self._rng_layout, self._rng_inspectors) = root.spawn(8)
         self._store = RecordStore(contract_tables())
         self._truth_chunks: list[dict[str, np.ndarray]] = []
         self._department_codes: dict[str, int] = {name: i for i, name in enumerate(DEPARTMENTS)}
         self.last_dropped_orders = 0
         self._consumed: set[str] = set()  # "records" and/or "truth", once converted with consume=True
         self._build_population(years)
+        self._build_roster(years)
         self._build_environment()
         self._init_state()
         self._init_credit()
@@ -320,6 +322,14 @@ class WorldSimulator:
         short = np.asarray([township_short(t) for t in self.township_names], dtype=object)
         self._names = enterprise_names(self.sector_index, short[self.township_index],
                                        layout["prefix"][self.township_index], rng)
+
+    def _build_roster(self, years: float) -> None:
+        """The departments' inspectors, staffed for today's practice (see :mod:`data_samples._inspectors`)."""
+        lead, rate = staffing_rates(self.sector_index, SECTOR_CODES, ROUTINE_PRACTICE, LEAD_DEPARTMENT, DEPARTMENTS)
+        end_day = day_number(_month_first_day(self.start, int(round(12 * years))))
+        self._roster = InspectorRoster.build(
+            DEPARTMENTS, lead, rate, self.township_index, len(self.township_names), day_number(self.start), end_day,
+            self.params.inspectors, ROUTINE_PRACTICE, self._rng_inspectors)
 
     def _build_environment(self) -> None:
         """Draws shared by all enterprises: campaign months and sector-year shocks (for 50 years)."""
@@ -668,8 +678,10 @@ class WorldSimulator:
         found_major = np.zeros(n_visits, dtype=np.int64)
         detect_table = np.array([ins.detection_prob[k] for k in INSPECTION_KINDS])
         luck = rng.lognormal(-ins.visit_luck_sigma**2 / 2, ins.visit_luck_sigma, n_visits)
+        team, stringency = self._roster.teams(v["department"], self.township_index[ent], v["day"],
+                                              v["n_inspectors"], self._rng_inspectors)
         p_general = np.clip(detect_table[v["kind"]] * (1 + ins.detection_per_extra_inspector
-                                                       * (v["n_inspectors"] - 2)) * luck, 0.02, 0.95)
+                                                       * (v["n_inspectors"] - 2)) * luck * stringency, 0.02, 0.95)
         p_major = np.minimum(p_general * ins.detection_major_boost, 0.98)
         # Rounds: the k-th visit of each enterprise this month sees what the earlier ones left.
         if n_visits:
@@ -700,6 +712,13 @@ class WorldSimulator:
              "n_inspectors": v["n_inspectors"].astype(np.int16), "exam_takers": takers.astype(np.int32),
              "exam_passed": passed.astype(np.int32), "recorded": recorded.astype(np.int32),
              "order_row": v["order_row"].astype(np.int64)},
+        )
+        member_visit, member = np.nonzero(team >= 0)
+        self._store.append(
+            "inspection_inspectors",
+            {"enterprise": ent[member_visit].astype(np.int32), "inspection": ids[member_visit],
+             "inspector": team[member_visit, member], "inspected": v["day"][member_visit].astype(np.int32),
+             "recorded": recorded[member_visit].astype(np.int32)},
         )
         overdue_at_visit = self._overdue_major[ent] > 0
         self._found_hazards(month, ids, ent, v["day"], recorded, found_general, found_major)
@@ -1156,11 +1175,17 @@ class WorldSimulator:
             raise RuntimeError("this simulator's records were consumed by tables(consume=True)")
         horizon = day_number(self.horizon)
         out = {"enterprises": self._enterprise_frame(horizon, founded_before=horizon + 1)}
+        out["inspectors"] = self._roster.frame(horizon)
         for table in contract_tables():
             out[table] = self._contract_frame(table, horizon, consume)
         if consume:
             self._consumed.add("records")
         return out
+
+    def inspector_truth(self) -> pd.DataFrame:
+        """Each inspector on the roster (as of :attr:`horizon`) with their hidden stringency: the multiplier of
+        the detection probability of the visits they make (a team detects with its members' geometric mean)."""
+        return as_canonical("truth_inspectors", self._roster.truth(day_number(self.horizon)))
 
     def _contract_frame(self, table: str, horizon: int, consume: bool) -> pd.DataFrame:
         raw = self._store.columns(table, consume=consume)
@@ -1172,11 +1197,12 @@ class WorldSimulator:
                 & (event <= self.closed_day[ent]))
         for name in list(raw):  # one column at a time, so only one unfiltered copy is alive
             raw[name] = raw[name][keep]
-        ids = ID_FORMATS[table](raw["id"])
-        enterprise_ids = self._enterprise_ids_arrow.take(pa.array(raw["enterprise"]))
         frame = _CONTRACT_BUILDERS[table](self, raw, horizon)
-        frame.insert(0, "enterprise_id", string_series(enterprise_ids))
-        frame.insert(0, TABLE_KEY[table], string_series(ids))
+        if table in TABLE_KEY:
+            ids = ID_FORMATS[table](raw["id"])
+            enterprise_ids = self._enterprise_ids_arrow.take(pa.array(raw["enterprise"]))
+            frame.insert(0, "enterprise_id", string_series(enterprise_ids))
+            frame.insert(0, TABLE_KEY[table], string_series(ids))
         return as_canonical(table, frame)
 
     def truth(self, *, consume: bool = False) -> pd.DataFrame:
@@ -1226,7 +1252,8 @@ class WorldSimulator:
 _RAW_DATE_COLUMNS = {"inspected", "found", "rectify_by", "rectified", "recorded", "occurred", "decided",
                      "valid_from", "valid_to", "received"}
 _EVENT_COLUMN = {"inspections": "inspected", "hazards": "found", "violations": "found", "accidents": "occurred",
-                 "penalties": "decided", "credit_records": "valid_from", "complaints": "received"}
+                 "penalties": "decided", "credit_records": "valid_from", "complaints": "received",
+                 "inspection_inspectors": "inspected"}
 TABLE_KEY = {"inspections": "inspection_id", "hazards": "hazard_id", "violations": "violation_id",
              "accidents": "accident_id", "penalties": "penalty_id", "credit_records": "record_id",
              "complaints": "complaint_id"}
@@ -1301,6 +1328,15 @@ def _credit_frame(sim, raw, horizon) -> pd.DataFrame:
     }, copy=False)
 
 
+def _links_frame(sim, raw, horizon) -> pd.DataFrame:
+    """Who made each inspection (kept exactly when the inspection is: same dates, same enterprise)."""
+    frame = pd.DataFrame({
+        "inspection_id": string_series(ID_FORMATS["inspections"](raw["inspection"])),
+        "inspector_id": string_series(sim._roster.ids.take(pa.array(raw["inspector"]))),
+    }, copy=False)
+    return frame.sort_values(["inspection_id", "inspector_id"], kind="stable", ignore_index=True)
+
+
 def _complaints_frame(sim, raw, horizon) -> pd.DataFrame:
     return pd.DataFrame({
         "received_on": _dates(raw["received"]), "substantiated": bools(raw["substantiated"]),
@@ -1316,6 +1352,7 @@ _CONTRACT_BUILDERS = {
     "penalties": _penalties_frame,
     "credit_records": _credit_frame,
     "complaints": _complaints_frame,
+    "inspection_inspectors": _links_frame,
 }
 
 
@@ -1448,8 +1485,10 @@ def generate_world(
         if progress is not None:
             progress(done, months)
     truth = sim.truth(consume=True)  # the largest table first, freeing memory for the others
+    inspector_truth = sim.inspector_truth()
     tables = sim.tables(consume=True)
     tables["truth"] = truth
+    tables["truth_inspectors"] = inspector_truth
     return tables
 
 

@@ -502,6 +502,17 @@ TRUTH_TABLE = TableSpec(
     ),
 )
 
+TRUTH_INSPECTORS_TABLE = TableSpec(
+    "truth_inspectors",
+    key="inspector_id",
+    has_recorded_on=False,
+    description="Synthetic worlds only: each inspector's hidden stringency (detection multiplier of their visits).",
+    columns=(
+        _id("inspector_id"),
+        Column("stringency", "float", required=True, nullable=False, min_value=0),
+    ),
+)
+
 
 def header_lookup(spec: TableSpec) -> dict[str, str]:
     """Every accepted header name of ``spec``'s columns (the contract name and its Chinese names, normalised by
