@@ -281,5 +281,5 @@ def test_a_build_given_its_own_totals_is_unchanged(sqlite_url, expected):
 
     totals = cross_enterprise_totals(tables, DATES)
 
-    assert {k.grouping for k in totals.sums} == {"sector", "township"}
+    assert {k.grouping for k in totals.sums} == {"sector", "township", "inspector", "inspector × sector"}
     pd.testing.assert_frame_equal(build_features(tables, DATES, totals=totals), expected, check_exact=True)
