@@ -1178,6 +1178,13 @@ def _inspector_key(name: str, grouping: str, window: int) -> TotalKey:
 _LABEL_JOIN = "\x1f"  # inspector id and sector in one label (sums by inspector × sector)
 
 
+def _positions_in(values: pd.Series, keys: pa.Array) -> np.ndarray:
+    """The position of each value among ``keys`` (-1: absent or missing), hashed by Arrow (pandas' string lookups
+    loop in Python)."""
+    found = pc.index_in(pa.array(values, from_pandas=True).cast(keys.type), value_set=keys)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
     """The inspector sums as of every date, over visits known before it and dated in ``[a - window, a)`` whose
     team is recorded (``T``: those visits; a visit's sector is its enterprise's):
@@ -1198,10 +1205,10 @@ def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
         teams = ctx.teams()
         visits = ctx.source("inspections")
         n_dates = len(ctx.rows.dates)
-        visit_ids = pd.Index(visits.frame["inspection_id"].astype("str"))
-        link_visit = visit_ids.get_indexer(teams["inspection_id"])
-        inspector_ids, link_inspector = np.unique(teams["inspector_id"].to_numpy(dtype=object)[link_visit >= 0],
-                                                  return_inverse=True)
+        visit_ids = pa.array(visits.frame["inspection_id"].astype("str"), from_pandas=True)
+        link_visit = _positions_in(teams["inspection_id"], visit_ids)
+        link_inspector, inspector_ids = pd.factorize(teams["inspector_id"][link_visit >= 0], sort=True)
+        inspector_ids = np.asarray(inspector_ids, dtype=object)
         link_visit = link_visit[link_visit >= 0]
         has_team = np.bincount(link_visit, minlength=len(visits)) > 0
         sector_of, n_sectors = ctx.group_of_enterprise("sector")
@@ -1209,7 +1216,7 @@ def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
         sector_labels = ctx.group_labels("sector")
         hazards = ctx.source("hazards") if ctx.has("hazards") else None
         if hazards is not None:
-            hazard_visit = visit_ids.get_indexer(_column(hazards.frame, "inspection_id").astype("str").fillna(""))
+            hazard_visit = _positions_in(_column(hazards.frame, "inspection_id").astype("str"), visit_ids)
             at_visit = np.flatnonzero(hazard_visit >= 0)
             hazard_visit, hazard_known = hazard_visit[at_visit], hazards.known[at_visit]
             hazard_major = _equal_mask(_column(hazards.frame, "level"), "major")[at_visit]

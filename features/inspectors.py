@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.contract import normalise_name, split_inspectors
+from features.frames import is_in
 from features.validate import ISSUE_COLUMNS, ChunkResult, TableValidator
 
 __all__ = ["RosterBook", "inspection_teams", "inspector_roster", "stored_roster"]
@@ -199,7 +200,7 @@ def _replaced(result: ChunkResult, good: pd.DataFrame, *, issues: pd.DataFrame |
 
 def inspection_teams(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
     """Who made each inspection: one row per (``inspection_id``, ``inspector_id``), from the link table and the
-    list column ``inspections.inspectors`` together (duplicates once), sorted; only pairs whose inspection is in
+    list column ``inspections.inspectors`` together (duplicates once), in table order; only pairs whose inspection is in
     ``tables["inspections"]``. ``None`` when neither records anyone (the inspector features are then absent)."""
     parts = []
     links = tables.get("inspection_inspectors")
@@ -215,12 +216,14 @@ def inspection_teams(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
             parts.append(pairs[pairs["inspector_id"].notna() & (pairs["inspector_id"] != "")].astype("str"))
     if not parts:
         return None
-    teams = pd.concat(parts, ignore_index=True).drop_duplicates()
-    if inspections is not None:
-        teams = teams[teams["inspection_id"].isin(inspections["inspection_id"])]
+    teams = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        teams = teams.drop_duplicates()
+    if inspections is not None:  # (is_in: pandas' isin on string columns is a Python loop)
+        teams = teams[is_in(teams["inspection_id"], inspections["inspection_id"])]
     if not len(teams):
         return None
-    return teams.sort_values(list(TEAM_COLUMNS), kind="stable").reset_index(drop=True)
+    return teams.reset_index(drop=True)
 
 
 def inspector_roster(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
