@@ -141,6 +141,28 @@ class InspectorRoster:
         multiplier[rows] = np.exp(logs.sum(axis=1) / np.maximum(k, 1))
         return hires[:, :width], multiplier
 
+    def named(self, teams: Sequence[object]) -> np.ndarray:
+        """Hires ``[visit, member]`` (-1 past the team) of teams given as ``;``-joined inspector ids (empty or
+        missing: none given); an id not on the roster is refused."""
+        lookup = getattr(self, "_lookup", None)
+        if lookup is None:
+            lookup = {inspector: i for i, inspector in enumerate(self.ids.to_pylist())}
+            object.__setattr__(self, "_lookup", lookup)
+        lists = [[t for t in str(team).split(";") if t] if isinstance(team, str) else [] for team in teams]
+        hires = np.full((len(lists), max((len(t) for t in lists), default=0) or 1), -1, dtype=np.int64)
+        for row, team in enumerate(lists):
+            for column, inspector in enumerate(team):
+                if inspector not in lookup:
+                    raise KeyError(inspector)
+                hires[row, column] = lookup[inspector]
+        return hires
+
+    def multiplier(self, hires: np.ndarray) -> np.ndarray:
+        """Each team's detection multiplier: the geometric mean of its members' stringency (1: no member)."""
+        member = hires >= 0
+        logs = np.where(member, np.log(self.stringency[np.maximum(hires, 0)]), 0.0)
+        return np.exp(logs.sum(axis=1) / np.maximum(member.sum(axis=1), 1))
+
     def frame(self, horizon: int) -> pd.DataFrame:
         """The roster as known on day ``horizon``: everyone who took a post by then (a later end shows as empty)."""
         known = np.flatnonzero(self.hire_from <= horizon)

@@ -509,7 +509,9 @@ class WorldSimulator:
 
         ``orders`` has one row per visit: ``enterprise_id``, ``kind`` (an inspection kind of the contract),
         ``department``, and optionally ``n_inspectors`` (default 2) and ``day`` (day of the month; default a
-        random operating day). Visits to enterprises not operating that month are dropped (their count is in
+        random operating day), and ``inspectors`` (``;``-joined ids of the roster: a planner's inspector draw; the
+        visit's detection then follows their stringency; default: a team from the squad of the enterprise's
+        township, today's practice). Visits to enterprises not operating that month are dropped (their count is in
         ``last_dropped_orders``); a day outside the operating days is moved to the nearest one.
 
         The returned frames have integer keys, ``enterprise`` positions and datetime columns (the records
@@ -628,7 +630,7 @@ class WorldSimulator:
         if orders is None or len(orders) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return {"enterprise": empty, "kind": empty, "department": empty, "n_inspectors": empty, "day": empty,
-                    "order_row": empty}
+                    "order_row": empty, "team": np.full((0, 1), -1, dtype=np.int64)}
         for column in ("enterprise_id", "kind", "department"):
             if column not in orders.columns:
                 raise DataError(f"orders: missing column {column!r} (have {list(orders.columns)})")
@@ -645,8 +647,16 @@ class WorldSimulator:
             if name not in self._department_codes:
                 self._department_codes[name] = len(self._department_codes)
         department_code = pd.Series(department).map(self._department_codes).to_numpy()
+        team = np.full((len(orders), 1), -1, dtype=np.int64)
+        if "inspectors" in orders.columns:  # a planner's inspector draw: these inspectors make the visit
+            try:
+                team = self._roster.named(orders["inspectors"].to_numpy(dtype=object))
+            except KeyError as exc:
+                raise DataError(f"orders: inspector {exc.args[0]!r} is not on any department's roster") from None
+        named_size = (team >= 0).sum(axis=1)
         n_inspectors = (pd.to_numeric(orders["n_inspectors"]).fillna(2).to_numpy(dtype=np.int64)
                         if "n_inspectors" in orders.columns else np.full(len(orders), 2))
+        n_inspectors = np.where(named_size > 0, named_size, n_inspectors)
         if (n_inspectors < 1).any():
             raise DataError("orders: n_inspectors must be at least 1")
         active = month.active[position]
@@ -665,7 +675,7 @@ class WorldSimulator:
         keep = np.flatnonzero(active)
         return {"enterprise": position[keep], "kind": kind[keep].astype(np.int64),
                 "department": department_code[keep], "n_inspectors": n_inspectors[keep], "day": day[keep],
-                "order_row": keep}
+                "order_row": keep, "team": team[keep]}
 
     def _visits(self, month: _Month, orders: pd.DataFrame | None) -> dict[str, np.ndarray]:
         ins, rng = self.params.inspections, self._rng_visits
@@ -680,6 +690,13 @@ class WorldSimulator:
         luck = rng.lognormal(-ins.visit_luck_sigma**2 / 2, ins.visit_luck_sigma, n_visits)
         team, stringency = self._roster.teams(v["department"], self.township_index[ent], v["day"],
                                               v["n_inspectors"], self._rng_inspectors)
+        named = (v["team"] >= 0).any(axis=1)
+        if named.any():  # the orders named their inspectors (a planner's draw): theirs, not today's squads
+            width = max(team.shape[1], v["team"].shape[1])
+            team = np.pad(team, ((0, 0), (0, width - team.shape[1])), constant_values=-1)
+            given = np.pad(v["team"], ((0, 0), (0, width - v["team"].shape[1])), constant_values=-1)
+            team[named] = given[named]
+            stringency[named] = self._roster.multiplier(given[named])
         p_general = np.clip(detect_table[v["kind"]] * (1 + ins.detection_per_extra_inspector
                                                        * (v["n_inspectors"] - 2)) * luck * stringency, 0.02, 0.95)
         p_major = np.minimum(p_general * ins.detection_major_boost, 0.98)

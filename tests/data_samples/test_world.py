@@ -526,3 +526,19 @@ def test_equal_stringency_gives_no_spread_beyond_noise():
     world = generate_world(3000, 2, seed=4, params=WorldParams(inspectors=InspectorParams(stringency_sigma=0.0)))
     assert (world["truth_inspectors"]["stringency"] == 1.0).all()
     assert inspector_spread(world, world["truth"]) < 2.0
+
+
+def test_orders_may_name_their_inspectors_and_then_those_make_the_visit():
+    sim = WorldSimulator(200, start=date(2022, 1, 1), seed=3, years=1)
+    roster = sim.tables()["inspectors"]
+    strict, lenient = (sim.inspector_truth().sort_values("stringency")["inspector_id"].iloc[[-1, 0]])
+    ids = sim.enterprise_ids[sim.plannable][:40]
+    orders = pd.DataFrame({"enterprise_id": ids, "kind": "random", "department": "应急",
+                           "inspectors": [f"{strict};{lenient}" if i % 2 else "" for i in range(len(ids))]})
+    new = sim.step(orders)
+    made = sim.tables()["inspection_inspectors"]
+    named = made[made["inspector_id"].isin([strict, lenient])].groupby("inspection_id")["inspector_id"].agg(set)
+    assert (named == {strict, lenient}).sum() >= 15  # the odd orders (those operating that month)
+    assert len(new["inspections"]) <= len(orders) and set(roster["inspector_id"]) >= set(made["inspector_id"])
+    with pytest.raises(DataError, match=r"orders: inspector 'J99999' is not on any department's roster"):
+        sim.step(orders.assign(inspectors="J99999"))
