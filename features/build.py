@@ -1422,6 +1422,28 @@ def cross_enterprise_totals(
     return ctx.own_totals()
 
 
+def inspector_stringency(
+    data: Mapping[str, pd.DataFrame],
+    as_of_dates: object,
+    *,
+    window_days: int = 1095,
+    shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+    totals: GroupTotals | None = None,
+) -> pd.DataFrame:
+    """Each inspector's stringency as of each date: hazards found per visit relative to what the enterprises
+    visited yield, shrunk toward 1 (the definition of :func:`_inspector_state`; visits known before the date,
+    dated in ``[a - window_days, a)``). A frame inspectors × as-of dates (only inspectors with a visit in some
+    window); empty when the data record no team or no hazards. ``totals``: as for :func:`build_features`."""
+    dates = as_of_index(as_of_dates)
+    ctx = FeatureContext(data, dates, shrinkage_strength=shrinkage_strength, totals=totals)
+    if not (ctx.has("inspection_inspectors") and ctx.has("hazards")):
+        return pd.DataFrame(columns=dates, index=pd.Index([], dtype="str", name="inspector_id"), dtype=float)
+    frame = _inspector_state(ctx, window_days).stringency.copy()
+    frame.columns = dates
+    frame.index.name = "inspector_id"
+    return frame
+
+
 def _prepare(data: Mapping[str, pd.DataFrame], as_of_dates: object, catalog: Sequence[Feature] | None,
              windows: Sequence[int] | None, shrinkage_strength: float,
              totals: GroupTotals | None) -> tuple[tuple[Feature, ...], FeatureContext]:
