@@ -1347,11 +1347,12 @@ def _credit_frame(sim, raw, horizon) -> pd.DataFrame:
 
 def _links_frame(sim, raw, horizon) -> pd.DataFrame:
     """Who made each inspection (kept exactly when the inspection is: same dates, same enterprise)."""
-    frame = pd.DataFrame({
-        "inspection_id": string_series(ID_FORMATS["inspections"](raw["inspection"])),
-        "inspector_id": string_series(sim._roster.ids.take(pa.array(raw["inspector"]))),
+    # Sorted by key on the numbers (fixed-width ids sort as their numbers do): far cheaper than sorting the text.
+    order = np.lexsort((sim._roster.hire_number[raw["inspector"]], raw["inspection"]))
+    return pd.DataFrame({
+        "inspection_id": string_series(ID_FORMATS["inspections"](raw["inspection"][order])),
+        "inspector_id": string_series(sim._roster.ids.take(pa.array(raw["inspector"][order]))),
     }, copy=False)
-    return frame.sort_values(["inspection_id", "inspector_id"], kind="stable", ignore_index=True)
 
 
 def _complaints_frame(sim, raw, horizon) -> pd.DataFrame:

@@ -1171,8 +1171,8 @@ class InspectorState:
 
 def _inspector_key(name: str, grouping: str, window: int) -> TotalKey:
     """The key of one inspector-side sum in :class:`GroupTotals` (by sector, inspector, or inspector × sector)."""
-    return TotalKey(Quantity("inspection_inspectors", (Where("sum", (name,)),)), window, 0, grouping,  # type: ignore[arg-type]
-                    active_only=False)
+    quantity = Quantity("inspection_inspectors", (Where("sum", (name,)),))  # a label for the sum, not a filter
+    return TotalKey(quantity, window, 0, grouping, active_only=False)  # type: ignore[arg-type]
 
 
 _LABEL_JOIN = "\x1f"  # inspector id and sector in one label (sums by inspector × sector)

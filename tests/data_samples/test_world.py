@@ -23,7 +23,6 @@ from features.contract import (
     ACCIDENT_GRADES,
     EVENT_TABLES,
     TABLE_BY_NAME,
-    TRUTH_TABLE,
     accident_grade,
 )
 from features.errors import DataError

@@ -34,7 +34,8 @@ def world(**changes) -> dict[str, pd.DataFrame]:
             {"inspection_id": "I3", "enterprise_id": "E2", "inspected_on": D("2023-05-01")},
             {"inspection_id": "I4", "enterprise_id": "E3", "inspected_on": D("2023-06-01"), "inspectors": "C"},
         ],
-        inspection_inspectors=[{"inspection_id": "I1", "inspector_id": "A"}, {"inspection_id": "I1", "inspector_id": "B"},
+        inspection_inspectors=[{"inspection_id": "I1", "inspector_id": "A"},
+                               {"inspection_id": "I1", "inspector_id": "B"},
                                {"inspection_id": "I3", "inspector_id": "C"}],
         hazards=[{"hazard_id": f"H{i}", "enterprise_id": e, "inspection_id": v, "found_on": day, "level": level}
                  for i, (e, v, day, level) in enumerate([
