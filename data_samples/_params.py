@@ -349,6 +349,26 @@ class BureauParams:
 
 
 @dataclass(frozen=True)
+class InspectorParams:
+    """The departments' inspectors: how many, how they differ, how today's practice assigns them.
+
+    Each inspector has a **stringency**, a multiplier of the detection probability of the visits they make (a
+    team detects with the geometric mean of its members'). Today's practice assigns by territory: every
+    department splits its roster into squads, each covering a block of townships, and a visit draws its team
+    from the squad of the enterprise's township — so who inspects is confounded with the enterprise, as in real
+    records (DESIGN.md §9: the tenth of inspectors who find the most find at least 3× per visit, at equal latent
+    hazards, what the tenth who find the least do).
+    """
+
+    visits_per_inspector_month: float = 9.0  # staffing: the roster a department needs for today's visit load
+    min_roster: int = 6  # even a department with little to do has this many
+    squad_size: int = 5  # inspectors per territory squad (a visit's team is drawn at random within it)
+    stringency_sigma: float = 0.9  # log-normal spread of the inspectors' detection multipliers
+    turnover_per_year: float = 0.06  # inspectors leaving (replaced the next day by a new one)
+    uncertified_share: float = 0.04  # inspectors without a law-enforcement certificate (执法证) yet
+
+
+@dataclass(frozen=True)
 class WorldParams:
     """Every knob of the synthetic world, with defaults that land in DESIGN.md §9's realism ranges."""
 
@@ -357,6 +377,7 @@ class WorldParams:
     inspections: InspectionParams = field(default_factory=InspectionParams)
     accidents: AccidentParams = field(default_factory=AccidentParams)
     bureau: BureauParams = field(default_factory=BureauParams)
+    inspectors: InspectorParams = field(default_factory=InspectorParams)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ REALISM_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "blacklisted_max_share": (0.0, 0.01),
         "standardization_share": (0.2, 0.6),
         "within_sector_targeting": (-0.05, 0.3),
+        "inspector_top_to_bottom_tenth": (3.0, 12.0),
     }
 )
+INSPECTOR_MIN_VISITS = 20  # inspectors with fewer visits are left out of the inspector spread (too noisy)
 
 
 def world_stats(tables: Mapping[str, pd.DataFrame], truth: pd.DataFrame) -> dict[str, float]:
@@ -156,7 +158,35 @@ def world_stats(tables: Mapping[str, pd.DataFrame], truth: pd.DataFrame) -> dict
     mean_accident = (np.bincount(truth_pos, weights=truth["accident_prob"].to_numpy(), minlength=n)
                      / np.maximum(months_operated, 1))
     stats["oracle_accident_auc"] = _auc(mean_accident[months_operated > 0], had_accident[months_operated > 0])
+    stats["inspector_top_to_bottom_tenth"] = inspector_spread(tables, truth)
     return {name: float(value) for name, value in stats.items()}
+
+
+def inspector_spread(tables: Mapping[str, pd.DataFrame], truth: pd.DataFrame) -> float:
+    """How much more the strictest tenth of inspectors find per visit than the most lenient tenth, at equal
+    latent hazards: per inspector, hazards found on their visits ÷ the latent hazards the enterprises visited
+    held (truth, start of the visit's month); the mean of that ratio over the top tenth ÷ over the bottom tenth
+    (inspectors with at least :data:`INSPECTOR_MIN_VISITS` visits). NaN without records of who inspected."""
+    teams = tables.get("inspection_inspectors")
+    if teams is None or not len(teams):
+        return float("nan")
+    ins = tables["inspections"]
+    found = tables["hazards"]["inspection_id"].dropna().value_counts()
+    visits = pd.DataFrame({"inspection_id": ins["inspection_id"], "enterprise_id": ins["enterprise_id"],
+                           "month": ins["inspected_on"].dt.to_period("M").dt.start_time.astype("datetime64[ns]")})
+    latent = truth[["enterprise_id", "month", "latent_hazards"]]
+    visits = visits.merge(latent, on=["enterprise_id", "month"], how="inner")
+    visits["found"] = visits["inspection_id"].map(found).fillna(0).to_numpy()
+    made = teams[["inspection_id", "inspector_id"]].merge(visits[["inspection_id", "found", "latent_hazards"]],
+                                                          on="inspection_id")
+    per = made.groupby("inspector_id").agg(visits=("found", "size"), found=("found", "sum"),
+                                           latent=("latent_hazards", "sum"))
+    per = per[(per["visits"] >= INSPECTOR_MIN_VISITS) & (per["latent"] > 0)]
+    if len(per) < 10:
+        return float("nan")
+    ratio = np.sort((per["found"] / per["latent"]).to_numpy())
+    tenth = len(ratio) // 10
+    return float(ratio[-tenth:].mean() / max(ratio[:tenth].mean(), 1e-12))
 
 
 def _auc(score: np.ndarray, positive: np.ndarray) -> float:

@@ -232,5 +232,7 @@ def write_csv(frame: pd.DataFrame, path: Path, *, float32_columns: Sequence[str]
 
 
 def contract_tables() -> tuple[str, ...]:
-    """Event tables of the contract, in contract order (enterprises are handled separately)."""
-    return tuple(name for name in TABLE_BY_NAME if name != "enterprises")
+    """Tables the simulation records month by month, in contract order: the event tables and who made each
+    inspection (enterprises and the inspectors' roster are handled separately; no conflicts are declared)."""
+    return tuple(name for name, spec in TABLE_BY_NAME.items()
+                 if spec.event_date is not None or name == "inspection_inspectors")

@@ -91,6 +91,7 @@ from data_samples._params import (
     RoutinePractice,
     WorldParams,
 )
+from data_samples._inspectors import InspectorRoster, staffing_rates
 from data_samples._population import SPECIAL_FLAGS, enterprise_names, township_layout, township_short, uscc_codes
 from data_samples._stats import REALISM_RANGES, format_stats, oracle_risk, world_stats
 from data_samples._store import (
@@ -238,13 +239,14 @@ class WorldSimulator:
         root = np.random.default_rng(seed)
         # Independent streams: a different policy changes what happens at visits, not who the enterprises are.
         (self._rng_population, self._rng_nature, self._rng_visits, self._rng_accidents, self._rng_bureau,
-         self._rng_reporting, self._rng_layout) = root.spawn(7)
+         self._rng_reporting, self._rng_layout, self._rng_inspectors) = root.spawn(8)
         self._store = RecordStore(contract_tables())
         self._truth_chunks: list[dict[str, np.ndarray]] = []
         self._department_codes: dict[str, int] = {name: i for i, name in enumerate(DEPARTMENTS)}
         self.last_dropped_orders = 0
         self._consumed: set[str] = set()  # "records" and/or "truth", once converted with consume=True
         self._build_population(years)
+        self._build_roster(years)
         self._build_environment()
         self._init_state()
         self._init_credit()
@@ -320,6 +322,14 @@ class WorldSimulator:
         short = np.asarray([township_short(t) for t in self.township_names], dtype=object)
         self._names = enterprise_names(self.sector_index, short[self.township_index],
                                        layout["prefix"][self.township_index], rng)
+
+    def _build_roster(self, years: float) -> None:
+        """The departments' inspectors, staffed for today's practice (see :mod:`data_samples._inspectors`)."""
+        lead, rate = staffing_rates(self.sector_index, SECTOR_CODES, ROUTINE_PRACTICE, LEAD_DEPARTMENT, DEPARTMENTS)
+        end_day = day_number(_month_first_day(self.start, int(round(12 * years))))
+        self._roster = InspectorRoster.build(
+            DEPARTMENTS, lead, rate, self.township_index, len(self.township_names), day_number(self.start), end_day,
+            self.params.inspectors, ROUTINE_PRACTICE, self._rng_inspectors)
 
     def _build_environment(self) -> None:
         """Draws shared by all enterprises: campaign months and sector-year shocks (for 50 years)."""
@@ -499,7 +509,9 @@ class WorldSimulator:
 
         ``orders`` has one row per visit: ``enterprise_id``, ``kind`` (an inspection kind of the contract),
         ``department``, and optionally ``n_inspectors`` (default 2) and ``day`` (day of the month; default a
-        random operating day). Visits to enterprises not operating that month are dropped (their count is in
+        random operating day), and ``inspectors`` (``;``-joined ids of the roster: a planner's inspector draw; the
+        visit's detection then follows their stringency; default: a team from the squad of the enterprise's
+        township, today's practice). Visits to enterprises not operating that month are dropped (their count is in
         ``last_dropped_orders``); a day outside the operating days is moved to the nearest one.
 
         The returned frames have integer keys, ``enterprise`` positions and datetime columns (the records
@@ -618,7 +630,7 @@ class WorldSimulator:
         if orders is None or len(orders) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return {"enterprise": empty, "kind": empty, "department": empty, "n_inspectors": empty, "day": empty,
-                    "order_row": empty}
+                    "order_row": empty, "team": np.full((0, 1), -1, dtype=np.int64)}
         for column in ("enterprise_id", "kind", "department"):
             if column not in orders.columns:
                 raise DataError(f"orders: missing column {column!r} (have {list(orders.columns)})")
@@ -635,8 +647,16 @@ class WorldSimulator:
             if name not in self._department_codes:
                 self._department_codes[name] = len(self._department_codes)
         department_code = pd.Series(department).map(self._department_codes).to_numpy()
+        team = np.full((len(orders), 1), -1, dtype=np.int64)
+        if "inspectors" in orders.columns:  # a planner's inspector draw: these inspectors make the visit
+            try:
+                team = self._roster.named(orders["inspectors"].to_numpy(dtype=object))
+            except KeyError as exc:
+                raise DataError(f"orders: inspector {exc.args[0]!r} is not on any department's roster") from None
+        named_size = (team >= 0).sum(axis=1)
         n_inspectors = (pd.to_numeric(orders["n_inspectors"]).fillna(2).to_numpy(dtype=np.int64)
                         if "n_inspectors" in orders.columns else np.full(len(orders), 2))
+        n_inspectors = np.where(named_size > 0, named_size, n_inspectors)
         if (n_inspectors < 1).any():
             raise DataError("orders: n_inspectors must be at least 1")
         active = month.active[position]
@@ -655,7 +675,7 @@ class WorldSimulator:
         keep = np.flatnonzero(active)
         return {"enterprise": position[keep], "kind": kind[keep].astype(np.int64),
                 "department": department_code[keep], "n_inspectors": n_inspectors[keep], "day": day[keep],
-                "order_row": keep}
+                "order_row": keep, "team": team[keep]}
 
     def _visits(self, month: _Month, orders: pd.DataFrame | None) -> dict[str, np.ndarray]:
         ins, rng = self.params.inspections, self._rng_visits
@@ -668,8 +688,17 @@ class WorldSimulator:
         found_major = np.zeros(n_visits, dtype=np.int64)
         detect_table = np.array([ins.detection_prob[k] for k in INSPECTION_KINDS])
         luck = rng.lognormal(-ins.visit_luck_sigma**2 / 2, ins.visit_luck_sigma, n_visits)
+        team, stringency = self._roster.teams(v["department"], self.township_index[ent], v["day"],
+                                              v["n_inspectors"], self._rng_inspectors)
+        named = (v["team"] >= 0).any(axis=1)
+        if named.any():  # the orders named their inspectors (a planner's draw): theirs, not today's squads
+            width = max(team.shape[1], v["team"].shape[1])
+            team = np.pad(team, ((0, 0), (0, width - team.shape[1])), constant_values=-1)
+            given = np.pad(v["team"], ((0, 0), (0, width - v["team"].shape[1])), constant_values=-1)
+            team[named] = given[named]
+            stringency[named] = self._roster.multiplier(given[named])
         p_general = np.clip(detect_table[v["kind"]] * (1 + ins.detection_per_extra_inspector
-                                                       * (v["n_inspectors"] - 2)) * luck, 0.02, 0.95)
+                                                       * (v["n_inspectors"] - 2)) * luck * stringency, 0.02, 0.95)
         p_major = np.minimum(p_general * ins.detection_major_boost, 0.98)
         # Rounds: the k-th visit of each enterprise this month sees what the earlier ones left.
         if n_visits:
@@ -700,6 +729,13 @@ class WorldSimulator:
              "n_inspectors": v["n_inspectors"].astype(np.int16), "exam_takers": takers.astype(np.int32),
              "exam_passed": passed.astype(np.int32), "recorded": recorded.astype(np.int32),
              "order_row": v["order_row"].astype(np.int64)},
+        )
+        member_visit, member = np.nonzero(team >= 0)
+        self._store.append(
+            "inspection_inspectors",
+            {"enterprise": ent[member_visit].astype(np.int32), "inspection": ids[member_visit],
+             "inspector": team[member_visit, member], "inspected": v["day"][member_visit].astype(np.int32),
+             "recorded": recorded[member_visit].astype(np.int32)},
         )
         overdue_at_visit = self._overdue_major[ent] > 0
         self._found_hazards(month, ids, ent, v["day"], recorded, found_general, found_major)
@@ -1156,11 +1192,17 @@ class WorldSimulator:
             raise RuntimeError("this simulator's records were consumed by tables(consume=True)")
         horizon = day_number(self.horizon)
         out = {"enterprises": self._enterprise_frame(horizon, founded_before=horizon + 1)}
+        out["inspectors"] = self._roster.frame(horizon)
         for table in contract_tables():
             out[table] = self._contract_frame(table, horizon, consume)
         if consume:
             self._consumed.add("records")
         return out
+
+    def inspector_truth(self) -> pd.DataFrame:
+        """Each inspector on the roster (as of :attr:`horizon`) with their hidden stringency: the multiplier of
+        the detection probability of the visits they make (a team detects with its members' geometric mean)."""
+        return as_canonical("truth_inspectors", self._roster.truth(day_number(self.horizon)))
 
     def _contract_frame(self, table: str, horizon: int, consume: bool) -> pd.DataFrame:
         raw = self._store.columns(table, consume=consume)
@@ -1172,11 +1214,12 @@ class WorldSimulator:
                 & (event <= self.closed_day[ent]))
         for name in list(raw):  # one column at a time, so only one unfiltered copy is alive
             raw[name] = raw[name][keep]
-        ids = ID_FORMATS[table](raw["id"])
-        enterprise_ids = self._enterprise_ids_arrow.take(pa.array(raw["enterprise"]))
         frame = _CONTRACT_BUILDERS[table](self, raw, horizon)
-        frame.insert(0, "enterprise_id", string_series(enterprise_ids))
-        frame.insert(0, TABLE_KEY[table], string_series(ids))
+        if table in TABLE_KEY:
+            ids = ID_FORMATS[table](raw["id"])
+            enterprise_ids = self._enterprise_ids_arrow.take(pa.array(raw["enterprise"]))
+            frame.insert(0, "enterprise_id", string_series(enterprise_ids))
+            frame.insert(0, TABLE_KEY[table], string_series(ids))
         return as_canonical(table, frame)
 
     def truth(self, *, consume: bool = False) -> pd.DataFrame:
@@ -1226,7 +1269,8 @@ class WorldSimulator:
 _RAW_DATE_COLUMNS = {"inspected", "found", "rectify_by", "rectified", "recorded", "occurred", "decided",
                      "valid_from", "valid_to", "received"}
 _EVENT_COLUMN = {"inspections": "inspected", "hazards": "found", "violations": "found", "accidents": "occurred",
-                 "penalties": "decided", "credit_records": "valid_from", "complaints": "received"}
+                 "penalties": "decided", "credit_records": "valid_from", "complaints": "received",
+                 "inspection_inspectors": "inspected"}
 TABLE_KEY = {"inspections": "inspection_id", "hazards": "hazard_id", "violations": "violation_id",
              "accidents": "accident_id", "penalties": "penalty_id", "credit_records": "record_id",
              "complaints": "complaint_id"}
@@ -1301,6 +1345,16 @@ def _credit_frame(sim, raw, horizon) -> pd.DataFrame:
     }, copy=False)
 
 
+def _links_frame(sim, raw, horizon) -> pd.DataFrame:
+    """Who made each inspection (kept exactly when the inspection is: same dates, same enterprise)."""
+    # Sorted by key on the numbers (fixed-width ids sort as their numbers do): far cheaper than sorting the text.
+    order = np.lexsort((sim._roster.hire_number[raw["inspector"]], raw["inspection"]))
+    return pd.DataFrame({
+        "inspection_id": string_series(ID_FORMATS["inspections"](raw["inspection"][order])),
+        "inspector_id": string_series(sim._roster.ids.take(pa.array(raw["inspector"][order]))),
+    }, copy=False)
+
+
 def _complaints_frame(sim, raw, horizon) -> pd.DataFrame:
     return pd.DataFrame({
         "received_on": _dates(raw["received"]), "substantiated": bools(raw["substantiated"]),
@@ -1316,6 +1370,7 @@ _CONTRACT_BUILDERS = {
     "penalties": _penalties_frame,
     "credit_records": _credit_frame,
     "complaints": _complaints_frame,
+    "inspection_inspectors": _links_frame,
 }
 
 
@@ -1448,8 +1503,10 @@ def generate_world(
         if progress is not None:
             progress(done, months)
     truth = sim.truth(consume=True)  # the largest table first, freeing memory for the others
+    inspector_truth = sim.inspector_truth()
     tables = sim.tables(consume=True)
     tables["truth"] = truth
+    tables["truth_inspectors"] = inspector_truth
     return tables
 
 

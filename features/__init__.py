@@ -3,7 +3,9 @@
 # Names resolve on first use (PEP 562) so that importing a light submodule such as ``features.errors`` (the CLI
 # does, at start-up) does not pull in pandas and the builder.
 _SOURCES = {
-    "build": ("DEFAULT_SHRINKAGE_STRENGTH", "build_features"),
+    "build": ("DEFAULT_SHRINKAGE_STRENGTH", "build_features", "inspector_stringency"),
+    "inspectors": ("inspection_teams", "inspector_roster"),
+    "visits": ("visit_examples",),
     "catalog": ("CATALOG", "DEFAULT_WINDOWS", "Feature", "Quantity", "Where", "catalog_for", "catalog_frame",
                 "categorical_names", "describe", "feature_names", "get_feature", "monotone_constraints"),
     "labels": ("LabelTarget", "build_labels", "labels_complete_on", "oracle_risk"),
@@ -42,7 +44,11 @@ __all__ = [
     "describe",
     "feature_names",
     "get_feature",
+    "inspection_teams",
+    "inspector_roster",
+    "inspector_stringency",
     "labels_complete_on",
     "monotone_constraints",
     "oracle_risk",
+    "visit_examples",
 ]

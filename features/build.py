@@ -62,6 +62,7 @@ from features.catalog import (
 )
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES, accident_grade
 from features.errors import DataError, MissingInputError
+from features.inspectors import inspection_teams
 
 DEFAULT_SHRINKAGE_STRENGTH = 5.0
 """Pseudo-inspections of the sector mean added to each enterprise's own record (see :func:`_shrunk_rate`)."""
@@ -546,11 +547,31 @@ class FeatureContext:
                              f"{self.rows.dates.date.tolist()}: give totals computed for the same dates")
         self._given_totals = totals
         self._local_totals: dict[TotalKey, np.ndarray] = {}
+        self._local_frames: dict[TotalKey, pd.DataFrame] = {}  # sums by other labels (inspectors), as frames
 
     # -- tables and groups ------------------------------------------------------------------------
 
     def has(self, table: str) -> bool:
+        if table == "inspection_inspectors":  # who inspected: the link table or the list column
+            return self.teams() is not None
         return table in self.data
+
+    def teams(self) -> pd.DataFrame | None:
+        """Who made each inspection (:func:`features.inspectors.inspection_teams`), or None."""
+        return self._memo(("teams",), lambda: inspection_teams(self.data))
+
+    def shared_frame(self, key: TotalKey, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """A cross-enterprise sum by labels other than the enterprises' groups (e.g. per inspector): labels ×
+        as-of date indices. From this build's own events (``compute()``, kept for :meth:`own_totals`) or, when the
+        context was given ``totals``, those of every partition."""
+        if self._given_totals is not None:
+            if key not in self._given_totals.sums:
+                raise ValueError(f"group totals lack the sums of {key.quantity} by {key.grouping}: compute them "
+                                 "with the same catalog and shrinkage strength as the build")
+            return self._given_totals.sums[key]
+        if key not in self._local_frames:
+            self._local_frames[key] = compute()
+        return self._local_frames[key]
 
     def source(self, table: str) -> EventSource:
         if table not in self._sources:
@@ -605,6 +626,7 @@ class FeatureContext:
         for key, cells in self._local_totals.items():
             labels = self.group_labels(key.grouping)
             sums[key] = pd.DataFrame(cells.reshape(len(labels), len(self.rows.dates)), index=labels)
+        sums.update(self._local_frames)
         return GroupTotals(self.rows.dates, sums)
 
     def grid(self, grouping: Grouping) -> Grid:
@@ -1129,6 +1151,184 @@ def _peer_sum(ctx: FeatureContext, feature: Feature) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Inspectors: stringency, and finding rates adjusted for who inspected
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InspectorState:
+    """Per as-of date and window: each inspector's stringency and, per row, the sums behind the enterprise's
+    inspector features. See :func:`_inspector_state` for the definitions."""
+
+    stringency: pd.DataFrame  # inspector id × as-of date index: shrunk stringency
+    team_visits: np.ndarray  # per row: visits in the window with a recorded team
+    team_stringency: np.ndarray  # per row: sum over those visits of the team's mean stringency
+    found: np.ndarray  # per row: hazards found at those visits
+    major_found: np.ndarray  # per row: major hazards found at those visits
+    sector_mean: np.ndarray  # per row: hazards found per team-recorded visit in the enterprise's sector
+    sector_major_mean: np.ndarray  # per row: the same for major hazards
+
+
+def _inspector_key(name: str, grouping: str, window: int) -> TotalKey:
+    """The key of one inspector-side sum in :class:`GroupTotals` (by sector, inspector, or inspector × sector)."""
+    quantity = Quantity("inspection_inspectors", (Where("sum", (name,)),))  # a label for the sum, not a filter
+    return TotalKey(quantity, window, 0, grouping, active_only=False)  # type: ignore[arg-type]
+
+
+_LABEL_JOIN = "\x1f"  # inspector id and sector in one label (sums by inspector × sector)
+
+
+def _positions_in(values: pd.Series, keys: pa.Array) -> np.ndarray:
+    """The position of each value among ``keys`` (-1: absent or missing), hashed by Arrow (pandas' string lookups
+    loop in Python)."""
+    found = pc.index_in(pa.array(values, from_pandas=True).cast(keys.type), value_set=keys)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
+    """The inspector sums as of every date, over visits known before it and dated in ``[a - window, a)`` whose
+    team is recorded (``T``: those visits; a visit's sector is its enterprise's):
+
+    - per visit ``v``: ``found_v`` hazards (and ``major_v`` major ones) linked to it by ``inspection_id`` and
+      known before ``a``;
+    - per sector ``s``: ``μ_s = Σ found_v / |T_s|`` (what a visit there finds), ``μmaj_s`` likewise;
+    - per inspector ``i`` (visits ``T_i`` they took part in): ``F_i = Σ found_v``, ``E_i = Σ μ_s(v)`` (what the
+      enterprises visited would yield), ``n_i = |T_i|``; stringency ``s_i = (F_i + m·E_i/n_i) / (E_i + m·E_i/n_i)``
+      — the ratio ``F_i / E_i`` shrunk toward 1 by ``m`` (the shrinkage strength) pseudo-visits; 1 when ``E_i = 0``;
+    - per row (enterprise ``e``, date ``a``), over ``e``'s visits in ``T``: their number, the sum of the teams' mean
+      stringency ``t_v``, and the hazards (major hazards) found.
+
+    The sums by sector, inspector and inspector × sector are additive over enterprises: a partitioned build adds
+    them up (:meth:`FeatureContext.shared_frame`), so each partition sees every enterprise's visits."""
+
+    def compute() -> InspectorState:
+        teams = ctx.teams()
+        visits = ctx.source("inspections")
+        n_dates = len(ctx.rows.dates)
+        visit_ids = pa.array(visits.frame["inspection_id"].astype("str"), from_pandas=True)
+        link_visit = _positions_in(teams["inspection_id"], visit_ids)
+        link_inspector, inspector_ids = pd.factorize(teams["inspector_id"][link_visit >= 0], sort=True)
+        inspector_ids = np.asarray(inspector_ids, dtype=object)
+        link_visit = link_visit[link_visit >= 0]
+        has_team = np.bincount(link_visit, minlength=len(visits)) > 0
+        sector_of, n_sectors = ctx.group_of_enterprise("sector")
+        sector = sector_of[visits.code]
+        sector_labels = ctx.group_labels("sector")
+        hazards = ctx.source("hazards") if ctx.has("hazards") else None
+        if hazards is not None:
+            hazard_visit = _positions_in(_column(hazards.frame, "inspection_id").astype("str"), visit_ids)
+            at_visit = np.flatnonzero(hazard_visit >= 0)
+            hazard_visit, hazard_known = hazard_visit[at_visit], hazards.known[at_visit]
+            hazard_major = _equal_mask(_column(hazards.frame, "level"), "major")[at_visit]
+        grid = ctx.rows.grid
+        shape = (len(inspector_ids), n_dates)
+        found_by_sector, major_by_sector, visits_by_sector = (np.zeros((n_sectors, n_dates)) for _ in range(3))
+        found_by_inspector = np.zeros(shape)
+        pair_label = (np.repeat(inspector_ids, n_sectors).astype(str) + _LABEL_JOIN
+                      + np.tile(sector_labels.to_numpy(dtype=object), len(inspector_ids)).astype(str))
+        visits_by_pair = np.zeros((len(inspector_ids) * n_sectors, n_dates))
+        per_date = []
+        for d, as_of in enumerate(ctx.as_of_days):
+            ok = (has_team & (visits.day >= as_of - window) & (visits.day < as_of) & (visits.known < as_of)
+                  & (sector >= 0))
+            found = np.zeros(len(visits))
+            major = np.zeros(len(visits))
+            if hazards is not None:
+                counted = (hazard_known < as_of) & ok[hazard_visit]
+                found = np.bincount(hazard_visit[counted], minlength=len(visits)).astype(np.float64)
+                major = np.bincount(hazard_visit[counted & hazard_major], minlength=len(visits)).astype(np.float64)
+            found_by_sector[:, d] = np.bincount(sector[ok], found[ok], n_sectors)
+            major_by_sector[:, d] = np.bincount(sector[ok], major[ok], n_sectors)
+            visits_by_sector[:, d] = np.bincount(sector[ok], minlength=n_sectors)
+            link_ok = ok[link_visit]
+            found_by_inspector[:, d] = np.bincount(link_inspector[link_ok], found[link_visit[link_ok]], shape[0])
+            pair = link_inspector[link_ok] * n_sectors + sector[link_visit[link_ok]]
+            visits_by_pair[:, d] = np.bincount(pair, minlength=len(pair_label))
+            per_date.append((ok, found, major))
+
+        def shared(name: str, grouping: str, values: np.ndarray, labels) -> pd.DataFrame:
+            return ctx.shared_frame(_inspector_key(name, grouping, window),
+                                    lambda: pd.DataFrame(values, index=pd.Index(labels, dtype="str")))
+
+        sector_found = shared("found", "sector", found_by_sector, sector_labels)
+        sector_major = shared("major found", "sector", major_by_sector, sector_labels)
+        sector_visits = shared("visits", "sector", visits_by_sector, sector_labels)
+        inspector_found = shared("found", "inspector", found_by_inspector, inspector_ids)
+        pair_visits = shared("visits", "inspector × sector", visits_by_pair, pair_label)
+
+        # Stringency of every inspector (of all partitions: the sums are global), as of each date.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = (sector_found / sector_visits).where(sector_visits > 0, 0.0)
+        pairs = pair_visits[(pair_visits != 0).any(axis=1)]
+        split = pairs.index.str.split(_LABEL_JOIN, n=1)
+        pair_inspector = split.str[0]
+        pair_sector = pd.Index(split.str[1])
+        expected = (pairs * mean.reindex(pair_sector, fill_value=0.0).to_numpy()).groupby(pair_inspector).sum()
+        n_visits = pairs.groupby(pair_inspector).sum()
+        found_i = inspector_found.reindex(expected.index, fill_value=0.0)
+        m = ctx.shrinkage_strength
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pseudo = m * expected / n_visits
+            stringency = ((found_i + pseudo) / (expected + pseudo)).where(expected > 0, 1.0)
+            if m == 0:
+                stringency = (found_i / expected).where(expected > 0, 1.0)
+
+        # Per row: the enterprise's team-recorded visits, their teams' stringency and finds.
+        n_rows = grid.n_rows
+        team_visits, team_stringency = np.zeros(n_rows), np.zeros(n_rows)
+        found_rows, major_rows = np.zeros(n_rows), np.zeros(n_rows)
+        members = np.bincount(link_visit, minlength=len(visits))
+        own = stringency.reindex(pd.Index(inspector_ids, dtype="str"))
+        for d, (ok, found, major) in enumerate(per_date):
+            strict = own[d].to_numpy(dtype=np.float64, na_value=1.0) if len(own) else np.zeros(0)
+            team_sum = np.bincount(link_visit, strict[link_inspector], len(visits))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                team_mean = np.where(members > 0, team_sum / np.maximum(members, 1), 0.0)
+            row = grid.lookup[visits.code, d]
+            keep = ok & (row >= 0)
+            team_visits += np.bincount(row[keep], minlength=n_rows)
+            team_stringency += np.bincount(row[keep], team_mean[keep], n_rows)
+            found_rows += np.bincount(row[keep], found[keep], n_rows)
+            major_rows += np.bincount(row[keep], major[keep], n_rows)
+
+        def by_row(sums: pd.DataFrame) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_sector = (sums / sector_visits.reindex(sums.index)).reindex(sector_labels)
+            cells = per_sector.to_numpy(dtype=np.float64, na_value=np.nan)
+            group = sector_of[grid.group]
+            return np.where(group >= 0, cells[np.maximum(group, 0), grid.date_index], np.nan)
+
+        return InspectorState(stringency, team_visits, team_stringency, found_rows, major_rows,
+                              by_row(sector_found), by_row(sector_major))
+
+    return ctx._memo(("inspector state", window), compute)
+
+
+@aggregation("inspector_stringency", stage="cross_enterprise", offsets=lambda feature: ())
+def _inspector_stringency(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Mean stringency of the teams that made the enterprise's visits in the window (see :func:`_inspector_state`);
+    NaN without a visit whose team is recorded."""
+    state = _inspector_state(ctx, feature.window_days)
+    return _ratio(state.team_stringency, state.team_visits)
+
+
+@aggregation("inspector_adjusted_rate", stage="cross_enterprise", offsets=lambda feature: ())
+def _inspector_adjusted_rate(ctx: FeatureContext, feature: Feature) -> np.ndarray:
+    """Hazards (``where`` level major: major hazards) found at the enterprise's team-recorded visits in the window,
+    ÷ what its sector's visits find on average times its teams' stringency, shrunk toward 1 by ``m`` pseudo-visits:
+    ``(found / μ_s + m) / (Σ t_v + m)``. 1: as expected given who inspected; NaN without such a visit or when the
+    sector's visits found nothing of the kind."""
+    state = _inspector_state(ctx, feature.window_days)
+    major = any(w.column == "level" and w.values == ("major",) for w in feature.where)
+    found, mean = (state.major_found, state.sector_major_mean) if major else (state.found, state.sector_mean)
+    m = ctx.shrinkage_strength
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(mean > 0, found / np.where(mean > 0, mean, 1.0), np.nan)
+        rate = _ratio(relative + m, state.team_stringency + m)
+    return np.where(state.team_visits > 0, rate, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
 # The entry point
 # ---------------------------------------------------------------------------------------------
 
@@ -1220,6 +1420,28 @@ def cross_enterprise_totals(
         if AGGREGATIONS[feature.aggregation].stage == "cross_enterprise":
             _compute(ctx, feature)
     return ctx.own_totals()
+
+
+def inspector_stringency(
+    data: Mapping[str, pd.DataFrame],
+    as_of_dates: object,
+    *,
+    window_days: int = 1095,
+    shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+    totals: GroupTotals | None = None,
+) -> pd.DataFrame:
+    """Each inspector's stringency as of each date: hazards found per visit relative to what the enterprises
+    visited yield, shrunk toward 1 (the definition of :func:`_inspector_state`; visits known before the date,
+    dated in ``[a - window_days, a)``). A frame inspectors × as-of dates (only inspectors with a visit in some
+    window); empty when the data record no team or no hazards. ``totals``: as for :func:`build_features`."""
+    dates = as_of_index(as_of_dates)
+    ctx = FeatureContext(data, dates, shrinkage_strength=shrinkage_strength, totals=totals)
+    if not (ctx.has("inspection_inspectors") and ctx.has("hazards")):
+        return pd.DataFrame(columns=dates, index=pd.Index([], dtype="str", name="inspector_id"), dtype=float)
+    frame = _inspector_state(ctx, window_days).stringency.copy()
+    frame.columns = dates
+    frame.index.name = "inspector_id"
+    return frame
 
 
 def _prepare(data: Mapping[str, pd.DataFrame], as_of_dates: object, catalog: Sequence[Feature] | None,

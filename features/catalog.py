@@ -43,6 +43,10 @@ TREND_WINDOW_DAYS = 365
 PEER_WINDOW_DAYS = 365
 """Peer context (举一反三) counts accidents of other enterprises in the last 365 days."""
 
+INSPECTOR_WINDOW_DAYS = 1095
+"""Inspector stringency and inspector-adjusted rates read three years of visits (a county inspector makes a few
+dozen a year: fewer would leave most of them at the prior)."""
+
 EXTRA_PREFIX = TABLE_BY_NAME["enterprises"].extra_prefix or "x_"
 
 NO_LEVEL = "none"
@@ -392,6 +396,34 @@ def _peer_features() -> tuple[Feature, ...]:
     )
 
 
+def _inspector_features() -> tuple[Feature, ...]:
+    w = INSPECTOR_WINDOW_DAYS
+    teams = Quantity("inspection_inspectors")  # who made each visit (the link table or the list column)
+    return (
+        Feature(
+            f"inspector_stringency_{w}d", "inspection_inspectors", w, "inspector_stringency", 0,
+            f"{_zh_window(w)}检查该企业的执法人员平均严格程度（发现隐患数与所查企业应有数之比，向1收缩）",
+            f"Mean stringency of the inspectors who visited the enterprise {_en_window(w)} (hazards they find per "
+            f"visit relative to what the enterprises they visit yield, shrunk toward 1)",
+            per=Quantity("hazards"),  # read too: without hazards there is nothing to compare inspectors by
+        ),
+        Feature(
+            f"hazards_per_inspection_inspector_adjusted_{w}d", "hazards", w, "inspector_adjusted_rate", 1,
+            f"{_zh_window(w)}发现隐患数与按执法人员严格程度和行业均值应发现数之比（向1收缩）",
+            f"Hazards found {_en_window(w)} relative to what the sector's visits find, given the stringency of who "
+            f"inspected (shrunk toward 1): a firm visited by lenient inspectors is not scored as safe",
+            where=_ANY_LEVEL, per=teams,
+        ),
+        Feature(
+            f"major_hazards_per_inspection_inspector_adjusted_{w}d", "hazards", w, "inspector_adjusted_rate", 1,
+            f"{_zh_window(w)}发现重大隐患数与按执法人员严格程度和行业均值应发现数之比（向1收缩）",
+            f"Major hazards found {_en_window(w)} relative to what the sector's visits find, given the stringency "
+            f"of who inspected (shrunk toward 1)",
+            where=_MAJOR, per=teams,
+        ),
+    )
+
+
 def catalog_for(windows: Iterable[int] = DEFAULT_WINDOWS) -> tuple[Feature, ...]:
     """The catalog with windowed families instantiated for ``windows`` (days; trends and peers fixed at 365)."""
     windows = tuple(sorted({int(w) for w in windows}))
@@ -408,6 +440,7 @@ def catalog_for(windows: Iterable[int] = DEFAULT_WINDOWS) -> tuple[Feature, ...]
         *_credit_features(),
         *_trend_features(),
         *_peer_features(),
+        *_inspector_features(),
     )
     _check_unique(catalog)
     return catalog

@@ -214,10 +214,23 @@ class TableSpec:
     extra_prefix: str | None = None  # columns starting with this prefix are kept as extras
     description: str = ""
     checks: tuple[str, ...] = field(default=())  # names of row checks in features.validate
+    key_with: tuple[str, ...] = ()  # further key columns: a link table's key is the pair of ids it links
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        """The columns of the key (``key`` and ``key_with``)."""
+        return (self.key, *self.key_with)
+
+    @property
+    def per_enterprise(self) -> bool:
+        """Whether every row belongs to one enterprise (has ``enterprise_id``, so the import gives it the
+        enterprise's ``enterprise_key`` and a partitioned read splits it by key range). The inspectors' roster
+        and the inspection-inspector links are not: they are read whole."""
+        return "enterprise_id" in self.column_names
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -239,6 +252,10 @@ def _id(name: str, *zh: str) -> Column:
 
 _ENTERPRISE_ID_ZH = ("企业编号", "企业ID", "企业代码", "单位编号")
 _INSPECTION_ID_ZH = ("检查编号", "检查记录编号")
+_INSPECTOR_ID_ZH = ("执法人员编号", "检查人员编号", "人员编号", "执法人员ID")
+
+INSPECTOR_SEPARATORS = ";；、,，/|"
+"""What separates the inspectors of one visit in ``inspections.inspectors`` ("P017;P203", "张三、李四")."""
 
 
 def _enterprise_ref() -> Column:
@@ -284,6 +301,23 @@ TABLES: tuple[TableSpec, ...] = (
         checks=("uscc", "closed_after_founded"),
     ),
     TableSpec(
+        # Before inspections: an import resolves who inspected against the roster it has read.
+        "inspectors",
+        key="inspector_id",
+        zh=("执法人员", "执法人员名册", "执法人员信息", "检查人员名册"),
+        has_recorded_on=False,
+        description="The bureau's inspectors (执法人员): department, service period, law-enforcement certificate.",
+        columns=(
+            _id("inspector_id", *_INSPECTOR_ID_ZH),
+            Column("name", "text", zh=("姓名", "执法人员姓名", "人员姓名")),
+            Column("department", "text", zh=("所属部门", "执法部门", "部门")),
+            Column("active_from", "date", zh=("任职起始日期", "入职日期", "起始日期")),
+            Column("active_to", "date", zh=("任职截止日期", "离职日期", "截止日期")),
+            Column("certified", "bool", zh=("执法证", "持有执法证", "是否持有执法证", "持证")),
+        ),
+        checks=("active_to_after_from",),
+    ),
+    TableSpec(
         "inspections",
         key="inspection_id",
         zh=("检查记录", "检查", "执法检查", "监督检查"),
@@ -299,6 +333,8 @@ TABLES: tuple[TableSpec, ...] = (
             Column("n_inspectors", "int", min_value=0, zh=("检查人数", "执法人数", "检查人员数")),
             Column("exam_takers", "int", min_value=0, zh=("考试人数", "应考人数", "参考人数")),
             Column("exam_passed", "int", min_value=0, zh=("合格人数", "考试合格人数")),
+            # Who inspected, as a list: ids or names (resolved against the roster by name within the department).
+            Column("inspectors", "text", zh=("检查人员", "执法人员", "检查人", "执法人员姓名")),
             _RECORDED_ON,
         ),
         checks=("exam_passed_le_takers",),
@@ -406,9 +442,44 @@ TABLES: tuple[TableSpec, ...] = (
             _RECORDED_ON,
         ),
     ),
+    TableSpec(
+        "inspection_inspectors",
+        key="inspection_id",
+        key_with=("inspector_id",),
+        zh=("检查人员记录", "检查人员明细", "检查执法人员"),
+        has_recorded_on=False,
+        description="Who made each inspection: one row per (inspection, inspector).",
+        columns=(
+            _id("inspection_id", *_INSPECTION_ID_ZH),
+            _id("inspector_id", *_INSPECTOR_ID_ZH),
+        ),
+    ),
+    TableSpec(
+        "inspector_conflicts",
+        key="inspector_id",
+        key_with=("enterprise_id",),
+        zh=("回避", "回避名单", "利害关系回避"),
+        has_recorded_on=False,
+        description="Declared conflicts of interest (回避): the inspector never inspects the enterprise.",
+        columns=(
+            _id("inspector_id", *_INSPECTOR_ID_ZH),
+            _enterprise_ref(),
+            Column("reason", "text", zh=("回避原因", "原因")),
+        ),
+    ),
 )
 TABLE_BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}
 EVENT_TABLES: tuple[str, ...] = tuple(t.name for t in TABLES if t.event_date)
+INSPECTOR_TABLES: tuple[str, ...] = ("inspectors", "inspection_inspectors", "inspector_conflicts")
+"""The optional tables of who inspects (DESIGN.md §3): the roster, who made each inspection, declared conflicts."""
+
+_SEPARATOR_TABLE = str.maketrans({c: ";" for c in INSPECTOR_SEPARATORS})
+
+
+def split_inspectors(text: str) -> list[str]:
+    """The inspectors a list cell names, in order, without blanks or repeats ("P017；P203、" -> [P017, P203])."""
+    parts = (part.strip() for part in unicodedata.normalize("NFKC", text).translate(_SEPARATOR_TABLE).split(";"))
+    return list(dict.fromkeys(part for part in parts if part))
 
 # The hidden truth written by the synthetic world (never part of a real bureau's data).
 TRUTH_TABLE = TableSpec(
@@ -428,6 +499,17 @@ TRUTH_TABLE = TableSpec(
         Column("latent_hazards", "int", min_value=0),
         Column("unrectified_major", "int", min_value=0),
         Column("suspended", "bool"),
+    ),
+)
+
+TRUTH_INSPECTORS_TABLE = TableSpec(
+    "truth_inspectors",
+    key="inspector_id",
+    has_recorded_on=False,
+    description="Synthetic worlds only: each inspector's hidden stringency (detection multiplier of their visits).",
+    columns=(
+        _id("inspector_id"),
+        Column("stringency", "float", required=True, nullable=False, min_value=0),
     ),
 )
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import TABLE_BY_NAME, TRUTH_TABLE, TableSpec
+from features.contract import TABLE_BY_NAME, TRUTH_INSPECTORS_TABLE, TRUTH_TABLE, TableSpec
 
 Tables = Mapping[str, pd.DataFrame]
 
@@ -42,8 +42,11 @@ def canonical_dtype(kind: str) -> str:
     return _DTYPES[kind]
 
 
+_TRUTH_TABLES = {spec.name: spec for spec in (TRUTH_TABLE, TRUTH_INSPECTORS_TABLE)}
+
+
 def spec_for(table: str) -> TableSpec:
-    return TRUTH_TABLE if table == TRUTH_TABLE.name else TABLE_BY_NAME[table]
+    return _TRUTH_TABLES.get(table) or TABLE_BY_NAME[table]
 
 
 def canonical_frame(table: str, frame: pd.DataFrame) -> pd.DataFrame:

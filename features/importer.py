@@ -49,6 +49,7 @@ import sqlalchemy as sa
 
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
 from features.errors import DataError, RiskgradeError
+from features.inspectors import RosterBook, stored_roster
 from features.db import serialise, write_transaction
 from features.schema import CONTRACT_TABLES, create_schema, quarantine, truth
 from features.sources import Source, find_sources, read_chunks, read_raw
@@ -168,15 +169,19 @@ def iter_validated(
     in_database: bool,
     uscc_allowlist: frozenset[str] = frozenset(),
     chunk_rows: int = 200_000,
+    stored_inspectors: Callable[[], pd.DataFrame] | None = None,
 ) -> Iterator[tuple[Source, TableValidator, Iterator[ChunkResult]]]:
     """One ``(source, validator, chunks)`` per file, in order; ``chunks`` reads and validates the file lazily
     and must be used up before the next file is asked for.
 
     ``known_enterprises()`` is called once, when the first non-enterprise file comes up — after the
     consumer has handled every enterprise chunk — and gives the ids an ``enterprise_id`` may refer to.
+    ``stored_inspectors()``: the roster already stored, against which (with the import's own inspectors file)
+    who inspected is resolved (:class:`features.inspectors.RosterBook`).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    roster = RosterBook(stored_inspectors)
     known: pd.Index | None = None
     quarantined_enterprises: dict[str, int] = {}
     enterprises_file = "the enterprises file"
@@ -194,14 +199,15 @@ def iter_validated(
             uscc_allowlist=uscc_allowlist,
         )
         validator = TableValidator(source.table, header=source.header, source_file=source.name, context=context)
-        yield source, validator, _validate_file(source, validator, chunk_rows, quarantined_enterprises)
+        yield source, validator, _validate_file(source, validator, chunk_rows, quarantined_enterprises, roster)
 
 
 def _validate_file(source: Source, validator: TableValidator, chunk_rows: int,
-                   quarantined_enterprises: dict[str, int]) -> Iterator[ChunkResult]:
+                   quarantined_enterprises: dict[str, int], roster: RosterBook) -> Iterator[ChunkResult]:
     for chunk in read_raw(source, chunk_rows):
         result = validator.validate(chunk.cells, rejected=chunk.rejected, problems=chunk.problems,
                                     check_nul=chunk.check_nul)
+        result = roster.resolve(source.table, validator, result)
         if source.table == "enterprises":  # for a clearer reason on the events of a quarantined enterprise
             refused = result.issues[result.issues["line"].isin(result.quarantined_lines)]
             for key, line in zip(refused["row_key"], refused["line"]):
@@ -327,6 +333,7 @@ def import_directory(
             in_database=True,
             uscc_allowlist=uscc_allowlist,
             chunk_rows=chunk_rows,
+            stored_inspectors=lambda: stored_roster(conn),
         )
         for source, validator, chunks in files:
             book = _QuarantineBook(conn, source.table, imported_at)
@@ -382,7 +389,7 @@ class _EnterpriseKeys:
 
     def added(self, table: str, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` (rows to write into ``table``) with its ``enterprise_key`` column; other tables unchanged."""
-        if table not in TABLE_BY_NAME:
+        if table not in TABLE_BY_NAME or not TABLE_BY_NAME[table].per_enterprise:
             return frame
         key_of = self._keys()
         ids = pd.Index(frame["enterprise_id"], dtype="str")

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features.catalog import EXTRA_PREFIX, Feature, extra_feature
-from features.contract import ENTERPRISE_KEY, TABLES
+from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME, TABLES
 from features.errors import DataError, MissingInputError
 from features.frames import canonical_frame
 from features.validate import key_columns
@@ -283,8 +283,9 @@ class ParquetSource:
 
     def _read(self, table: str, key_range: tuple[int, int]) -> pd.DataFrame:
         low, high = key_range
-        arrow = pq.read_table(Path(self.directory) / table,
-                              filters=[(ENTERPRISE_KEY, ">=", low), (ENTERPRISE_KEY, "<", high)])
+        rows = [(ENTERPRISE_KEY, ">=", low), (ENTERPRISE_KEY, "<", high)] if TABLE_BY_NAME[table].per_enterprise \
+            else None  # the inspectors' roster and links: whole, in every partition
+        arrow = pq.read_table(Path(self.directory) / table, filters=rows)
         frame = arrow.to_pandas()
         return frame.sort_values(list(key_columns(table)), kind="stable").reset_index(drop=True)
 
@@ -325,7 +326,9 @@ def export_parquet(url: str, directory: str | Path, *, enterprises_per_file: int
         for name, frame in frames.items():
             if not len(frame) and name != "enterprises":
                 continue
-            ordered = frame.sort_values(ENTERPRISE_KEY, kind="stable")
+            if not TABLE_BY_NAME[name].per_enterprise and i > 0:  # read whole by every partition: written once
+                continue
+            ordered = frame.sort_values(ENTERPRISE_KEY, kind="stable") if ENTERPRISE_KEY in frame.columns else frame
             folder = staging / name
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pandas(ordered, preserve_index=False), folder / f"part-{i:05d}.parquet")

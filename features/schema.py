@@ -35,21 +35,23 @@ def _sql_column(column: Column, *, primary_key: bool) -> sa.Column:
 
 
 def _contract_table(spec: TableSpec) -> sa.Table:
-    columns = [_sql_column(c, primary_key=c.name == spec.key) for c in spec.columns]
+    columns = [_sql_column(c, primary_key=c.name in spec.key_names) for c in spec.columns]
     if spec.extra_prefix:
         # Free-form extra columns (``x_*``) travel as one JSON object per row.
         columns.append(sa.Column("extras", sa.JSON(), nullable=True))
-    # The enterprise's integer surrogate, written by the importer (see features.contract.ENTERPRISE_KEY).
-    columns.append(sa.Column(ENTERPRISE_KEY, sa.Integer, nullable=True))
     indexes = []
-    if spec.name == "enterprises":
-        indexes.append(sa.Index("ux_enterprises_enterprise_key", ENTERPRISE_KEY, unique=True))
-    else:
-        indexes.append(sa.Index(f"ix_{spec.name}_enterprise_id", "enterprise_id"))
+    if spec.per_enterprise:
+        # The enterprise's integer surrogate, written by the importer (see features.contract.ENTERPRISE_KEY).
+        columns.append(sa.Column(ENTERPRISE_KEY, sa.Integer, nullable=True))
+        if spec.name == "enterprises":
+            indexes.append(sa.Index("ux_enterprises_enterprise_key", ENTERPRISE_KEY, unique=True))
+        else:
+            indexes.append(sa.Index(f"ix_{spec.name}_enterprise_id", "enterprise_id"))
     return sa.Table(spec.name, metadata, *columns, *indexes, comment=spec.description)
 
 
 CONTRACT_TABLES: dict[str, sa.Table] = {spec.name: _contract_table(spec) for spec in TABLES}
+_KEYED_TABLES = tuple(spec.name for spec in TABLES if spec.per_enterprise)  # those carrying enterprise_key
 
 truth = sa.Table(
     TRUTH_TABLE.name,
@@ -105,14 +107,14 @@ def _complete(inspector: sa.Inspector, tables: Sequence[sa.Table], keyed: bool) 
     if not {t.name for t in tables} <= existing:
         return False
     return not keyed or all(ENTERPRISE_KEY in {c["name"] for c in inspector.get_columns(name)}
-                            for name in CONTRACT_TABLES)
+                            for name in _KEYED_TABLES)
 
 
 def _add_enterprise_keys(conn: sa.Connection) -> None:
     """Databases made before ``enterprise_key`` existed: add the column and fill it (enterprises numbered in
     ``enterprise_id`` order, events from their enterprise), in the caller's transaction."""
     inspector = sa.inspect(conn)
-    lacking = [name for name in CONTRACT_TABLES
+    lacking = [name for name in _KEYED_TABLES
                if ENTERPRISE_KEY not in {c["name"] for c in inspector.get_columns(name)}]
     if not lacking:
         return

@@ -64,7 +64,8 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
     keyed = _tables_with_keys(engine, names)
     where = ""
     if key_range is not None:
-        unkeyed = [name for name in names if name not in keyed and sa.inspect(engine).has_table(name)]
+        unkeyed = [name for name in names if name not in keyed and sa.inspect(engine).has_table(name)
+                   and spec_for(name).per_enterprise]
         if unkeyed:
             raise DataError(f"table {unkeyed[0]!r} has no {ENTERPRISE_KEY} column: it cannot be read by key range "
                             "(import the data again with this version to number the enterprises)")
@@ -73,9 +74,10 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
     out = {}
     with _adbc_connection(engine) as adbc:
         for name in names:
-            frame = _read_adbc(adbc, name, name in keyed, where) if adbc is not None else None
+            rows = where if spec_for(name).per_enterprise else ""  # the roster and links: read whole
+            frame = _read_adbc(adbc, name, name in keyed, rows) if adbc is not None else None
             if frame is None:
-                frame = _read_sqlalchemy(engine, name, name in keyed, where)
+                frame = _read_sqlalchemy(engine, name, name in keyed, rows)
             if frame.empty and not spec_for(name).required_file:
                 continue
             out[name] = _canonical(name, frame, extra_kinds)

@@ -335,6 +335,7 @@ ROW_CHECKS: dict[str, RowCheck] = {
         _order_check("rectified_after_found", "found_on", "rectified_on", "rectified_on before found_on"),
         _order_check("deadline_after_found", "found_on", "rectify_by", "rectify_by before found_on"),
         _order_check("valid_to_after_from", "valid_from", "valid_to", "valid_to before valid_from"),
+        _order_check("active_to_after_from", "active_from", "active_to", "active_to before active_from"),
         RowCheck("credit_value", "credit value not valid for its kind", _find_credit, _normalise_credit),
         RowCheck("accident_grade", "grade inconsistent with casualties and loss", _find_accident,
                  _normalise_accident, fills=("grade",)),
@@ -357,6 +358,8 @@ RULES: dict[str, str] = {
     "nul_byte": "a NUL byte (\\x00) in a cell: a damaged file or a binary value",
     "too_many_fields": "a row with more fields than the header: not read into columns",
     "formula_without_value": "an Excel formula cell without a saved value",
+    "unknown_inspector": "an inspector id or name not on the roster (features.inspectors)",
+    "ambiguous_inspector": "a name shared by several inspectors of the department (features.inspectors)",
     **{name: check.description for name, check in ROW_CHECKS.items()},
 }
 

@@ -35,6 +35,7 @@ are listed in ``Plan.unmet`` with the reason, for the planner to escalate.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,12 @@ __all__ = [
     "parse_period",
     "pool_digest",
     "redraw",
+    "InspectorDrawPolicy",
+    "InspectorDraw",
+    "draw_inspectors",
+    "eligible_inspectors",
+    "redraw_team",
+    "with_teams",
 ]
 
 
@@ -84,14 +91,33 @@ class TierRatios:
 
 
 @dataclass(frozen=True)
+class InspectorDrawPolicy:
+    """``[planning.inspectors]``: the second random of 双随机 — who makes each planned visit
+    (:func:`draw_inspectors`). Only active inspectors holding a law-enforcement certificate (执法证) are ever drawn
+    (the law, not a setting); how many per visit is ``[supervision.inspectors]``."""
+
+    avoid_repeat_days: int = 365  # 回避: nobody who inspected the same enterprise within this many days
+    monthly_workload: int = 16  # visits one inspector may be given in a month's plan
+
+    def validate(self) -> None:
+        if self.avoid_repeat_days < 0:
+            raise ValueError(("avoid_repeat_days", f"expected 0 or more days, got {self.avoid_repeat_days!r}"))
+        if self.monthly_workload < 1:
+            raise ValueError(("monthly_workload", f"expected a whole number of at least 1, got "
+                                                  f"{self.monthly_workload!r}"))
+
+
+@dataclass(frozen=True)
 class PlanningPolicy:
-    """``[planning]``: random ratios, which tiers get risk-based visits, lead departments, default capacity."""
+    """``[planning]``: random ratios, which tiers get risk-based visits, lead departments, default capacity, and
+    the inspector draw (``[planning.inspectors]``)."""
 
     fill_tiers: tuple[str, ...]
     default_department: str
     random_ratio: TierRatios
     sector_department: Mapping[str, str]
     capacity: Mapping[str, int]
+    inspectors: InspectorDrawPolicy = field(default_factory=InspectorDrawPolicy)
 
     def validate(self) -> None:
         for i, tier in enumerate(self.fill_tiers):
@@ -176,6 +202,8 @@ class Plan:
     pools: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
     """Each drawn stratum's pool ``(department, tier) → ids`` (sorted), for re-drawing (not stored: the plan
     records the digest)."""
+    teams: pd.DataFrame | None = field(default=None, compare=False)
+    """The inspector draw (:func:`draw_inspectors`, :attr:`InspectorDraw.teams`), when a roster was given."""
 
     def to_frame(self) -> pd.DataFrame:
         return self.items
@@ -572,3 +600,151 @@ def _items_frame(state: _State) -> pd.DataFrame:
     for column in ("window_start", "window_end"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
     return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# The inspector draw: the second random of 双随机 (随机选派执法检查人员)
+# ---------------------------------------------------------------------------------------------
+
+TEAM_COLUMNS = ["priority", "enterprise_id", "departments", "n_inspectors", "inspectors", "inspector_names",
+                "pool_size", "pool_digest", "seed", "unstaffed_reason"]
+
+
+@dataclass(frozen=True)
+class InspectorDraw:
+    """Who makes each visit of a plan: ``teams`` (one row per visit, :data:`TEAM_COLUMNS`: the inspectors drawn,
+    ``;``-joined, with their names; the pool it was drawn from — size and :func:`pool_digest` of its
+    ``department|inspector_id`` lines —; or why nobody could be sent, ``unstaffed_reason``), ``workload`` (visits
+    given to each inspector who got any) and ``pools`` (each visit's pool by department, for re-drawing)."""
+
+    teams: pd.DataFrame
+    workload: pd.DataFrame
+    pools: Mapping[int, Mapping[str, tuple[str, ...]]] = field(default_factory=dict, repr=False, compare=False)
+
+
+def eligible_inspectors(roster: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The inspectors who may be drawn for the period ``[start, end]``: serving the whole period (``active_from``
+    empty or on or before ``start``, ``active_to`` empty or on or after ``end``) and certified (``certified`` true:
+    an unknown certificate is no certificate). Sorted by ``inspector_id``."""
+    for column in ("inspector_id", "department"):
+        if column not in roster.columns:
+            raise DataError(f"inspectors: missing column {column!r}")
+    active_from = pd.to_datetime(roster.get("active_from"), errors="coerce") if "active_from" in roster else None
+    active_to = pd.to_datetime(roster.get("active_to"), errors="coerce") if "active_to" in roster else None
+    ok = pd.Series(True, index=roster.index)
+    if active_from is not None:
+        ok &= active_from.isna() | (active_from <= start)
+    if active_to is not None:
+        ok &= active_to.isna() | (active_to >= end)
+    certified = roster["certified"] if "certified" in roster else pd.Series(pd.NA, index=roster.index)
+    ok &= certified.astype("boolean").fillna(False).astype(bool)
+    chosen = roster.loc[ok & roster["department"].notna() & roster["inspector_id"].notna()]
+    return chosen.assign(inspector_id=chosen["inspector_id"].astype("str"),
+                         department=chosen["department"].astype("str")).sort_values("inspector_id",
+                                                                                   ignore_index=True)
+
+
+def _avoided(history: pd.DataFrame | None, conflicts: pd.DataFrame | None, start: pd.Timestamp,
+             days: int) -> set[tuple[str, str]]:
+    """(enterprise_id, inspector_id) pairs 回避 rules out: a visit to the enterprise in the ``days`` before
+    ``start``, or a declared conflict."""
+    pairs: set[tuple[str, str]] = set()
+    if history is not None and len(history):
+        on = pd.to_datetime(history["inspected_on"], errors="coerce")
+        recent = history[(on >= start - pd.Timedelta(days=days)) & (on < start)]
+        pairs |= set(zip(recent["enterprise_id"].astype(str), recent["inspector_id"].astype(str)))
+    if conflicts is not None and len(conflicts):
+        pairs |= set(zip(conflicts["enterprise_id"].astype(str), conflicts["inspector_id"].astype(str)))
+    return pairs
+
+
+def redraw_team(pools: Mapping[str, Sequence[str]], *, seed: int, period: str, enterprise_id: str,
+                k: int) -> list[str]:
+    """The inspectors of one visit, as :func:`draw_inspectors` draws them and an auditor re-draws them from the
+    visit's pools (per department, each sorted by inspector_id, in the visit's department order), with
+    ``rng = default_rng([seed, crc32("period|enterprise_id|inspectors")])``: first one inspector of each department,
+    at position ``rng.integers(len(pool))`` of its pool, then the other ``k - departments`` from the rest of all the
+    pools (merged, sorted) at positions ``rng.choice(len(rest), size=..., replace=False)``, in that order."""
+    rng = np.random.default_rng([int(seed), zlib.crc32(f"{period}|{enterprise_id}|inspectors".encode("utf-8"))])
+    team: list[str] = []
+    for department, pool in pools.items():
+        candidates = [i for i in pool if i not in team]
+        if not candidates:
+            raise ValueError(f"department {department} has nobody left for the visit to {enterprise_id}")
+        team.append(candidates[int(rng.integers(len(candidates)))])
+    rest = sorted({i for pool in pools.values() for i in pool} - set(team))
+    more = k - len(team)
+    if more > len(rest):
+        raise ValueError(f"the pools hold {len(rest) + len(team)} inspectors, the visit needs {k}")
+    if more > 0:
+        team += [rest[i] for i in rng.choice(len(rest), size=more, replace=False)]
+    return team
+
+
+def _pool_lines(pools: Mapping[str, Sequence[str]]) -> list[str]:
+    return [f"{department}|{inspector}" for department, pool in pools.items() for inspector in pool]
+
+
+def draw_inspectors(items: pd.DataFrame, roster: pd.DataFrame, *, period: str, seed: int,
+                    policy: InspectorDrawPolicy, history: pd.DataFrame | None = None,
+                    conflicts: pd.DataFrame | None = None) -> InspectorDraw:
+    """Draw the inspectors of every visit of a plan (the second random of 双随机), pure and seeded.
+
+    ``items``: the plan's visits (``priority, enterprise_id, departments`` — ``;``-joined —, ``n_inspectors``),
+    staffed in priority order. ``roster``: ``inspector_id, name, department, active_from, active_to, certified``.
+    ``history``: past visits ``enterprise_id, inspector_id, inspected_on`` (who inspected whom); ``conflicts``:
+    declared conflicts ``inspector_id, enterprise_id``.
+
+    A visit's pool, per department of the visit: the department's :func:`eligible_inspectors` who are not ruled out
+    by 回避 (a visit to the enterprise within ``policy.avoid_repeat_days`` before the period, or a declared
+    conflict) and have not reached ``policy.monthly_workload`` visits in this plan; :func:`redraw_team` draws
+    ``n_inspectors`` of them (at least one per department). A visit whose pools cannot give that is left unstaffed
+    with the reason — never staffed with fewer, or with someone the rules exclude."""
+    start, end = parse_period(period)
+    period_text = start.strftime("%Y-%m")
+    eligible = eligible_inspectors(roster, start, end)
+    names = dict(zip(eligible["inspector_id"], eligible["name"] if "name" in eligible else [None] * len(eligible)))
+    by_department = {d: list(g["inspector_id"]) for d, g in eligible.groupby("department", sort=True)}
+    avoided = _avoided(history, conflicts, start, policy.avoid_repeat_days)
+    load: dict[str, int] = {}
+    rows, pools_of = [], {}
+    for item in items.sort_values("priority").itertuples(index=False):
+        eid = str(item.enterprise_id)
+        departments = [d for d in str(item.departments).split(";") if d]
+        k = int(item.n_inspectors)
+        pools = {d: tuple(i for i in by_department.get(d, ())
+                          if (eid, i) not in avoided and load.get(i, 0) < policy.monthly_workload)
+                 for d in departments}
+        members = {i for pool in pools.values() for i in pool}
+        reason = ""
+        empty = [d for d in departments if not pools[d]]
+        if empty:
+            reason = (f"no eligible inspector of {', '.join(empty)} (active, certified, 回避 within "
+                      f"{policy.avoid_repeat_days} days, workload {policy.monthly_workload}) 无可选派执法人员")
+        elif len(members) < k:
+            reason = (f"only {len(members)} eligible inspectors for a visit of {k} 可选派执法人员不足")
+        team = [] if reason else redraw_team(pools, seed=seed, period=period_text, enterprise_id=eid, k=k)
+        for inspector in team:
+            load[inspector] = load.get(inspector, 0) + 1
+        pools_of[int(item.priority)] = pools
+        rows.append({
+            "priority": int(item.priority), "enterprise_id": eid, "departments": ";".join(departments),
+            "n_inspectors": k, "inspectors": ";".join(team),
+            "inspector_names": ";".join(str(names.get(i) or i) for i in team),
+            "pool_size": len(members), "pool_digest": pool_digest(_pool_lines(pools)), "seed": int(seed),
+            "unstaffed_reason": reason,
+        })
+    teams = pd.DataFrame(rows, columns=TEAM_COLUMNS)
+    workload = pd.DataFrame(sorted(load.items()), columns=["inspector_id", "visits"]).assign(
+        limit=policy.monthly_workload)
+    return InspectorDraw(teams=teams, workload=workload, pools=pools_of)
+
+
+def with_teams(plan: Plan, draw: InspectorDraw) -> Plan:
+    """``plan`` with its inspector draw: ``teams``, and the items naming their inspectors (``inspectors``,
+    ``inspector_names``; empty for a visit left unstaffed)."""
+    named = draw.teams.set_index("priority")
+    items = plan.items.assign(
+        inspectors=plan.items["priority"].map(named["inspectors"]).astype("str"),
+        inspector_names=plan.items["priority"].map(named["inspector_names"]).astype("str"))
+    return dataclasses.replace(plan, items=items, teams=draw.teams)

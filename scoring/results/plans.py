@@ -15,6 +15,12 @@ One set of functions behind ``riskgrade plan`` and the workbench's 检查计划 
   the pool digest recorded vs rebuilt, and the ids drawn recorded vs re-drawn
   (:func:`~scoring.domain.planning.redraw` on the rebuilt pool with the recorded seed).
 - :func:`plan_list`, :func:`plan_detail`, :func:`plan_export_sheets`, :func:`enterprise_plans` — what is read.
+- Inspectors (the second random of 双随机): when the database has a roster (``inspectors``, or one built from who
+  made the recorded inspections), :func:`compute_plan` draws each visit's inspectors
+  (:func:`~scoring.domain.planning.draw_inspectors`: 回避 against the inspections before the period and the
+  declared ``inspector_conflicts``); :func:`generate_plan` stores the draw in ``plan_teams`` (one row per visit:
+  inspectors, names, pool size and digest, seed, or why the visit could not be staffed); :func:`plan_detail` and the
+  exports name the inspectors of each visit; :func:`verify_draws` re-draws them (:attr:`DrawCheck.teams`).
 
 Generating, approving and changing capacity are audited (``audit_log`` via :func:`scoring.results.audit.record_audit`,
 in the transaction of the change).
@@ -35,6 +41,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.errors import DataError
+from features.schema import create_tables, metadata
 from scoring.results import tables
 from scoring.results.tables import (
     _now,
@@ -65,6 +72,48 @@ __all__ = [
 ]
 
 PLAN_STATUSES = {"draft": "草稿 draft", "approved": "已批准 approved (frozen)"}
+
+plan_teams = sa.Table(
+    "plan_teams",
+    metadata,
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.plan_id"), primary_key=True),
+    sa.Column("priority", sa.Integer, primary_key=True),  # the visit (plan_items.priority)
+    sa.Column("enterprise_id", sa.String(64), nullable=False),
+    sa.Column("departments", sa.Text, nullable=True),
+    sa.Column("n_inspectors", sa.Integer, nullable=True),
+    sa.Column("inspectors", sa.Text, nullable=True),  # inspector ids drawn, ";"-joined, in draw order
+    sa.Column("inspector_names", sa.Text, nullable=True),
+    sa.Column("pool_size", sa.Integer, nullable=True),
+    sa.Column("pool_digest", sa.String(16), nullable=True),  # pool_digest of the visit's "department|id" lines
+    sa.Column("seed", sa.BigInteger, nullable=True),
+    sa.Column("unstaffed_reason", sa.Text, nullable=True),  # why nobody could be sent (empty: staffed)
+    comment="Who makes each visit of a stored plan: the inspector draw (双随机, 随机选派执法检查人员).",
+)
+_TEAM_COLUMNS = [c.name for c in plan_teams.columns if c.name != "plan_id"]
+
+
+def _create_team_table(engine: sa.Engine) -> None:
+    create_scoring_tables(engine)
+    create_tables(engine, [plan_teams])
+
+
+def inspector_inputs(engine: sa.Engine) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None:
+    """``(roster, history, conflicts)`` for the inspector draw, from the contract tables stored in ``engine``'s
+    database: the roster (:func:`features.inspectors.inspector_roster`: the ``inspectors`` table, else one built
+    from who made the recorded inspections), who inspected whom when (``enterprise_id, inspector_id,
+    inspected_on``) and the declared conflicts. ``None`` when the database records no inspector at all."""
+    from features.inspectors import inspection_teams, inspector_roster
+    from features.store import load_tables
+
+    frames = load_tables(engine, ["inspections", "inspectors", "inspection_inspectors", "inspector_conflicts"])
+    roster = inspector_roster(frames)
+    if roster is None:
+        return None
+    teams = inspection_teams(frames)
+    visits = frames["inspections"][["inspection_id", "enterprise_id", "inspected_on"]]
+    history = (teams.merge(visits, on="inspection_id")[["enterprise_id", "inspector_id", "inspected_on"]]
+               if teams is not None else pd.DataFrame(columns=["enterprise_id", "inspector_id", "inspected_on"]))
+    return roster, history, frames.get("inspector_conflicts")
 
 
 def default_seed(period: str) -> int:
@@ -105,6 +154,14 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
     limits = tables.current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)  # (patchable in tests)
     result = plan_inspections(limits, _capacity_mapping(capacity, policy), period,
                               supervision=policy.supervision, planning=policy.planning, seed=chosen)
+    inputs = inspector_inputs(engine)
+    if inputs is not None:
+        from scoring.domain.planning import draw_inspectors, with_teams
+
+        roster, history, conflicts = inputs
+        result = with_teams(result, draw_inspectors(result.items, roster, period=period, seed=chosen,
+                                                    policy=policy.planning.inspectors, history=history,
+                                                    conflicts=conflicts))
     run_id = source_run_id(limits)
     source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
     return result, run_id, source
@@ -148,10 +205,12 @@ def generate_plan(engine: sa.Engine, period: str, *, by: str, policy, policy_has
     from scoring.domain.planning import parse_period
 
     start, _ = parse_period(period)
-    create_scoring_tables(engine)
+    _create_team_table(engine)
     with engine.begin() as conn:
         plan_id = insert_plan(conn, result, as_of=start.date(), source_run_id=run_id, limits_source=source,
                               policy_hash=policy_hash, created_by=actor, now=now)
+        if result.teams is not None:
+            _insert_teams(conn, plan_id, result.teams)
         version = conn.execute(sa.select(plans.c.version).where(plans.c.plan_id == plan_id)).scalar_one()
         record_audit(conn, actor=actor, action="plan.generate", target_kind="plan", target_id=str(plan_id),
                      after={"period": result.period, "version": int(version), "seed": int(result.seed),
@@ -163,6 +222,28 @@ def generate_plan(engine: sa.Engine, period: str, *, by: str, policy, policy_has
                          note=f"capacity of {result.period} version {version} differs from the policy's default")
     return GeneratedPlan(plan_id=plan_id, version=int(version), plan=result, source_run_id=run_id,
                          limits_source=source)
+
+
+def _insert_teams(conn: sa.Connection, plan_id: int, teams: pd.DataFrame) -> None:
+    from scoring.exports import json_records
+
+    records = json_records(teams[_TEAM_COLUMNS])
+    if records:
+        conn.execute(plan_teams.insert(), [{"plan_id": int(plan_id), **r} for r in records])
+
+
+def stored_teams(engine: sa.Engine, plan_id: int) -> pd.DataFrame | None:
+    """The inspector draw stored with plan ``plan_id`` (:data:`_TEAM_COLUMNS`, by priority); None if it has none."""
+    _create_team_table(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*(plan_teams.c[n] for n in _TEAM_COLUMNS))
+                            .where(plan_teams.c.plan_id == int(plan_id)).order_by(plan_teams.c.priority)).all()
+    if not rows:
+        return None
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=_TEAM_COLUMNS)
+    for column in ("inspectors", "inspector_names", "unstaffed_reason"):
+        frame[column] = frame[column].fillna("")
+    return frame
 
 
 def check_draft(conn: sa.Connection, plan_id: int) -> dict:
@@ -249,6 +330,7 @@ class PlanView:
     unmet: pd.DataFrame
     draws: pd.DataFrame
     capacity: pd.DataFrame
+    teams: pd.DataFrame | None = None  # the inspector draw (cut to the scope), when the plan has one
 
     @property
     def frozen(self) -> bool:
@@ -263,6 +345,11 @@ _UNMET_COLUMNS = ["enterprise_id", "stage", "department", "final_tier", "reason"
 def plan_detail(engine: sa.Engine, plan_id: int, *, townships: Collection[str] | None = None) -> PlanView:
     """One stored plan (:class:`DataError` if unknown), cut to the township scope."""
     header, items = load_plan(engine, plan_id=int(plan_id))
+    teams = stored_teams(engine, int(plan_id))
+    if teams is not None:  # name the inspectors of each visit
+        named = teams.set_index("priority")
+        items = items.assign(inspectors=items["priority"].map(named["inspectors"]).astype("str"),
+                             inspector_names=items["priority"].map(named["inspector_names"]).astype("str"))
     scope = _scope(townships)
     unmet = pd.DataFrame(header.pop("unmet") or [], columns=_UNMET_COLUMNS)
     draws = pd.DataFrame(header.pop("draws") or [], columns=_DRAW_COLUMNS)
@@ -275,7 +362,9 @@ def plan_detail(engine: sa.Engine, plan_id: int, *, townships: Collection[str] |
         unmet = unmet.loc[[where.get(str(e)) in allowed for e in unmet["enterprise_id"]]].reset_index(drop=True)
         draws = draws.assign(drawn_ids=[";".join(i for i in drawn_ids(text) if where.get(i) in allowed)
                                         for text in draws["drawn_ids"]])
-    return PlanView(header=header, items=items, unmet=unmet, draws=draws, capacity=capacity)
+        if teams is not None:
+            teams = teams.loc[teams["priority"].isin(items["priority"])].reset_index(drop=True)
+    return PlanView(header=header, items=items, unmet=unmet, draws=draws, capacity=capacity, teams=teams)
 
 
 def plan_export_sheets(view: PlanView) -> dict[str, pd.DataFrame]:
@@ -319,10 +408,14 @@ class DrawCheck:
     seed: int
     strata: pd.DataFrame
     notes: tuple[str, ...]
+    teams: pd.DataFrame | None = None
+    """The inspector draw re-made (when the plan recorded one): per visit, inspectors and pool digest recorded vs
+    re-drawn, ``reproduced``."""
 
     @property
     def reproduced(self) -> bool:
-        return bool(len(self.strata)) and bool(self.strata["reproduced"].all())
+        enterprises = bool(len(self.strata)) and bool(self.strata["reproduced"].all())
+        return enterprises and (self.teams is None or bool(self.teams["reproduced"].all()))
 
 
 def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | None = None,
@@ -372,4 +465,29 @@ def verify_draws(engine: sa.Engine, plan_id: int, *, policy, policy_hash: str | 
     strata = pd.DataFrame(rows, columns=["department", "tier", "pool_size_recorded", "pool_size_rebuilt",
                                          "digest_recorded", "digest_rebuilt", "drawn_recorded", "drawn_again",
                                          "n_drawn", "pool_matches", "draw_matches", "reproduced"])
-    return DrawCheck(plan_id=int(plan_id), seed=seed, strata=strata, notes=tuple(notes))
+    return DrawCheck(plan_id=int(plan_id), seed=seed, strata=strata, notes=tuple(notes),
+                     teams=_verify_teams(stored_teams(engine, int(plan_id)), rebuilt.teams, allowed, engine))
+
+
+def _verify_teams(recorded: pd.DataFrame | None, rebuilt: pd.DataFrame | None, allowed: set[str] | None,
+                  engine: sa.Engine) -> pd.DataFrame | None:
+    """Per recorded visit: the inspector draw recorded vs re-made from the rebuilt inputs (same seed)."""
+    if recorded is None:
+        return None
+    again = (rebuilt.set_index("priority") if rebuilt is not None
+             else pd.DataFrame(columns=["enterprise_id", "inspectors", "pool_digest"]))
+    if allowed is not None:
+        where = enterprise_values(engine, list(recorded["enterprise_id"]), "township")
+        recorded = recorded.loc[[where.get(str(e)) in allowed for e in recorded["enterprise_id"]]]
+    rows = []
+    for visit in recorded.itertuples(index=False):
+        same_visit = visit.priority in again.index and again.at[visit.priority, "enterprise_id"] == visit.enterprise_id
+        digest = again.at[visit.priority, "pool_digest"] if same_visit else None
+        drawn = again.at[visit.priority, "inspectors"] if same_visit else None
+        pool_ok = digest == visit.pool_digest
+        rows.append({"priority": int(visit.priority), "enterprise_id": visit.enterprise_id,
+                     "inspectors_recorded": visit.inspectors, "inspectors_again": drawn or "",
+                     "digest_recorded": visit.pool_digest, "digest_rebuilt": digest,
+                     "pool_matches": pool_ok, "reproduced": pool_ok and drawn == visit.inspectors})
+    return pd.DataFrame(rows, columns=["priority", "enterprise_id", "inspectors_recorded", "inspectors_again",
+                                       "digest_recorded", "digest_rebuilt", "pool_matches", "reproduced"])

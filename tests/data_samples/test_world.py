@@ -23,11 +23,10 @@ from features.contract import (
     ACCIDENT_GRADES,
     EVENT_TABLES,
     TABLE_BY_NAME,
-    TRUTH_TABLE,
     accident_grade,
 )
 from features.errors import DataError
-from features.frames import canonical_frame
+from features.frames import canonical_frame, spec_for
 from features.uscc import is_valid_uscc
 
 MID_START = date(2021, 1, 1)
@@ -270,7 +269,7 @@ def test_knowledge_only_grows_month_by_month():
 
 def test_every_table_is_a_canonical_contract_frame(mid_world):
     for name, frame in mid_world.items():
-        spec = TRUTH_TABLE if name == "truth" else TABLE_BY_NAME[name]
+        spec = spec_for(name)
         assert list(frame.columns[: len(spec.columns)]) == list(spec.column_names), name
         contract_part = frame[list(spec.column_names) + [c for c in frame.columns if c.startswith("x_")]]
         pd.testing.assert_frame_equal(canonical_frame(name, contract_part), contract_part, obj=name)
@@ -297,6 +296,12 @@ def test_keys_are_unique_and_references_exist(mid_world):
     visits = set(mid_world["inspections"]["inspection_id"])
     for name in ("hazards", "violations"):
         assert mid_world[name]["inspection_id"].dropna().isin(visits).all(), f"{name} cites an unknown inspection"
+    roster = mid_world["inspectors"]
+    assert roster["inspector_id"].is_unique and roster["inspector_id"].str.fullmatch(r"J\d{5}").all()
+    teams = mid_world["inspection_inspectors"]
+    assert not teams.duplicated().any()
+    assert teams["inspection_id"].isin(visits).all() and teams["inspector_id"].isin(roster["inspector_id"]).all()
+    assert mid_world["truth_inspectors"]["inspector_id"].tolist() == roster["inspector_id"].tolist()
     truth = mid_world["truth"]
     assert not truth.duplicated(["enterprise_id", "month"]).any()
     assert (truth["month"].dt.day == 1).all()
@@ -470,3 +475,69 @@ def test_a_consumed_simulator_refuses_to_go_on():
     assert "inspections" in sim.tables(consume=True), "the records are still there after the truth is consumed"
     with pytest.raises(RuntimeError, match="records were consumed"):
         sim.tables()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inspectors: rosters, who inspected, stringency, territorial assignment
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_visit_of_a_staffed_department_has_a_team_of_its_own_department_serving_that_day(mid_world):
+    inspections = mid_world["inspections"].set_index("inspection_id")
+    roster = mid_world["inspectors"].set_index("inspector_id")
+    made = mid_world["inspection_inspectors"].join(inspections, on="inspection_id").merge(
+        roster, left_on="inspector_id", right_index=True, suffixes=("", "_inspector"))
+    assert (made["department"] == made["department_inspector"]).all()
+    assert (made["active_from"] <= made["inspected_on"]).all()
+    assert ((made["active_to"].isna()) | (made["inspected_on"] <= made["active_to"])).all()
+    team_size = mid_world["inspection_inspectors"].groupby("inspection_id").size()
+    assert team_size.reindex(inspections.index).eq(inspections["n_inspectors"]).mean() > 0.99
+    assert roster["certified"].mean() > 0.9 and roster["active_to"].notna().any()  # some leave
+
+
+def test_teams_follow_territory_so_inspector_and_enterprise_are_confounded(mid_world):
+    made = mid_world["inspection_inspectors"].merge(
+        mid_world["inspections"][["inspection_id", "enterprise_id"]], on="inspection_id").merge(
+        mid_world["enterprises"][["enterprise_id", "township"]], on="enterprise_id")
+    townships_per_inspector = made.groupby("inspector_id")["township"].nunique()
+    all_townships = mid_world["enterprises"]["township"].nunique()
+    assert townships_per_inspector.median() < all_townships / 2  # each works a block of townships, not all
+
+
+def test_stricter_inspectors_find_more_per_visit_at_equal_latent_hazards(mid_world):
+    from data_samples._stats import inspector_spread
+
+    truth = mid_world["truth_inspectors"].set_index("inspector_id")["stringency"]
+    assert inspector_spread(mid_world, mid_world["truth"]) >= 3.0
+    made = mid_world["inspection_inspectors"]
+    found = mid_world["hazards"]["inspection_id"].dropna().value_counts()
+    per_visit = made.assign(found=made["inspection_id"].map(found).fillna(0)).groupby("inspector_id")["found"]
+    busy = per_visit.size() >= 20
+    rank_corr = per_visit.mean()[busy].rank().corr(truth[busy[busy].index].rank())
+    assert rank_corr > 0.4, rank_corr  # the records reveal stringency, confounded with territory
+
+
+def test_equal_stringency_gives_no_spread_beyond_noise():
+    from data_samples._params import InspectorParams
+    from data_samples._stats import inspector_spread
+    from data_samples.world import WorldParams
+
+    world = generate_world(3000, 2, seed=4, params=WorldParams(inspectors=InspectorParams(stringency_sigma=0.0)))
+    assert (world["truth_inspectors"]["stringency"] == 1.0).all()
+    assert inspector_spread(world, world["truth"]) < 2.0
+
+
+def test_orders_may_name_their_inspectors_and_then_those_make_the_visit():
+    sim = WorldSimulator(200, start=date(2022, 1, 1), seed=3, years=1)
+    roster = sim.tables()["inspectors"]
+    strict, lenient = (sim.inspector_truth().sort_values("stringency")["inspector_id"].iloc[[-1, 0]])
+    ids = sim.enterprise_ids[sim.plannable][:40]
+    orders = pd.DataFrame({"enterprise_id": ids, "kind": "random", "department": "应急",
+                           "inspectors": [f"{strict};{lenient}" if i % 2 else "" for i in range(len(ids))]})
+    new = sim.step(orders)
+    made = sim.tables()["inspection_inspectors"]
+    named = made[made["inspector_id"].isin([strict, lenient])].groupby("inspection_id")["inspector_id"].agg(set)
+    assert (named == {strict, lenient}).sum() >= 15  # the odd orders (those operating that month)
+    assert len(new["inspections"]) <= len(orders) and set(roster["inspector_id"]) >= set(made["inspector_id"])
+    with pytest.raises(DataError, match=r"orders: inspector 'J99999' is not on any department's roster"):
+        sim.step(orders.assign(inspectors="J99999"))

@@ -161,5 +161,34 @@ def random_world(seed: int, *, as_of: tuple[pd.Timestamp, ...] = AS_OF, n_enterp
     result = tables(**world)
     result["enterprises"]["x_capital"] = result["enterprises"]["x_capital"].astype("float64")
     result["enterprises"]["x_zone"] = result["enterprises"]["x_zone"].astype("str")
+    _add_inspectors(result, np.random.default_rng([seed, 16]), drop_optional)
     return result
+
+
+INSPECTORS = tuple(f"P{i}" for i in range(6))
+
+
+def _add_inspectors(world: dict[str, pd.DataFrame], rng: np.random.Generator, drop_optional: bool) -> None:
+    """Who inspected (its own random stream: the rest of the world is as without it). Hazards are linked to an
+    inspection of their enterprise; teams of 1-3 come as a link table, a list column, or both; sometimes none."""
+    if "hazards" in world and len(world["inspections"]):
+        hazards = world["hazards"]
+        by_enterprise = world["inspections"].groupby("enterprise_id")["inspection_id"].agg(list).to_dict()
+        linked = [(str(rng.choice(by_enterprise[e])) if e in by_enterprise and rng.random() < 0.75 else None)
+                  for e in hazards["enterprise_id"]]
+        hazards["inspection_id"] = pd.Series(linked, index=hazards.index, dtype="str")
+    if drop_optional and rng.random() < 0.15:
+        return
+    shape = str(rng.choice(["links", "list", "both"]))
+    links, lists = [], []
+    for inspection in world["inspections"]["inspection_id"]:
+        team = [] if rng.random() < 0.15 else list(rng.choice(INSPECTORS, int(rng.integers(1, 4)), replace=False))
+        as_list = shape == "list" or (shape == "both" and rng.random() < 0.5)
+        lists.append(";".join(team) if as_list and team else None)
+        if not as_list:
+            links += [{"inspection_id": inspection, "inspector_id": i} for i in team]
+    if shape != "links":
+        world["inspections"]["inspectors"] = pd.Series(lists, index=world["inspections"].index, dtype="str")
+    if links:
+        world["inspection_inspectors"] = table("inspection_inspectors", links)
 

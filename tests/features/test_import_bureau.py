@@ -522,7 +522,7 @@ def test_cli_imports_one_file_whose_name_is_not_a_table_with_table(db_url, tmp_p
 
 
 def test_table_names_a_known_table_and_only_with_one_file(engine, gbk_world):
-    with pytest.raises(DataError, match=r"unknown table 'enterprise'; expected one of enterprises, inspections"):
+    with pytest.raises(DataError, match=r"unknown table 'enterprise'; expected one of enterprises, inspectors, inspections"):
         import_directory(engine, gbk_world / "企业信息.csv", today=TODAY, table="enterprise")
     with pytest.raises(DataError, match=r"is a directory: --table names the table of one file"):
         import_directory(engine, gbk_world, today=TODAY, table="enterprises")

@@ -191,7 +191,78 @@ class Reference:
         result["credit_grade_rank"] = math.nan if grade is None else float(grades.index(grade["value"]) + 1)
         return result
 
+    def teams(self) -> dict[str, set[str]] | None:
+        """Inspection id -> its inspectors, from the link table and the list column; None when neither has any."""
+        teams: dict[str, set[str]] = {}
+        for link in self.events.get("inspection_inspectors", []):
+            teams.setdefault(link["inspection_id"], set()).add(link["inspector_id"])
+        for ev in self.events["inspections"]:
+            if not missing(ev.get("inspectors")):
+                teams.setdefault(ev["inspection_id"], set()).update(t for t in ev["inspectors"].split(";") if t)
+        known = {ev["inspection_id"] for ev in self.events["inspections"]}
+        teams = {k: v for k, v in teams.items() if k in known and v}
+        return teams or None
+
+    def add_inspectors(self, rows: list[tuple[dict, pd.Timestamp]], records: list[dict], w: int = 1095) -> None:
+        names = (f"inspector_stringency_{w}d", f"hazards_per_inspection_inspector_adjusted_{w}d",
+                 f"major_hazards_per_inspection_inspector_adjusted_{w}d")
+        teams = self.teams()
+        if teams is None or "hazards" not in self.events:
+            for record in records:
+                record.update(dict.fromkeys(names, math.nan))
+            return
+        sector_of = {e["enterprise_id"]: e["sector"] for e in self.enterprises}
+        for a in sorted({a for _, a in rows}):
+            visits = [ev for ev in self.events["inspections"]
+                      if ev["inspection_id"] in teams and ev["enterprise_id"] in sector_of
+                      and a - w * DAY <= ev["inspected_on"] < a and ev["recorded_on"] < a]
+            found = {v["inspection_id"]: [0, 0] for v in visits}
+            for h in self.events["hazards"]:
+                if h["inspection_id"] in found and h["enterprise_id"] in sector_of and h["found_on"] < a \
+                        and h["recorded_on"] < a:
+                    found[h["inspection_id"]][0] += 1
+                    found[h["inspection_id"]][1] += h["level"] == "major"
+            by_sector: dict[str, list[float]] = {}
+            for v in visits:
+                tally = by_sector.setdefault(sector_of[v["enterprise_id"]], [0.0, 0.0, 0.0])
+                tally[0] += found[v["inspection_id"]][0]
+                tally[1] += found[v["inspection_id"]][1]
+                tally[2] += 1
+            mean = {s: t[0] / t[2] for s, t in by_sector.items()}
+            major_mean = {s: t[1] / t[2] for s, t in by_sector.items()}
+            f_i: dict[str, float] = {}
+            e_i: dict[str, float] = {}
+            n_i: dict[str, int] = {}
+            for v in visits:
+                for i in teams[v["inspection_id"]]:
+                    f_i[i] = f_i.get(i, 0) + found[v["inspection_id"]][0]
+                    e_i[i] = e_i.get(i, 0) + mean[sector_of[v["enterprise_id"]]]
+                    n_i[i] = n_i.get(i, 0) + 1
+
+            def stringency(i: str) -> float:
+                if e_i.get(i, 0) == 0:
+                    return 1.0
+                pseudo = self.m * e_i[i] / n_i[i]
+                return (f_i[i] + pseudo) / (e_i[i] + pseudo)
+
+            for record, (e, a2) in zip(records, rows, strict=True):
+                if a2 != a:
+                    continue
+                own = [v for v in visits if v["enterprise_id"] == e["enterprise_id"]]
+                if not own:
+                    record.update(dict.fromkeys(names, math.nan))
+                    continue
+                t = [sum(stringency(i) for i in teams[v["inspection_id"]]) / len(teams[v["inspection_id"]])
+                     for v in own]
+                record[names[0]] = sum(t) / len(t)
+                for name, k, means in ((names[1], 0, mean), (names[2], 1, major_mean)):
+                    mu = means[e["sector"]]
+                    total = sum(found[v["inspection_id"]][k] for v in own)
+                    record[name] = math.nan if mu == 0 else self.ratio(total / mu + self.m, sum(t) + self.m)
+
     def add_cross_enterprise(self, rows: list[tuple[dict, pd.Timestamp]], records: list[dict]) -> None:
+        self.add_inspectors(rows, records)
+
         def levels(*wanted):
             return lambda ev: ev["level"] in wanted
 
@@ -262,7 +333,7 @@ def with_keys(world: dict[str, pd.DataFrame], seed: int, dtype: str = "int32") -
     enterprises = world["enterprises"]
     key_of = dict(zip(enterprises["enterprise_id"], rng.permutation(3 * len(enterprises))[:len(enterprises)] + 1))
     return {name: frame.assign(enterprise_key=frame["enterprise_id"].map(key_of).astype(dtype))
-            for name, frame in world.items()}
+            if "enterprise_id" in frame else frame for name, frame in world.items()}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -283,7 +354,7 @@ def in_id_order(world: dict[str, pd.DataFrame], first: int) -> dict[str, pd.Data
     ids = sorted(world["enterprises"]["enterprise_id"])
     key_of = {enterprise: first + i for i, enterprise in enumerate(ids)}
     return {name: frame.assign(enterprise_key=frame["enterprise_id"].map(key_of).astype("int32"))
-            for name, frame in world.items()}
+            if "enterprise_id" in frame else frame for name, frame in world.items()}
 
 
 @pytest.mark.parametrize("stray_key", [10**6, 0])  # beyond every key (ids used instead); below the first key
@@ -406,6 +477,7 @@ def test_per_enterprise_features_can_be_built_partition_by_partition(seed):
     ids = world["enterprises"]["enterprise_id"]
     parts = []
     for part in (ids.iloc[::2], ids.iloc[1::2]):
-        subset = {name: frame[frame["enterprise_id"].isin(part)] for name, frame in world.items()}
+        subset = {name: frame[frame["enterprise_id"].isin(part)] if "enterprise_id" in frame else frame
+                  for name, frame in world.items()}
         parts.append(build_features(subset, AS_OF)[own])
     pd.testing.assert_frame_equal(pd.concat(parts).sort_index(), full[own])

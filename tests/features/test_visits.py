@@ -1,0 +1,45 @@
+"""Visits as expected-finds examples (features.visits.visit_examples), hand-worked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.catalog import get_feature
+from features.visits import VISIT_COLUMNS, visit_examples
+from test_inspector_features import AS, world
+
+CATALOG = (get_feature("inspections_365d"),)
+
+
+def test_one_row_per_visit_in_the_horizon_with_its_team_and_finds():
+    data = world()
+    later = pd.DataFrame([{"inspection_id": "I9", "enterprise_id": "E1", "inspected_on": AS + pd.Timedelta(days=3),
+                           "inspectors": "A;Z"}])
+    data["inspections"] = pd.concat([data["inspections"], later], ignore_index=True)
+    hazard = data["hazards"].iloc[[0]].assign(hazard_id="H9", inspection_id="I9", found_on=AS + pd.Timedelta(days=3),
+                                              recorded_on=AS + pd.Timedelta(days=40))
+    data["hazards"] = pd.concat([data["hazards"], hazard], ignore_index=True)
+
+    got = visit_examples(data, [AS], horizon_days=31, catalog=CATALOG, shrinkage_strength=0.0)
+
+    assert list(got.index) == ["I9"] and list(got.columns) == [*VISIT_COLUMNS, "inspections_365d"]
+    row = got.loc["I9"]
+    # A's stringency as of AS is 1.5 (test_inspector_features); Z has no visit yet: 1
+    assert row["team_stringency"] == pytest.approx((1.5 + 1.0) / 2) and row["team_size"] == 2
+    assert row["hazards_found"] == 1 and row["major_hazards_found"] == 1  # an outcome: recorded later is fine
+    assert row["inspections_365d"] == 1  # E1's visits known before AS
+    earlier = visit_examples(data, [AS - pd.Timedelta(days=400)], horizon_days=31, catalog=CATALOG)
+    assert earlier.empty
+
+
+def test_a_visit_without_a_recorded_team_has_no_stringency():
+    data = world()
+    got = visit_examples(data, [pd.Timestamp("2023-04-01")], horizon_days=30, catalog=CATALOG)
+    assert list(got.index) == ["I2"]  # I3 is on 2023-05-01: outside the 30 days
+    assert got.loc["I2", "team_stringency"] > 0
+    no_team = dict(data, inspection_inspectors=data["inspection_inspectors"].iloc[:0])
+    no_team["inspections"] = no_team["inspections"].assign(inspectors=pd.NA)
+    got = visit_examples(no_team, [pd.Timestamp("2023-04-01")], horizon_days=30, catalog=CATALOG)
+    assert np.isnan(got.loc["I2", "team_stringency"])

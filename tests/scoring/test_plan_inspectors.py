@@ -1,0 +1,83 @@
+"""Stored plans with their inspector draw (scoring.results.plans): drawn from the imported roster, stored in
+``plan_teams``, named in the plan's items and exports, re-drawn by verify — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from features.store import load_tables
+from scoring.results.batch import policy_fingerprint, run_nightly
+from scoring.results.plans import generate_plan, plan_detail, plan_export_sheets, plan_teams, verify_draws
+
+from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
+
+PERIOD = f"{AS_OF:%Y-%m}"
+
+
+@pytest.fixture
+def planned(db_url, world_csv, tmp_path, policy):
+    engine = import_world(db_url, world_csv)
+    run_nightly(engine, AS_OF, policy=policy, tracking_uri=no_mlflow(tmp_path))
+    made = generate_plan(engine, PERIOD, by="李规划", policy=policy, policy_hash=policy_fingerprint(policy))
+    yield engine, made
+    engine.dispose()
+
+
+def test_every_visit_is_staffed_from_its_departments_roster_or_says_why_not(planned, policy):
+    engine, made = planned
+    view = plan_detail(engine, made.plan_id)
+    teams = view.teams
+    assert teams is not None and len(teams) == len(view.items)
+    staffed = teams[teams["unstaffed_reason"] == ""]
+    assert len(staffed) > 0.8 * len(teams)
+    tables = load_tables(engine, ["inspections", "inspectors", "inspection_inspectors"])
+    roster = tables["inspectors"].set_index("inspector_id")
+    for visit in staffed.itertuples(index=False):
+        team = visit.inspectors.split(";")
+        assert len(team) == visit.n_inspectors
+        assert policy.supervision.inspectors.min <= len(team) <= policy.supervision.inspectors.max
+        assert set(roster.loc[team, "department"]) == set(visit.departments.split(";"))
+        assert roster.loc[team, "certified"].all()
+    # 回避: nobody inspected the enterprise in the year before the period
+    history = tables["inspection_inspectors"].merge(tables["inspections"], on="inspection_id")
+    recent = history[history["inspected_on"] >= pd.Timestamp(AS_OF) - pd.Timedelta(days=365)]
+    recent_pairs = set(zip(recent["enterprise_id"], recent["inspector_id"]))
+    drawn_pairs = {(v.enterprise_id, i) for v in staffed.itertuples(index=False) for i in v.inspectors.split(";")}
+    assert not drawn_pairs & recent_pairs
+    load = pd.Series([i for v in staffed["inspectors"] for i in v.split(";")]).value_counts()
+    assert load.max() <= policy.planning.inspectors.monthly_workload
+
+    items = view.items.set_index("priority")
+    assert (items.loc[staffed["priority"], "inspectors"].to_numpy() == staffed["inspectors"].to_numpy()).all()
+    sheet = plan_export_sheets(view)["plan"]
+    assert {"inspectors", "inspector_names"} <= set(sheet.columns)
+    assert sheet["inspector_names"].str.len().gt(0).sum() == len(staffed)
+
+
+def test_verify_redraws_the_inspectors_and_catches_a_changed_team(planned, policy):
+    engine, made = planned
+    check = verify_draws(engine, made.plan_id, policy=policy, policy_hash=policy_fingerprint(policy))
+    assert check.teams is not None and check.teams["reproduced"].all() and check.reproduced
+
+    first = check.teams.iloc[0]
+    with engine.begin() as conn:
+        conn.execute(plan_teams.update().where(plan_teams.c.plan_id == made.plan_id,
+                                               plan_teams.c.priority == int(first["priority"]))
+                     .values(inspectors="J99999;J99998"))
+    again = verify_draws(engine, made.plan_id, policy=policy)
+    assert not again.reproduced
+    bad = again.teams[~again.teams["reproduced"]]
+    assert list(bad["priority"]) == [int(first["priority"])] and bool(bad["pool_matches"].iloc[0])
+
+
+def test_same_seed_same_teams_and_another_seed_other_teams(planned, policy):
+    engine, made = planned
+    again = generate_plan(engine, PERIOD, by="李规划", policy=policy, seed=made.plan.seed)
+    assert again.plan.teams.equals(made.plan.teams)
+    other = generate_plan(engine, PERIOD, by="李规划", policy=policy, seed=made.plan.seed + 1)
+    assert not other.plan.teams["inspectors"].equals(made.plan.teams["inspectors"])
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(plan_teams)).scalar_one()
+    assert stored == 3 * len(made.plan.teams)
