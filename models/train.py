@@ -611,7 +611,7 @@ def sample_training_tables(source, size: int, *, seed: int, enterprises_per_read
     records of a :func:`stratified_sample` of ``size`` enterprises by sector, read one key range of
     ``enterprises_per_read`` enterprises at a time (memory: one range plus the sample). Returns the tables and
     what the report says of the sample (None when not sampled)."""
-    from features.contract import ENTERPRISE_KEY
+    from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
     from features.partitions import KeyRanges, combine_extras, extra_kinds
     from features.validate import key_columns
 
@@ -626,11 +626,19 @@ def sample_training_tables(source, size: int, *, seed: int, enterprises_per_read
                             for r in ranges], ignore_index=True)
         chosen = stratified_sample(strata, size, seed=seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
-    for key_range in ranges:
+    for i, key_range in enumerate(ranges):
         for name, frame in source.read(key_range, names, kinds).items():
+            if not TABLE_BY_NAME[name].per_enterprise:  # the inspectors' roster and links: read whole each time
+                if i == 0:
+                    parts[name].append(frame)
+                continue
             parts[name].append(frame if chosen is None else frame.loc[frame[ENTERPRISE_KEY].isin(chosen)])
     tables = {name: pd.concat(frames, ignore_index=True).sort_values(list(key_columns(name)), kind="stable")
               .reset_index(drop=True) for name, frames in parts.items()}
+    links, inspections = tables.get("inspection_inspectors"), tables.get("inspections")
+    if sampling and links is not None and inspections is not None:  # who made the sampled enterprises' visits
+        tables["inspection_inspectors"] = links.loc[links["inspection_id"].isin(inspections["inspection_id"])
+                                                    ].reset_index(drop=True)
     if not sampling:
         return tables, None
     note = (f"trained on a sample of {size:,} of the {len(keys):,} enterprises, stratified by sector (seed {seed}; "

@@ -390,13 +390,17 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
 
 def combine_watermarks(parts: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The data watermark of the whole dataset from the partitions' (:func:`scoring.results.batch.data_watermark`):
-    rows added up, the latest ``recorded_on`` of all; tables without a row anywhere left out, as the
-    single-machine load leaves them out."""
+    rows added up — but for the tables every partition reads whole (the inspectors' roster and links), counted
+    once —, the latest ``recorded_on`` of all; tables without a row anywhere left out, as the single-machine load
+    leaves them out."""
+    from features.contract import TABLE_BY_NAME
+
     out: dict[str, dict[str, Any]] = {}
     for part in parts:
         for name, entry in part.items():
+            whole = name in TABLE_BY_NAME and not TABLE_BY_NAME[name].per_enterprise
             total = out.setdefault(name, {"rows": 0})
-            total["rows"] += int(entry["rows"])
+            total["rows"] = int(entry["rows"]) if whole else total["rows"] + int(entry["rows"])
             latest = entry.get("max_recorded_on")
             if latest is not None and (total.get("max_recorded_on") is None or latest > total["max_recorded_on"]):
                 total["max_recorded_on"] = latest

@@ -50,12 +50,12 @@ def client():
 
 @pytest.fixture(scope="module")
 def tight_policy():
-    """The shipped policy with a sector cluster of 2 accidents in 3 years bureau-wide (so that the small world,
+    """The shipped policy with a sector cluster of 1 accident in 3 years bureau-wide (so that the small world,
     with its few accidents, has cluster vetoes: counts that only add up across partitions)."""
     from scoring.domain.policy import load_policy
 
     policy = load_policy()
-    cluster = dataclasses.replace(policy.overrides.sector_cluster, count=2, days=1095, scope="jurisdiction")
+    cluster = dataclasses.replace(policy.overrides.sector_cluster, count=1, days=1095, scope="jurisdiction")
     return dataclasses.replace(policy, overrides=dataclasses.replace(policy.overrides, sector_cluster=cluster))
 
 
@@ -95,7 +95,8 @@ def single_machine(sqlite_url, tight_policy):
     earlier = compute_nightly(features, model, tables, as_of=EARLIER, policy=tight_policy)
     previous = earlier.scores[["enterprise_id", "as_of", "model_tier", "final_tier", "last_model_high_on"]]
     vetoed = earlier.scores.loc[earlier.scores["veto"], "enterprise_id"].tolist()  # lowering a veto is ignored
-    manual = _manual([earlier.scores["enterprise_id"].iloc[-1], vetoed[0], vetoed[1]])
+    assert vetoed, "the test world should have a vetoed enterprise"
+    manual = _manual([earlier.scores["enterprise_id"].iloc[-1], vetoed[0], earlier.scores["enterprise_id"].iloc[-2]])
     features = build_features(tables, [pd.Timestamp(AS_OF)])
     result = compute_nightly(features, model, tables, as_of=AS_OF, policy=tight_policy, previous=previous,
                              manual=manual)

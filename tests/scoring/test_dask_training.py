@@ -53,8 +53,15 @@ def test_sampled_tables_hold_every_record_of_the_sampled_enterprises_and_nothing
     chosen = set(tables["enterprises"]["enterprise_id"])
     assert len(chosen) == 90
     for name, frame in whole.items():
+        if "enterprise_id" not in frame.columns:  # the inspectors' roster and links: not per enterprise
+            continue
         expected = frame.loc[frame["enterprise_id"].isin(chosen)].reset_index(drop=True)
         pd.testing.assert_frame_equal(tables[name][expected.columns], expected, check_dtype=False)
+    if "inspection_inspectors" in whole:  # the roster whole, the links of the sampled enterprises' visits only
+        assert len(tables["inspectors"]) == len(whole["inspectors"])
+        visits = set(tables["inspections"]["inspection_id"])
+        links = whole["inspection_inspectors"]
+        assert len(tables["inspection_inspectors"]) == int(links["inspection_id"].isin(visits).sum()) > 0
     everything, none = sample_training_tables(source, 0, seed=0)
     assert none is None and len(everything["enterprises"]) == 240
 
