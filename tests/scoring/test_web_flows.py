@@ -366,6 +366,12 @@ def test_generate_approve_frozen_export_and_verify(world, client, tmp_path, poli
 
     verify = _clean(client.get(f"/plans/{plan_id}/verify"))
     assert "全部" in verify and "已重现" in verify and "✗" not in verify
+    from scoring.results.plans import plan_detail
+
+    detail = plan_detail(engine, plan_id)
+    named = [i for i in detail.items["inspectors"] if i and i != "nan"]  # the world has a roster: teams drawn
+    assert named and named[0].split(";")[0] in _clean(client.get(f"/plans/{plan_id}"))
+    assert "执法人员随机选派" in verify
 
     client.cookies.clear()
     _as(client, "supervisor")

@@ -160,7 +160,8 @@ def verify(request: Request, plan_id: int, account: Account = Depends(require("v
     except RiskgradeError as exc:
         raise HTTPException(status_code=400, detail=f"无法重现抽取 · the draws cannot be re-made: {exc}") from None
     return render(request, "plan_verify.html", {"plan": view.header, "check": check,
-                                                "strata": json_records(check.strata), "statuses": PLAN_STATUSES})
+                                                "strata": json_records(check.strata), "statuses": PLAN_STATUSES,
+                                                "teams": None if check.teams is None else json_records(check.teams)})
 
 
 def _file_name(view, suffix: str) -> str:
