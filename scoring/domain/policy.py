@@ -269,12 +269,13 @@ class WebPolicy:
     stale_run_hours: int = 36
     secure_cookie: bool = False
     workers: int = 0
+    threads: int = 4
 
     def validate(self) -> None:
         if self.workers < 0:
             raise ValueError(("workers", f"expected 0 (one server process per CPU core) or more, got {self.workers}"))
         for name in ("session_max_age_seconds", "login_max_failures", "login_max_failures_per_address",
-                     "login_window_seconds", "password_min_length", "stale_run_hours"):
+                     "login_window_seconds", "password_min_length", "stale_run_hours", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError((name, f"expected a whole number of at least 1, got {getattr(self, name)}"))
 

@@ -8,8 +8,11 @@ routers of :data:`scoring.web.routes.ROUTERS` and ``/static``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+
+import anyio.to_thread
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -45,7 +48,14 @@ def create_app(engine: sa.Engine, *, settings: WebSettings | None = None, policy
     create_account_tables(engine)
     create_monitoring_tables(engine)
 
-    app = FastAPI(title="riskgrade workbench", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        # Pages are CPU-bound Python: a few threads per process serve them faster than anyio's default forty,
+        # which only take turns at the interpreter lock (and hold forty database connections).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        yield
+
+    app = FastAPI(title="riskgrade workbench", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.engine = engine
     app.state.policy = policy
     app.state.settings = settings

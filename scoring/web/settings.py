@@ -38,6 +38,7 @@ class WebSettings:
     password_min_length: int = WebPolicy.password_min_length
     stale_run_hours: int = WebPolicy.stale_run_hours
     secure_cookie: bool = WebPolicy.secure_cookie
+    threads: int = WebPolicy.threads
     clock: Callable[[], float] = dataclasses.field(default=time.time, repr=False, compare=False)
 
     @classmethod
@@ -48,7 +49,7 @@ class WebSettings:
                       login_max_failures=web.login_max_failures,
                       login_max_failures_per_address=web.login_max_failures_per_address,
                       login_window_seconds=web.login_window_seconds, password_min_length=web.password_min_length,
-                      stale_run_hours=web.stale_run_hours, secure_cookie=web.secure_cookie)
+                      stale_run_hours=web.stale_run_hours, secure_cookie=web.secure_cookie, threads=web.threads)
         return cls(**{**values, **overrides})
 
     def now(self) -> datetime:
