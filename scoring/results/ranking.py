@@ -66,6 +66,7 @@ __all__ = [
     "reasons_text",
     "resolve_run",
     "run_townships",
+    "warm_run_cache",
 ]
 
 RANK_COLUMNS: tuple[str, ...] = (
@@ -580,6 +581,22 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
         changes=enterprise_changes(engine, eid), event_rows=recent_event_rows(engine, eid, day, months),
         scores=history_rows, engine=engine,
     )
+
+
+def warm_run_cache(engine: sa.Engine, *, today: date | None = None) -> dict | None:
+    """Compute now what the first pages of the latest run not after ``today`` would: its count, townships, first
+    page and the names searched (``riskgrade serve`` does it at start, so that the morning's first planner does not
+    wait for them). The run warmed, or None when there is none."""
+    try:
+        run = resolve_run(engine, today=today)
+    except DataError:
+        return None
+    scored_count(engine, run)
+    run_townships(engine, run)
+    list_page(engine, as_of=run["as_of"])
+    if scored_count(engine, run) <= NAME_INDEX_MAX_ROWS:
+        run_cached(engine, run, "names", lambda: _NameIndex.of_run(engine, run))
+    return run
 
 
 def scored_count(engine: sa.Engine, run: dict) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 
 import anyio.to_thread
 
@@ -53,6 +54,8 @@ def create_app(engine: sa.Engine, *, settings: WebSettings | None = None, policy
         # Pages are CPU-bound Python: a few threads per process serve them faster than anyio's default forty,
         # which only take turns at the interpreter lock (and hold forty database connections).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        # the latest run's counts, townships and names computed while the first login is typed
+        threading.Thread(target=_warm, args=(engine, settings), name="warm-run-cache", daemon=True).start()
         yield
 
     app = FastAPI(title="riskgrade workbench", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -74,6 +77,15 @@ def create_app(engine: sa.Engine, *, settings: WebSettings | None = None, policy
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie=SESSION_COOKIE,
                        max_age=settings.session_max_age_seconds, same_site="lax", https_only=settings.secure_cookie)
     return app
+
+
+def _warm(engine: sa.Engine, settings: WebSettings) -> None:
+    from scoring.results.ranking import warm_run_cache
+
+    try:
+        warm_run_cache(engine, today=settings.now().date())
+    except Exception:  # noqa: BLE001 - an unreadable run shows on the pages themselves; nothing to do here
+        log.warning("could not compute the latest run's counts in advance", exc_info=True)
 
 
 def app_from_environment() -> FastAPI:

@@ -373,3 +373,20 @@ def test_latest_run_not_after_today(scored):
     township = enterprise_report(engine, "E000003").enterprise["township"]
     with pytest.raises(Exception, match="unknown enterprise 'E000003'"):
         enterprise_report(engine, "E000003", townships=[f"not {township}"])
+
+
+def test_the_latest_run_is_warmed_for_the_first_pages(scored, monkeypatch):
+    import scoring.results.ranking as ranking
+    from features.db import connect
+    from scoring.results.ranking import ListFilter, list_page, warm_run_cache
+    from scoring.results.run_cache import clear_run_cache
+
+    url, engine, run = scored
+    clear_run_cache()
+    assert warm_run_cache(engine, today=AS_OF + timedelta(days=1))["run_id"] == run.run_id
+    built = []
+    monkeypatch.setattr(ranking._NameIndex, "of_run", classmethod(lambda cls, *a: built.append(1)))
+    name = ranked_list(engine)[1]["name"].iloc[0]
+    assert list_page(engine, ListFilter(search=name[1:4]), today=AS_OF + timedelta(days=1)).total >= 1
+    assert built == []  # the names were read by the warm-up, not by the first search
+    assert warm_run_cache(connect(url.replace("riskgrade.db", "empty.db"))) is None  # no run: nothing to warm
