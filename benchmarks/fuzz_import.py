@@ -1,7 +1,7 @@
 """Fuzz the import: Hypothesis-generated bureau files with every kind of defect, through the real ``riskgrade import``.
 
     .venv/bin/python benchmarks/fuzz_import.py [--cases 2000] [--db sqlite|postgresql] [--seed 1]
-        [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+        [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--progress 100]
 
 Each case writes a directory (or one workbook) of enterprises, inspections and sometimes hazards, mixing: encodings
 (UTF-8, UTF-8 with BOM, GB18030, and undecodable bytes), English and Chinese headers and file/sheet names, codes and
@@ -19,7 +19,8 @@ data sheet named after no table. Then it runs ``scoring.cli.main`` in-process (`
   the database holds exactly the loaded rows, and — unless a stray quote merged records — rows read equals the
   records the case wrote (blank ones aside): nothing is silently dropped.
 
-Prints the number of cases, exit codes and defects seen, and the time taken. Hypothesis shrinks and prints the
+Prints a progress line on stderr every ``--progress`` cases (cases done, exit codes so far, time a case), then
+the number of cases, exit codes and defects seen, and the time taken. Hypothesis shrinks and prints the
 smallest failing case if a check fails (exit status 1). Not a test; ``tests/benchmarks/test_fuzz_import.py`` runs
 100 cases.
 """
@@ -444,8 +445,10 @@ class Databases:
             self._admin.dispose()
 
 
-def fuzz(n_cases: int, db: str, seed_value: int, pg_url: str) -> dict:
-    """Run ``n_cases`` cases; return the tallies (raises AssertionError, after shrinking, if a case fails)."""
+def fuzz(n_cases: int, db: str, seed_value: int, pg_url: str, progress_every: int = 0) -> dict:
+    """Run ``n_cases`` cases; return the tallies (raises AssertionError, after shrinking, if a case fails).
+    ``progress_every`` > 0: one line on stderr every that many cases (cases done, exit codes, rate)."""
+    began = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="riskgrade-fuzz-"))
     databases = Databases(db, pg_url, scratch)
     tally = {"cases": 0, "exits": Counter(), "defects": Counter(), "rows_read": 0, "loaded": 0, "quarantined": 0,
@@ -477,6 +480,11 @@ def fuzz(n_cases: int, db: str, seed_value: int, pg_url: str) -> dict:
                 tally["loaded"] += item.loaded
                 tally["quarantined"] += item.quarantined
                 tally["held_cells"] += item.held_cells
+        if progress_every and tally["cases"] % progress_every == 0:
+            seconds = time.perf_counter() - began
+            exits = ", ".join(f"exit {code}: {n}" for code, n in sorted(tally["exits"].items()))
+            print(f"  {tally['cases']:,}/{n_cases:,} cases, {seconds:.0f} s ({seconds / tally['cases'] * 1000:.0f} ms "
+                  f"a case), {exits}; rows read {tally['rows_read']:,}", file=sys.stderr, flush=True)
 
     try:
         one()
@@ -503,11 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pg-url", default=os.environ.get("RISKGRADE_TEST_PG_URL",
                                                            "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--progress", type=int, default=100, metavar="N",
+                        help="a progress line on stderr every N cases (0: none; default 100)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     began = time.perf_counter()
     try:
-        tally = fuzz(args.cases, args.db, args.seed, args.pg_url)
+        tally = fuzz(args.cases, args.db, args.seed, args.pg_url, args.progress)
     except AssertionError as failure:
         print(f"FAILED after shrinking: {failure}", file=sys.stderr)
         return 1
