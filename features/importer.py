@@ -14,6 +14,14 @@ optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk 
   re-importing the same files changes nothing, and a corrected row replaces its quarantined twin.
   Keyless bad rows (no key, or a key too long to store) are matched on file, line, column and reason.
   A row refused now leaves the version loaded by an earlier import in place (nothing is deleted).
+- **Unchanged files are not read again**: each table's last import is recorded in ``imported_files`` (the
+  file's digest, the digest of everything its verdicts depend on, ``today``, its counts, and the table's and its
+  quarantine's row counts after it). A file whose bytes, name, validation code, USCC allow-list and (for event
+  tables) known and quarantined enterprises are those of the table's last import, into a table and quarantine
+  that still hold that import's row counts, with ``today`` the same or later and no ``future_date`` verdict in
+  that import (a later day could only accept such rows) is skipped: every verdict would be the same, so an import
+  would write nothing (see :class:`_ImportLedger`). Anything else, the smallest change included, is read and
+  validated in full.
 - **All or nothing**: one transaction for the whole import.
 - **Bounded memory**: files are read in chunks of ``chunk_rows``; only key hashes survive between chunks.
   Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
@@ -30,8 +38,11 @@ date"; :func:`features.frames.canonical_frame` fills them when reading).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,7 +61,7 @@ import sqlalchemy as sa
 from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
 from features.errors import DataError, RiskgradeError
 from features.db import serialise, write_transaction
-from features.schema import CONTRACT_TABLES, create_schema, quarantine, truth
+from features.schema import CONTRACT_TABLES, create_schema, metadata, quarantine, truth
 from features.sources import Source, find_sources, read_chunks, read_raw
 from features.validate import (
     ChunkResult,
@@ -320,6 +331,7 @@ def import_directory(
     results = []
     with write_transaction(engine, what="this import") as conn, closing(writer_type(conn)) as writer:
         keys = _EnterpriseKeys(conn)
+        ledger = _ImportLedger(conn, today=today, uscc_allowlist=uscc_allowlist, imported_at=imported_at)
         files = iter_validated(
             sources,
             today=today,
@@ -329,6 +341,15 @@ def import_directory(
             chunk_rows=chunk_rows,
         )
         for source, validator, chunks in files:
+            unchanged = ledger.unchanged(source, validator)
+            if unchanged is not None:
+                chunks.close()  # never started: the file is not read again
+                if source.table == "enterprises":  # for the reasons of the event files that are read
+                    ledger.restore_quarantined_enterprises(validator.context.quarantined_enterprises)
+                if progress is not None:
+                    progress(source.table, unchanged.rows_read, unchanged.rows_read)
+                results.append(unchanged)
+                continue
             book = _QuarantineBook(conn, source.table, imported_at)
             loaded = 0
             writer.begin(source.table)
@@ -338,9 +359,155 @@ def import_directory(
                     if len(result.good):
                         writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
                     loaded += len(result.good)
+            bulk = writer.bulk_loading(source.table)
             writer.end(source.table)
             results.append(_table_import(source, validator, loaded))
+            ledger.record(source, validator, results[-1], stored_rows=loaded if bulk else None)
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
+
+
+imported_files = sa.Table(
+    "imported_files",
+    metadata,
+    sa.Column("table_name", sa.String(32), primary_key=True),
+    sa.Column("source_file", sa.Text, nullable=False),  # the file's name (a sheet: file[sheet])
+    sa.Column("digest", sa.String(64), nullable=False),  # of the file's bytes (features.sources.Source.digest)
+    sa.Column("context", sa.String(64), nullable=False),  # of what the verdicts depend on besides the file
+    sa.Column("today", sa.Date, nullable=False),
+    sa.Column("future_dates", sa.Boolean, nullable=False),  # whether a row was refused as after ``today``
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("loaded", sa.BigInteger, nullable=False),
+    sa.Column("quarantined", sa.BigInteger, nullable=False),
+    sa.Column("identical_duplicates", sa.BigInteger, nullable=False),
+    sa.Column("held_cells", sa.BigInteger, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),  # quarantined cells per rule
+    sa.Column("stored_rows", sa.BigInteger, nullable=False),  # rows of the table after that import
+    sa.Column("quarantine_rows", sa.BigInteger, nullable=False),  # the table's quarantine entries after it
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+    comment="The last import of each table: which file, with which verdicts (lets a re-import skip unchanged files).",
+)
+
+#: The modules whose code decides an import's verdicts and writes: a change to any of them re-reads every file.
+_RULE_MODULES = ("features.contract", "features.frames", "features.schema", "features.sources", "features.uscc",
+                 "features.validate", "features.importer")
+
+
+class _ImportLedger:
+    """``imported_files``: what each table's last import read, so that a re-import of an unchanged file can be
+    skipped without changing any outcome.
+
+    A file is skipped only when an import of it would write nothing: the same bytes under the same name
+    (digest), the same *context* — the code of :data:`_RULE_MODULES`, the USCC allow-list and, for tables that
+    refer to enterprises, the set of known enterprise ids, the quarantined ones and the enterprises file's name
+    (they decide ``dangling_reference`` verdicts and their reasons) — and a database still as that import left
+    it: the table and its quarantine hold the row counts recorded then (a guard against a database emptied or
+    edited since; the contract tables are written by the importer only). ``today`` decides only ``future_date``
+    verdicts: the file is skipped on a later day only if that import refused no row as in the future.
+    """
+
+    def __init__(self, conn: sa.Connection, *, today: date, uscc_allowlist: frozenset[str], imported_at: datetime):
+        self.conn, self.today, self.imported_at = conn, today, imported_at
+        imported_files.create(conn, checkfirst=True)  # databases made before it (inside the import's lock)
+        rows = conn.execute(sa.select(imported_files)).mappings().all()
+        self._last = {row["table_name"]: row for row in rows}
+        allowlist = "\x1f".join(sorted(c.strip().upper() for c in uscc_allowlist))
+        self._base = _digest(_rules_digest(), allowlist)
+        self._known: tuple[int, str] | None = None  # (id of the known-enterprises index, its fingerprint)
+
+    def _context(self, validator: TableValidator) -> str:
+        context = validator.context
+        if context.known_enterprises is None:
+            return _digest(self._base, validator.table)
+        known = context.known_enterprises
+        if self._known is None or self._known[0] != id(known):
+            self._known = (id(known), _set_fingerprint(known))
+        # Only the refused enterprises no stored version stands for can make a reason (as restored when skipped).
+        quarantined = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(context.quarantined_enterprises.items())
+                                   if k not in known)
+        return _digest(self._base, validator.table, self._known[1], quarantined, context.enterprises_source)
+
+    def _count(self, table: str) -> int:
+        quote = self.conn.dialect.identifier_preparer.quote
+        return int(self.conn.execute(sa.text(f"SELECT count(*) FROM {quote(table)}")).scalar_one())
+
+    def _quarantine_count(self, table: str) -> int:
+        q = quarantine.c
+        return int(self.conn.execute(sa.select(sa.func.count()).where(q.table_name == table)).scalar_one())
+
+    def unchanged(self, source: Source, validator: TableValidator) -> TableImport | None:
+        """The last import's outcome for ``source`` if the file can be skipped (see the class docstring)."""
+        last = self._last.get(source.table)
+        if last is None or not source.digest or last["digest"] != source.digest or last["source_file"] != source.name:
+            return None
+        if last["today"] != self.today and (self.today < last["today"] or last["future_dates"]):
+            return None
+        if last["context"] != self._context(validator):
+            return None
+        if (self._count(source.table) != last["stored_rows"]
+                or self._quarantine_count(source.table) != last["quarantine_rows"]):
+            return None
+        when = last["imported_at"].replace(microsecond=0).isoformat(sep=" ")
+        note = f"{source.name}: unchanged since its import at {when} UTC (same file, same rules): not read again"
+        return TableImport(
+            table=source.table, source_file=source.name, rows_read=last["rows_read"], loaded=last["loaded"],
+            quarantined=last["quarantined"], identical_duplicates=last["identical_duplicates"],
+            held_cells=last["held_cells"], reasons=dict(last["reasons"]),
+            ignored_columns=ignored_columns(source.table, source.header), warnings=(*source.warnings, note))
+
+    def restore_quarantined_enterprises(self, into: dict[str, int]) -> None:
+        """The enterprises refused as a whole by the last import (its file is skipped): their key and line, from
+        the quarantine (entries of ids that are not stored), as its validation would have found them."""
+        q = quarantine.c
+        rows = self.conn.execute(
+            sa.select(q.row_key, sa.func.min(q.line))
+            .where(q.table_name == "enterprises", q.row_key.is_not(None),
+                   q.row_key.not_in(sa.select(CONTRACT_TABLES["enterprises"].c.enterprise_id)))
+            .group_by(q.row_key)).all()
+        for key, line in rows:
+            into.setdefault(key, int(line))
+
+    def record(self, source: Source, validator: TableValidator, outcome: TableImport, *,
+               stored_rows: int | None) -> None:
+        """Record the import of ``source`` just written (``stored_rows``: the table's rows, when known)."""
+        if not source.digest:
+            return
+        values = dict(
+            source_file=source.name, digest=source.digest, context=self._context(validator), today=self.today,
+            future_dates=bool(validator.rule_counts.get("future_date")), rows_read=outcome.rows_read,
+            loaded=outcome.loaded, quarantined=outcome.quarantined,
+            identical_duplicates=outcome.identical_duplicates, held_cells=outcome.held_cells,
+            reasons=dict(outcome.reasons),
+            stored_rows=self._count(source.table) if stored_rows is None else stored_rows,
+            quarantine_rows=self._quarantine_count(source.table), imported_at=self.imported_at)
+        self.conn.execute(imported_files.delete().where(imported_files.c.table_name == source.table))
+        self.conn.execute(imported_files.insert().values(table_name=source.table, **values))
+
+
+@functools.cache
+def _rules_digest() -> str:
+    parts = []
+    for name in _RULE_MODULES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        parts.append(Path(path).read_bytes() if path else name.encode())
+    return _digest(*parts)
+
+
+def _digest(*parts: str | bytes) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))  # length-prefixed: parts cannot run into each other
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _set_fingerprint(ids: pd.Index) -> str:
+    """An order-independent fingerprint of a set of distinct ids: their count and two sums of 64-bit hashes."""
+    values = ids.to_numpy(dtype=object)
+    sums = [int(pd.util.hash_array(values, hash_key=key, categorize=False).sum(dtype=np.uint64))
+            for key in ("riskgrade-set-01", "riskgrade-set-02")]
+    return f"{len(values)}:{sums[0]:016x}:{sums[1]:016x}"
 
 
 class _EnterpriseKeys:
