@@ -497,7 +497,7 @@ def fuzz(n_cases: int, db: str, seed_value: int, pg_url: str, progress_every: in
 _REFUSALS = (("not UTF-8", "undecodable file"), ("cannot be parsed as CSV", "CSV quoting"),
              ("NUL byte", "NUL in a header"), ("data sheets", "sheet named after no table"),
              ("appears", "column named twice"), ("required column", "required column missing"),
-             ("cannot tell which table", "table of a file unknown"))
+             ("cannot tell which table", "table of a file unknown"), ("was refused", "every row refused"))
 
 
 def _refusal_kind(stderr: str) -> str:

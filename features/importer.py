@@ -25,7 +25,8 @@ optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk 
 - **All or nothing**: one transaction for the whole import.
 - **Bounded memory**: files are read in chunks of ``chunk_rows``; only key hashes survive between chunks.
   Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
-  SQLite ``executemany`` of an upsert on the DBAPI connection. A reader thread reads and validates the
+  SQLite ``executemany`` of an upsert on the DBAPI connection, except for a large file into an empty table,
+  staged through a scratch SQLite file (see :class:`_SQLiteStage`). A reader thread reads and validates the
   next chunk while the current one is written (only the calling thread touches the database).
 
 Columns a file does not have are left alone on update (a file without ``township`` does not erase the
@@ -42,7 +43,10 @@ import functools
 import hashlib
 import json
 import queue
+import shutil
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -329,7 +333,9 @@ def import_directory(
     create_schema(engine)
     imported_at = datetime.now(timezone.utc).replace(tzinfo=None)  # quarantine.imported_at is naive UTC
     results = []
-    with write_transaction(engine, what="this import") as conn, closing(writer_type(conn)) as writer:
+    stage = _SQLiteStage() if engine.dialect.name == "sqlite" else None
+    with (write_transaction(engine, what="this import", finish=stage.finish if stage else None) as conn,
+          closing(writer_type(conn, stage)) as writer):
         keys = _EnterpriseKeys(conn)
         ledger = _ImportLedger(conn, today=today, uscc_allowlist=uscc_allowlist, imported_at=imported_at)
         files = iter_validated(
@@ -352,7 +358,7 @@ def import_directory(
                 continue
             book = _QuarantineBook(conn, source.table, imported_at)
             loaded = 0
-            writer.begin(source.table)
+            writer.begin(source.table, rows_hint=source.records)
             with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
                 for result in reported(prefetched, source, progress):
                     book.record(result)
@@ -653,7 +659,7 @@ class _Writer:
     of the import's transaction: a failure anywhere rolls them back with everything else.
     """
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         self.conn = conn
         self.dialect = conn.dialect
         self.cursor = conn.connection.dbapi_connection.cursor()
@@ -663,7 +669,8 @@ class _Writer:
     def close(self) -> None:
         self.cursor.close()
 
-    def begin(self, table: str) -> None:
+    def begin(self, table: str, rows_hint: int | None = None) -> None:
+        """Before the first chunk of ``table``'s file (``rows_hint``: about how many rows it has, if known)."""
         self._claim(table)
         if self._is_empty(table):
             indexes = _secondary_indexes(table)
@@ -694,29 +701,193 @@ class _Writer:
 
 
 class _SQLiteWriter(_Writer):
-    """``executemany`` of an upsert on the DBAPI connection. The write transaction already holds the
-    database's write lock, so a table seen empty stays empty but for this import's rows."""
+    """``executemany`` of an upsert on the DBAPI connection; a file of at least :data:`_STAGE_MIN_ROWS` rows into
+    a table being bulk loaded goes through a staging file instead (:class:`_SQLiteStage`). The write
+    transaction already holds the database's write lock, so a table seen empty stays empty but for this
+    import's rows."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         super().__init__(conn)
+        self._stage = stage
+        self._staging: dict[str, _StagedTable] = {}
         self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
         self.cursor.execute(f"PRAGMA cache_size = -{_SQLITE_IMPORT_CACHE_KIB}")  # indexes stay hot while importing
 
     def close(self) -> None:
+        for staged in self._staging.values():  # a file that failed half-way: its staging file is dropped
+            staged.close()
         self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
         super().close()
 
+    def begin(self, table: str, rows_hint: int | None = None) -> None:
+        super().begin(table, rows_hint)
+        if (self.bulk_loading(table) and self._stage is not None and (rows_hint or 0) >= _STAGE_MIN_ROWS
+                and self._stage.can_attach(self.cursor)):
+            staged = self._stage.open(table)
+            if staged is not None:
+                self._staging[table] = staged
+
     def upsert(self, table: str, frame: pd.DataFrame) -> None:
+        staged = self._staging.get(table)
+        if staged is not None:
+            staged.append(frame)
+            return
         columns = tuple(frame.columns)
         sql = self._upsert_sql(table, columns, f"VALUES ({', '.join('?' for _ in columns)})")
         self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in columns)))
+
+    def end(self, table: str) -> None:
+        staged = self._staging.pop(table, None)
+        if staged is not None and staged.columns:
+            schema = self._stage.attach(self.cursor, staged)
+            quote = self.dialect.identifier_preparer.quote
+            names = ", ".join(quote(c) for c in staged.columns)
+            # "WHERE true": SQLite's parser needs it to tell the upsert's ON CONFLICT from a join's ON.
+            source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true"
+            self.cursor.execute(self._upsert_sql(table, staged.columns, source))
+        super().end(table)
+
+
+_STAGE_MIN_ROWS = 50_000
+"""Files smaller than this go straight through ``executemany``: staging them saves less than it costs."""
+
+
+class _StagedTable:
+    """One file's good rows, appended chunk by chunk to a scratch SQLite file through the Arrow ADBC driver
+    (values bound from Arrow buffers in C, not one Python object at a time)."""
+
+    NAME = "staged_rows"
+
+    def __init__(self, path: Path, connection):
+        self.path, self._connection = path, connection
+        self.columns: tuple[str, ...] = ()
+
+    def append(self, frame: pd.DataFrame) -> None:
+        import adbc_driver_manager
+
+        rows = _arrow_rows(frame)
+        self.columns = self.columns or tuple(frame.columns)
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.adbc_ingest(self.NAME, rows, mode="create_append")
+        except adbc_driver_manager.Error as exc:  # e.g. the disk is full: a database error like any other
+            raise sa.exc.OperationalError(f"staging rows in {self.path}", None, exc) from exc
+
+    def close(self) -> None:
+        """Commit what was staged and close the scratch file (it is read, attached, by the import's connection)."""
+        if self._connection is not None:
+            import adbc_driver_manager
+
+            try:
+                self._connection.commit()
+                self._connection.close()
+            except adbc_driver_manager.Error as exc:
+                raise sa.exc.OperationalError(f"staging rows in {self.path}", None, exc) from exc
+            finally:
+                self._connection = None
+
+
+class _SQLiteStage:
+    """Scratch SQLite files, one per large file bulk loaded into an empty table, in a private temporary folder.
+
+    Python's ``sqlite3`` binds every value of an ``executemany`` as a Python object, which is most of a bulk
+    load's cost. Here the rows are staged through the ADBC driver, then the import's connection attaches the
+    scratch file (inside its transaction; it holds the only write lock on the database) and copies the rows
+    with one ``INSERT ... SELECT`` — about twice as fast. Nothing is written to the database outside the
+    import's transaction: a rollback leaves it as it was. :meth:`finish` (after the commit or rollback)
+    detaches the scratch files and deletes them. Without the ADBC SQLite driver, or past SQLite's limit of
+    attached databases, files go through ``executemany``.
+    """
+
+    def __init__(self):
+        self.directory: Path | None = None
+        self.attached: list[str] = []
+        self._opened: list[_StagedTable] = []
+
+    @staticmethod
+    def _driver():
+        try:
+            import adbc_driver_sqlite.dbapi as driver
+        except ImportError:
+            return None
+        return driver
+
+    def can_attach(self, cursor) -> bool:
+        """Whether one more database can be attached to the import's connection."""
+        if self._driver() is None:
+            return False
+        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
+        attached = len(cursor.execute("PRAGMA database_list").fetchall()) - 1  # main (temp is not counted)
+        return attached + 1 <= limit
+
+    def open(self, table: str) -> _StagedTable | None:
+        driver = self._driver()
+        if driver is None:
+            return None
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="riskgrade-import-"))
+        path = self.directory / f"{table}.sqlite"
+        staged = _StagedTable(path, driver.connect(str(path)))
+        self._opened.append(staged)
+        return staged
+
+    def attach(self, cursor, staged: _StagedTable) -> str:
+        """Attach ``staged``'s file (closed first) to the import's connection; its schema name."""
+        staged.close()
+        schema = f"rg_stage_{len(self.attached) + 1}"
+        cursor.execute(f"ATTACH DATABASE ? AS {schema}", (str(staged.path),))
+        self.attached.append(schema)
+        return schema
+
+    def finish(self, conn: sa.Connection) -> None:
+        """After the import's commit or rollback: detach and delete every scratch file."""
+        for staged in self._opened:
+            try:
+                staged.close()
+            except sa.exc.OperationalError:
+                pass  # its rows are not needed any more
+        if self.attached:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                for schema in self.attached:
+                    cursor.execute(f"DETACH DATABASE {schema}")
+            finally:
+                cursor.close()
+        self.attached.clear()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Arrow columns holding what :func:`_python_values` would bind: dates as ISO text, booleans,
+    64-bit integers, floats (NaN as NULL) and text — typed by the column's dtype, so that every chunk of a file
+    has the same schema (an all-missing chunk included)."""
+    columns = []
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            days = pc.cast(pa.array(values, type=pa.timestamp("ns"), from_pandas=True), pa.date32())
+            columns.append(pc.cast(days, pa.large_string()))
+        elif pd.api.types.is_bool_dtype(values):
+            columns.append(pa.array(values, type=pa.bool_(), from_pandas=True))
+        elif pd.api.types.is_integer_dtype(values):
+            columns.append(pa.array(values, type=pa.int64(), from_pandas=True))
+        elif pd.api.types.is_float_dtype(values):
+            columns.append(pa.array(values, type=pa.float64(), from_pandas=True))
+        elif isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+            columns.append(values.array._pa_array.cast(pa.large_string()))  # no copy through Python objects
+        else:
+            columns.append(pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.large_string()))
+    return pa.Table.from_arrays([c if isinstance(c, pa.ChunkedArray) else pa.chunked_array([c]) for c in columns],
+                                names=list(frame.columns))
 
 
 class _PostgresWriter(_Writer):
     """``COPY``. Into a table being bulk loaded, straight into the table (every row is new); otherwise into a
     temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: None = None):
         super().__init__(conn)
         self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
         self.cursor.execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")  # the index builds
