@@ -403,8 +403,8 @@ def check(case: Case, target: Path, outcome: Outcome, url: str) -> None:
 
 
 class Databases:
-    """One database per run, emptied before every case (the import writes the contract tables, ``truth`` and
-    ``quarantine`` only): a SQLite file, or a throw-away PostgreSQL database."""
+    """One database per run, emptied before every case (the import writes the contract tables, ``truth``,
+    ``quarantine`` and ``imported_files`` only): a SQLite file, or a throw-away PostgreSQL database."""
 
     def __init__(self, kind: str, pg_url: str, scratch: Path):
         import sqlalchemy as sa
@@ -425,12 +425,13 @@ class Databases:
     def fresh(self) -> str:
         import sqlalchemy as sa
 
+        from features.importer import imported_files
         from features.schema import CONTRACT_TABLES, quarantine, truth
 
         self.n += 1
         inspector = sa.inspect(self._engine)
         with self._engine.begin() as conn:
-            for table in (*CONTRACT_TABLES.values(), truth, quarantine):
+            for table in (*CONTRACT_TABLES.values(), truth, quarantine, imported_files):
                 if inspector.has_table(table.name):
                     conn.execute(table.delete())
         return self.url
