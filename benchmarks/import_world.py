@@ -4,7 +4,9 @@
         [--dir DIR] [--pg-url URL | --no-pg] [--repeat N] [--keep]
 
 For each database it times the first import into an empty database, then a re-import of the same files (which
-must change nothing: the benchmark checks that every table's row count and content checksum is unchanged), and
+must change nothing: the benchmark checks that every table's row count and content checksum is unchanged; files
+unchanged since their last import are recognised by their digest and not read again, see
+:class:`features.importer._ImportLedger`, so the re-import measures that check: digests, counts, the record), and
 prints rows/s, CPU seconds (of the importing process, and on PostgreSQL of its server process) and peak memory
 (the maximum resident set size of the importing process). Every import runs in a process of its own, so that its
 peak is its own. ``--repeat N`` repeats the whole measurement N times (a fresh database each time) and prints the
