@@ -462,11 +462,14 @@ class _ImportLedger:
 
     def restore_quarantined_enterprises(self, into: dict[str, int]) -> None:
         """The enterprises refused as a whole by the last import (its file is skipped): their key and line, from
-        the quarantine (entries of ids that are not stored), as its validation would have found them."""
+        the quarantine — the entries that import wrote (the verdicts on its file's keys) for ids that are not
+        stored — as its validation would have found them."""
+        last = self._last["enterprises"]
         q = quarantine.c
         rows = self.conn.execute(
             sa.select(q.row_key, sa.func.min(q.line))
-            .where(q.table_name == "enterprises", q.row_key.is_not(None),
+            .where(q.table_name == "enterprises", q.row_key.is_not(None), q.source_file == last["source_file"],
+                   q.imported_at == last["imported_at"],
                    q.row_key.not_in(sa.select(CONTRACT_TABLES["enterprises"].c.enterprise_id)))
             .group_by(q.row_key)).all()
         for key, line in rows:
