@@ -474,7 +474,9 @@ def _other_dates(cells: pd.Series) -> pd.Series:
                              errors="coerce")
     serial = pd.to_numeric(parts["serial"], errors="coerce")
     excel = _EXCEL_EPOCH + pd.to_timedelta(serial, unit="D")
-    found = plain.fillna(compact).fillna(excel).astype("datetime64[ns]")
+    found = plain.fillna(compact).fillna(excel)
+    # Outside the accepted range the day is bad anyway (and a year before 1678 does not fit datetime64[ns]).
+    found = found.where((found >= _DATE_MIN) & (found <= _DATE_MAX)).astype("datetime64[ns]")
     by_cell = pd.Series(found.to_numpy(), index=distinct.to_numpy())
     return pd.Series(by_cell.reindex(cells.to_numpy()).to_numpy(), index=cells.index, dtype="datetime64[ns]")
 
