@@ -70,7 +70,7 @@ def date_cell(draw, *, future_ok: bool = True):
     if kind == "serial":
         return str(draw(st.integers(32874, 45838)))  # 1990-01-01 .. 2025-06-30
     if kind == "impossible":
-        return draw(st.sampled_from(["2024-02-30", "2024/13/1", "2023年2月29日", "2025-00-10"]))
+        return draw(st.sampled_from(["2024-02-30", "2024/13/1", "2023年2月29日", "2025-00-10", "1677/1/1"]))
     if kind == "garbage":
         return draw(st.sampled_from(["n/a", "去年", "3/5/2025", "2025-03", "#VALUE!"]))
     if kind == "future":
