@@ -745,8 +745,11 @@ class _SQLiteWriter(_Writer):
             schema = self._stage.attach(self.cursor, staged)
             quote = self.dialect.identifier_preparer.quote
             names = ", ".join(quote(c) for c in staged.columns)
+            # In key order, the primary key index grows at its end instead of taking rows at random places: once
+            # it outgrows the page cache (the 11M rows of a province's truth file) that is many times cheaper.
             # "WHERE true": SQLite's parser needs it to tell the upsert's ON CONFLICT from a join's ON.
-            source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true"
+            order = ", ".join(quote(k) for k in key_columns(table))
+            source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true ORDER BY {order}"
             self.cursor.execute(self._upsert_sql(table, staged.columns, source))
         super().end(table)
 

@@ -138,7 +138,7 @@ def test_a_staged_bulk_load_stores_what_executemany_stores(tmp_path, monkeypatch
             stored[mode] = {
                 name: conn.execute(
                     f'SELECT {", ".join(f"typeof({c.name}), quote({c.name})" for c in table.columns)} '
-                    f"FROM {name} ORDER BY rowid").fetchall()
+                    f'FROM {name} ORDER BY {", ".join(c.name for c in table.primary_key.columns)}').fetchall()
                 for name, table in CONTRACT_TABLES.items()}
     assert stored["staged"] == stored["executemany"]
     assert len(stored["staged"]["hazards"]) == 2  # H3 is in the future
