@@ -39,7 +39,6 @@ date"; :func:`features.frames.canonical_frame` fills them when reading).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import queue
@@ -492,8 +491,13 @@ class _ImportLedger:
         self.conn.execute(imported_files.insert().values(table_name=source.table, **values))
 
 
-@functools.cache
 def _rules_digest() -> str:
+    return _RULES_DIGEST
+
+
+def _loaded_code_digest() -> str:
+    """The digest of :data:`_RULE_MODULES` as this process loaded them (read once, at import: the code that
+    runs, not a file edited since)."""
     parts = []
     for name in _RULE_MODULES:
         module = sys.modules.get(name)
@@ -951,3 +955,6 @@ def _python_values(values: pd.Series) -> list:
         text = np.array([*pd.DatetimeIndex(days).strftime("%Y-%m-%d"), None], dtype=object)
         return text[codes].tolist()  # code -1 (missing) takes the trailing None
     return values.to_numpy(dtype=object, na_value=None).tolist()
+
+
+_RULES_DIGEST = _loaded_code_digest()  # last: every module of _RULE_MODULES is loaded by now
