@@ -157,20 +157,27 @@ def _stderr(message: str) -> None:
 
 
 @contextlib.contextmanager
-def write_transaction(engine: sa.Engine, *, say: Say | None = None, what: str = "this job") -> Iterator[sa.Connection]:
-    """``engine.begin()`` holding the write lock from the start (see the module docstring); commits on success."""
-    if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
-        return
+def write_transaction(engine: sa.Engine, *, say: Say | None = None, what: str = "this job",
+                      finish: Callable[[sa.Connection], None] | None = None) -> Iterator[sa.Connection]:
+    """``engine.begin()`` holding the write lock from the start (see the module docstring); commits on success.
+    ``finish(conn)`` runs after the commit or rollback, on the same connection before it goes back to the pool
+    (to undo connection state the transaction needed, such as an attached database)."""
     with engine.connect() as conn:
-        _begin_immediate(conn, say or _stderr, what)
         try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            if engine.dialect.name != "sqlite":
+                with conn.begin():
+                    yield conn
+                return
+            _begin_immediate(conn, say or _stderr, what)
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            if finish is not None:
+                finish(conn)
 
 
 def _begin_immediate(conn: sa.Connection, say: Say, what: str) -> None:

@@ -14,10 +14,19 @@ optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk 
   re-importing the same files changes nothing, and a corrected row replaces its quarantined twin.
   Keyless bad rows (no key, or a key too long to store) are matched on file, line, column and reason.
   A row refused now leaves the version loaded by an earlier import in place (nothing is deleted).
+- **Unchanged files are not read again**: each table's last import is recorded in ``imported_files`` (the
+  file's digest, the digest of everything its verdicts depend on, ``today``, its counts, and the table's and its
+  quarantine's row counts after it). A file whose bytes, name, validation code, USCC allow-list and (for event
+  tables) known and quarantined enterprises are those of the table's last import, into a table and quarantine
+  that still hold that import's row counts, with ``today`` the same or later and no ``future_date`` verdict in
+  that import (a later day could only accept such rows) is skipped: every verdict would be the same, so an import
+  would write nothing (see :class:`_ImportLedger`). Anything else, the smallest change included, is read and
+  validated in full.
 - **All or nothing**: one transaction for the whole import.
 - **Bounded memory**: files are read in chunks of ``chunk_rows``; only key hashes survive between chunks.
   Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
-  SQLite ``executemany`` of an upsert on the DBAPI connection. A reader thread reads and validates the
+  SQLite ``executemany`` of an upsert on the DBAPI connection, except for a large file into an empty table,
+  staged through a scratch SQLite file (see :class:`_SQLiteStage`). A reader thread reads and validates the
   next chunk while the current one is written (only the calling thread touches the database).
 
 Columns a file does not have are left alone on update (a file without ``township`` does not erase the
@@ -30,8 +39,13 @@ date"; :func:`features.frames.canonical_frame` fills them when reading).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
+import shutil
+import sqlite3
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,7 +65,7 @@ from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
 from features.errors import DataError, RiskgradeError
 from features.inspectors import RosterBook, stored_roster
 from features.db import serialise, write_transaction
-from features.schema import CONTRACT_TABLES, create_schema, quarantine, truth
+from features.schema import CONTRACT_TABLES, create_schema, metadata, quarantine, truth
 from features.sources import Source, find_sources, read_chunks, read_raw
 from features.validate import (
     ChunkResult,
@@ -324,8 +338,11 @@ def import_directory(
     create_schema(engine)
     imported_at = datetime.now(timezone.utc).replace(tzinfo=None)  # quarantine.imported_at is naive UTC
     results = []
-    with write_transaction(engine, what="this import") as conn, closing(writer_type(conn)) as writer:
+    stage = _SQLiteStage() if engine.dialect.name == "sqlite" else None
+    with (write_transaction(engine, what="this import", finish=stage.finish if stage else None) as conn,
+          closing(writer_type(conn, stage)) as writer):
         keys = _EnterpriseKeys(conn)
+        ledger = _ImportLedger(conn, today=today, uscc_allowlist=uscc_allowlist, imported_at=imported_at)
         files = iter_validated(
             sources,
             today=today,
@@ -336,18 +353,181 @@ def import_directory(
             stored_inspectors=lambda: stored_roster(conn),
         )
         for source, validator, chunks in files:
+            unchanged = ledger.unchanged(source, validator)
+            if unchanged is not None:
+                chunks.close()  # never started: the file is not read again
+                if source.table == "enterprises":  # for the reasons of the event files that are read
+                    ledger.restore_quarantined_enterprises(validator.context.quarantined_enterprises)
+                if progress is not None:
+                    progress(source.table, unchanged.rows_read, unchanged.rows_read)
+                results.append(unchanged)
+                continue
             book = _QuarantineBook(conn, source.table, imported_at)
             loaded = 0
-            writer.begin(source.table)
+            writer.begin(source.table, rows_hint=source.records)
             with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
                 for result in reported(prefetched, source, progress):
                     book.record(result)
                     if len(result.good):
                         writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
                     loaded += len(result.good)
+            bulk = writer.bulk_loading(source.table)
             writer.end(source.table)
             results.append(_table_import(source, validator, loaded))
+            ledger.record(source, validator, results[-1], stored_rows=loaded if bulk else None)
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
+
+
+imported_files = sa.Table(
+    "imported_files",
+    metadata,
+    sa.Column("table_name", sa.String(32), primary_key=True),
+    sa.Column("source_file", sa.Text, nullable=False),  # the file's name (a sheet: file[sheet])
+    sa.Column("digest", sa.String(64), nullable=False),  # of the file's bytes (features.sources.Source.digest)
+    sa.Column("context", sa.String(64), nullable=False),  # of what the verdicts depend on besides the file
+    sa.Column("today", sa.Date, nullable=False),
+    sa.Column("future_dates", sa.Boolean, nullable=False),  # whether a row was refused as after ``today``
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("loaded", sa.BigInteger, nullable=False),
+    sa.Column("quarantined", sa.BigInteger, nullable=False),
+    sa.Column("identical_duplicates", sa.BigInteger, nullable=False),
+    sa.Column("held_cells", sa.BigInteger, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),  # quarantined cells per rule
+    sa.Column("stored_rows", sa.BigInteger, nullable=False),  # rows of the table after that import
+    sa.Column("quarantine_rows", sa.BigInteger, nullable=False),  # the table's quarantine entries after it
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+    comment="The last import of each table: which file, with which verdicts (lets a re-import skip unchanged files).",
+)
+
+#: The modules whose code decides an import's verdicts and writes: a change to any of them re-reads every file.
+_RULE_MODULES = ("features.contract", "features.frames", "features.schema", "features.sources", "features.uscc",
+                 "features.validate", "features.importer")
+
+
+class _ImportLedger:
+    """``imported_files``: what each table's last import read, so that a re-import of an unchanged file can be
+    skipped without changing any outcome.
+
+    A file is skipped only when an import of it would write nothing: the same bytes under the same name
+    (digest), the same *context* — the code of :data:`_RULE_MODULES`, the USCC allow-list and, for tables that
+    refer to enterprises, the set of known enterprise ids, the quarantined ones and the enterprises file's name
+    (they decide ``dangling_reference`` verdicts and their reasons) — and a database still as that import left
+    it: the table and its quarantine hold the row counts recorded then (a guard against a database emptied or
+    edited since; the contract tables are written by the importer only). ``today`` decides only ``future_date``
+    verdicts: the file is skipped on a later day only if that import refused no row as in the future.
+    """
+
+    def __init__(self, conn: sa.Connection, *, today: date, uscc_allowlist: frozenset[str], imported_at: datetime):
+        self.conn, self.today, self.imported_at = conn, today, imported_at
+        imported_files.create(conn, checkfirst=True)  # databases made before it (inside the import's lock)
+        rows = conn.execute(sa.select(imported_files)).mappings().all()
+        self._last = {row["table_name"]: row for row in rows}
+        allowlist = "\x1f".join(sorted(c.strip().upper() for c in uscc_allowlist))
+        self._base = _digest(_rules_digest(), allowlist)
+        self._known: tuple[int, str] | None = None  # (id of the known-enterprises index, its fingerprint)
+
+    def _context(self, validator: TableValidator) -> str:
+        context = validator.context
+        if context.known_enterprises is None:
+            return _digest(self._base, validator.table)
+        known = context.known_enterprises
+        if self._known is None or self._known[0] != id(known):
+            self._known = (id(known), _set_fingerprint(known))
+        # Only the refused enterprises no stored version stands for can make a reason (as restored when skipped).
+        quarantined = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(context.quarantined_enterprises.items())
+                                   if k not in known)
+        return _digest(self._base, validator.table, self._known[1], quarantined, context.enterprises_source)
+
+    def _count(self, table: str) -> int:
+        quote = self.conn.dialect.identifier_preparer.quote
+        return int(self.conn.execute(sa.text(f"SELECT count(*) FROM {quote(table)}")).scalar_one())
+
+    def _quarantine_count(self, table: str) -> int:
+        q = quarantine.c
+        return int(self.conn.execute(sa.select(sa.func.count()).where(q.table_name == table)).scalar_one())
+
+    def unchanged(self, source: Source, validator: TableValidator) -> TableImport | None:
+        """The last import's outcome for ``source`` if the file can be skipped (see the class docstring)."""
+        last = self._last.get(source.table)
+        if last is None or not source.digest or last["digest"] != source.digest or last["source_file"] != source.name:
+            return None
+        if last["today"] != self.today and (self.today < last["today"] or last["future_dates"]):
+            return None
+        if last["context"] != self._context(validator):
+            return None
+        if (self._count(source.table) != last["stored_rows"]
+                or self._quarantine_count(source.table) != last["quarantine_rows"]):
+            return None
+        when = last["imported_at"].replace(microsecond=0).isoformat(sep=" ")
+        note = f"{source.name}: unchanged since its import at {when} UTC (same file, same rules): not read again"
+        return TableImport(
+            table=source.table, source_file=source.name, rows_read=last["rows_read"], loaded=last["loaded"],
+            quarantined=last["quarantined"], identical_duplicates=last["identical_duplicates"],
+            held_cells=last["held_cells"], reasons=dict(last["reasons"]),
+            ignored_columns=ignored_columns(source.table, source.header), warnings=(*source.warnings, note))
+
+    def restore_quarantined_enterprises(self, into: dict[str, int]) -> None:
+        """The enterprises refused as a whole by the last import (its file is skipped): their key and line, from
+        the quarantine — the entries that import wrote (the verdicts on its file's keys) for ids that are not
+        stored — as its validation would have found them."""
+        last = self._last["enterprises"]
+        q = quarantine.c
+        rows = self.conn.execute(
+            sa.select(q.row_key, sa.func.min(q.line))
+            .where(q.table_name == "enterprises", q.row_key.is_not(None), q.source_file == last["source_file"],
+                   q.imported_at == last["imported_at"],
+                   q.row_key.not_in(sa.select(CONTRACT_TABLES["enterprises"].c.enterprise_id)))
+            .group_by(q.row_key)).all()
+        for key, line in rows:
+            into.setdefault(key, int(line))
+
+    def record(self, source: Source, validator: TableValidator, outcome: TableImport, *,
+               stored_rows: int | None) -> None:
+        """Record the import of ``source`` just written (``stored_rows``: the table's rows, when known)."""
+        if not source.digest:
+            return
+        values = dict(
+            source_file=source.name, digest=source.digest, context=self._context(validator), today=self.today,
+            future_dates=bool(validator.rule_counts.get("future_date")), rows_read=outcome.rows_read,
+            loaded=outcome.loaded, quarantined=outcome.quarantined,
+            identical_duplicates=outcome.identical_duplicates, held_cells=outcome.held_cells,
+            reasons=dict(outcome.reasons),
+            stored_rows=self._count(source.table) if stored_rows is None else stored_rows,
+            quarantine_rows=self._quarantine_count(source.table), imported_at=self.imported_at)
+        self.conn.execute(imported_files.delete().where(imported_files.c.table_name == source.table))
+        self.conn.execute(imported_files.insert().values(table_name=source.table, **values))
+
+
+def _rules_digest() -> str:
+    return _RULES_DIGEST
+
+
+def _loaded_code_digest() -> str:
+    """The digest of :data:`_RULE_MODULES` as this process loaded them (read once, at import: the code that
+    runs, not a file edited since)."""
+    parts = []
+    for name in _RULE_MODULES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        parts.append(Path(path).read_bytes() if path else name.encode())
+    return _digest(*parts)
+
+
+def _digest(*parts: str | bytes) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))  # length-prefixed: parts cannot run into each other
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _set_fingerprint(ids: pd.Index) -> str:
+    """An order-independent fingerprint of a set of distinct ids: their count and two sums of 64-bit hashes."""
+    values = ids.to_numpy(dtype=object)
+    sums = [int(pd.util.hash_array(values, hash_key=key, categorize=False).sum(dtype=np.uint64))
+            for key in ("riskgrade-set-01", "riskgrade-set-02")]
+    return f"{len(values)}:{sums[0]:016x}:{sums[1]:016x}"
 
 
 class _EnterpriseKeys:
@@ -493,7 +673,7 @@ class _Writer:
     of the import's transaction: a failure anywhere rolls them back with everything else.
     """
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         self.conn = conn
         self.dialect = conn.dialect
         self.cursor = conn.connection.dbapi_connection.cursor()
@@ -503,7 +683,8 @@ class _Writer:
     def close(self) -> None:
         self.cursor.close()
 
-    def begin(self, table: str) -> None:
+    def begin(self, table: str, rows_hint: int | None = None) -> None:
+        """Before the first chunk of ``table``'s file (``rows_hint``: about how many rows it has, if known)."""
         self._claim(table)
         if self._is_empty(table):
             indexes = _secondary_indexes(table)
@@ -534,29 +715,196 @@ class _Writer:
 
 
 class _SQLiteWriter(_Writer):
-    """``executemany`` of an upsert on the DBAPI connection. The write transaction already holds the
-    database's write lock, so a table seen empty stays empty but for this import's rows."""
+    """``executemany`` of an upsert on the DBAPI connection; a file of at least :data:`_STAGE_MIN_ROWS` rows into
+    a table being bulk loaded goes through a staging file instead (:class:`_SQLiteStage`). The write
+    transaction already holds the database's write lock, so a table seen empty stays empty but for this
+    import's rows."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         super().__init__(conn)
+        self._stage = stage
+        self._staging: dict[str, _StagedTable] = {}
         self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
         self.cursor.execute(f"PRAGMA cache_size = -{_SQLITE_IMPORT_CACHE_KIB}")  # indexes stay hot while importing
 
     def close(self) -> None:
+        for staged in self._staging.values():  # a file that failed half-way: its staging file is dropped
+            staged.close()
         self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
         super().close()
 
+    def begin(self, table: str, rows_hint: int | None = None) -> None:
+        super().begin(table, rows_hint)
+        if (self.bulk_loading(table) and self._stage is not None and (rows_hint or 0) >= _STAGE_MIN_ROWS
+                and self._stage.can_attach(self.cursor)):
+            staged = self._stage.open(table)
+            if staged is not None:
+                self._staging[table] = staged
+
     def upsert(self, table: str, frame: pd.DataFrame) -> None:
+        staged = self._staging.get(table)
+        if staged is not None:
+            staged.append(frame)
+            return
         columns = tuple(frame.columns)
         sql = self._upsert_sql(table, columns, f"VALUES ({', '.join('?' for _ in columns)})")
         self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in columns)))
+
+    def end(self, table: str) -> None:
+        staged = self._staging.pop(table, None)
+        if staged is not None and staged.columns:
+            schema = self._stage.attach(self.cursor, staged)
+            quote = self.dialect.identifier_preparer.quote
+            names = ", ".join(quote(c) for c in staged.columns)
+            # In key order, the primary key index grows at its end instead of taking rows at random places: once
+            # it outgrows the page cache (the 11M rows of a province's truth file) that is many times cheaper.
+            # "WHERE true": SQLite's parser needs it to tell the upsert's ON CONFLICT from a join's ON.
+            order = ", ".join(quote(k) for k in key_columns(table))
+            source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true ORDER BY {order}"
+            self.cursor.execute(self._upsert_sql(table, staged.columns, source))
+        super().end(table)
+
+
+_STAGE_MIN_ROWS = 50_000
+"""Files smaller than this go straight through ``executemany``: staging them saves less than it costs."""
+
+
+class _StagedTable:
+    """One file's good rows, appended chunk by chunk to a scratch SQLite file through the Arrow ADBC driver
+    (values bound from Arrow buffers in C, not one Python object at a time)."""
+
+    NAME = "staged_rows"
+
+    def __init__(self, path: Path, connection):
+        self.path, self._connection = path, connection
+        self.columns: tuple[str, ...] = ()
+
+    def append(self, frame: pd.DataFrame) -> None:
+        import adbc_driver_manager
+
+        rows = _arrow_rows(frame)
+        self.columns = self.columns or tuple(frame.columns)
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.adbc_ingest(self.NAME, rows, mode="create_append")
+        except adbc_driver_manager.Error as exc:  # e.g. the disk is full: a database error like any other
+            raise sa.exc.OperationalError(f"staging rows in {self.path}", None, exc) from exc
+
+    def close(self) -> None:
+        """Commit what was staged and close the scratch file (it is read, attached, by the import's connection)."""
+        if self._connection is not None:
+            import adbc_driver_manager
+
+            try:
+                self._connection.commit()
+                self._connection.close()
+            except adbc_driver_manager.Error as exc:
+                raise sa.exc.OperationalError(f"staging rows in {self.path}", None, exc) from exc
+            finally:
+                self._connection = None
+
+
+class _SQLiteStage:
+    """Scratch SQLite files, one per large file bulk loaded into an empty table, in a private temporary folder.
+
+    Python's ``sqlite3`` binds every value of an ``executemany`` as a Python object, which is most of a bulk
+    load's cost. Here the rows are staged through the ADBC driver, then the import's connection attaches the
+    scratch file (inside its transaction; it holds the only write lock on the database) and copies the rows
+    with one ``INSERT ... SELECT`` — about twice as fast. Nothing is written to the database outside the
+    import's transaction: a rollback leaves it as it was. :meth:`finish` (after the commit or rollback)
+    detaches the scratch files and deletes them. Without the ADBC SQLite driver, or past SQLite's limit of
+    attached databases, files go through ``executemany``.
+    """
+
+    def __init__(self):
+        self.directory: Path | None = None
+        self.attached: list[str] = []
+        self._opened: list[_StagedTable] = []
+
+    @staticmethod
+    def _driver():
+        try:
+            import adbc_driver_sqlite.dbapi as driver
+        except ImportError:
+            return None
+        return driver
+
+    def can_attach(self, cursor) -> bool:
+        """Whether one more database can be attached to the import's connection."""
+        if self._driver() is None:
+            return False
+        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
+        attached = len(cursor.execute("PRAGMA database_list").fetchall()) - 1  # main (temp is not counted)
+        return attached + 1 <= limit
+
+    def open(self, table: str) -> _StagedTable | None:
+        driver = self._driver()
+        if driver is None:
+            return None
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="riskgrade-import-"))
+        path = self.directory / f"{table}.sqlite"
+        staged = _StagedTable(path, driver.connect(str(path)))
+        self._opened.append(staged)
+        return staged
+
+    def attach(self, cursor, staged: _StagedTable) -> str:
+        """Attach ``staged``'s file (closed first) to the import's connection; its schema name."""
+        staged.close()
+        schema = f"rg_stage_{len(self.attached) + 1}"
+        cursor.execute(f"ATTACH DATABASE ? AS {schema}", (str(staged.path),))
+        self.attached.append(schema)
+        return schema
+
+    def finish(self, conn: sa.Connection) -> None:
+        """After the import's commit or rollback: detach and delete every scratch file."""
+        for staged in self._opened:
+            try:
+                staged.close()
+            except sa.exc.OperationalError:
+                pass  # its rows are not needed any more
+        if self.attached:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                for schema in self.attached:
+                    cursor.execute(f"DETACH DATABASE {schema}")
+            finally:
+                cursor.close()
+        self.attached.clear()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Arrow columns holding what :func:`_python_values` would bind: dates as ISO text, booleans,
+    64-bit integers, floats (NaN as NULL) and text — typed by the column's dtype, so that every chunk of a file
+    has the same schema (an all-missing chunk included)."""
+    columns = []
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            days = pc.cast(pa.array(values, type=pa.timestamp("ns"), from_pandas=True), pa.date32())
+            columns.append(pc.cast(days, pa.large_string()))
+        elif pd.api.types.is_bool_dtype(values):
+            columns.append(pa.array(values, type=pa.bool_(), from_pandas=True))
+        elif pd.api.types.is_integer_dtype(values):
+            columns.append(pa.array(values, type=pa.int64(), from_pandas=True))
+        elif pd.api.types.is_float_dtype(values):
+            columns.append(pa.array(values, type=pa.float64(), from_pandas=True))
+        elif isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+            columns.append(values.array._pa_array.cast(pa.large_string()))  # no copy through Python objects
+        else:
+            columns.append(pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.large_string()))
+    return pa.Table.from_arrays([c if isinstance(c, pa.ChunkedArray) else pa.chunked_array([c]) for c in columns],
+                                names=list(frame.columns))
 
 
 class _PostgresWriter(_Writer):
     """``COPY``. Into a table being bulk loaded, straight into the table (every row is new); otherwise into a
     temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, stage: None = None):
         super().__init__(conn)
         self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
         self.cursor.execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")  # the index builds
@@ -614,3 +962,6 @@ def _python_values(values: pd.Series) -> list:
         text = np.array([*pd.DatetimeIndex(days).strftime("%Y-%m-%d"), None], dtype=object)
         return text[codes].tolist()  # code -1 (missing) takes the trailing None
     return values.to_numpy(dtype=object, na_value=None).tolist()
+
+
+_RULES_DIGEST = _loaded_code_digest()  # last: every module of _RULE_MODULES is loaded by now

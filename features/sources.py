@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import re
 import warnings
 from collections import Counter
@@ -56,6 +57,7 @@ __all__ = ["RawChunk", "Source", "find_sources", "read_chunks", "read_raw"]
 
 EXTENSIONS = (".csv", ".xlsx")
 _BLOCK = 1 << 22  # bytes read at a time when sniffing a file
+_DIGEST_BYTES = 20  # 160-bit BLAKE2b digests of input files
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +73,8 @@ class Source:
     ``file_header``: the names as in the file. ``label``: how messages and the quarantine name it (the file
     name, plus ``[sheet]`` when the workbook has several data sheets). CSV only: ``encoding`` as detected,
     ``has_nul`` whether a NUL byte occurs anywhere in the file (else cells need no NUL check), ``records``
-    its newline count (a progress estimate).
+    its newline count (a progress estimate). ``digest``: a BLAKE2b digest of the file's bytes (and, for a
+    sheet, its title), with which a re-import recognises a file it has already imported.
     """
 
     table: str
@@ -84,6 +87,7 @@ class Source:
     encoding: str = "utf-8"
     has_nul: bool = True
     records: int | None = None
+    digest: str = ""
 
     @property
     def name(self) -> str:
@@ -187,7 +191,7 @@ def _file_sources(path: Path, *, table: str | None, explicit: bool) -> list[Sour
         facts = _sniff(path)
         file_header = _csv_header(path, facts.encoding)
         return [_source(table, path, file_header, encoding=facts.encoding, has_nul=facts.has_nul,
-                        records=facts.newlines)]
+                        records=facts.newlines, digest=facts.digest)]
     return _sheet_sources(path, table=table, explicit=explicit)
 
 
@@ -230,18 +234,21 @@ class _TextFacts(NamedTuple):
     encoding: str
     has_nul: bool
     newlines: int  # data records, estimated: newlines after the header's
+    digest: str  # of the file's bytes
 
 
 def _sniff(path: Path) -> _TextFacts:
     """Decode the whole file strictly as UTF-8, else as GB18030 (one pass each, in blocks); count newlines
-    and look for NUL bytes on the way. Refuses a file in neither encoding naming line and byte offset."""
+    look for NUL bytes and take the file's digest on the way. Refuses a file in neither encoding naming line and byte offset."""
     with path.open("rb") as handle:
         bom = handle.read(3) == codecs.BOM_UTF8
         handle.seek(0)
         failure = None
         decoder = codecs.getincrementaldecoder("utf-8")("strict")
         newlines, nul, start, last = 0, False, 0, b"\n"
+        digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
         while block := handle.read(_BLOCK):
+            digest.update(block)
             last = block[-1:]
             if failure is None and not block.isascii():
                 pending = len(decoder.getstate()[0])
@@ -261,9 +268,9 @@ def _sniff(path: Path) -> _TextFacts:
                 failure = (newlines + 1, start - len(exc.object) + exc.start, exc.object[exc.start:exc.end])
         records = max(newlines - (1 if last == b"\n" else 0), 0)
         if failure is None:
-            return _TextFacts("utf-8-sig" if bom else "utf-8", nul, records)
+            return _TextFacts("utf-8-sig" if bom else "utf-8", nul, records, digest.hexdigest())
         if not bom and _decodes(handle, "gb18030"):
-            return _TextFacts("gb18030", nul, records)
+            return _TextFacts("gb18030", nul, records, digest.hexdigest())
     line, offset, data = failure
     raise DataError(f"{path.name} line {line} (byte offset {offset}): byte {data.hex(' ')} is not UTF-8, and the "
                     f"file is not GB18030/GBK text either; save it as CSV UTF-8 (or as the Chinese Excel CSV)")
@@ -375,7 +382,9 @@ def _sheet_source(path: Path, title: str | None, table: str, *, several: bool) -
         first.pop()
     header = tuple(h.strip() or f"Unnamed: {i}" for i, h in enumerate(first))
     label = f"{path.name}[{title}]" if several else path.name
-    return _source(table, path, header, sheet=title, label=label, records=rows)
+    digest = hashlib.blake2b(path.read_bytes(), digest_size=_DIGEST_BYTES)
+    digest.update(b"\x00sheet\x00" + str(title).encode())
+    return _source(table, path, header, sheet=title, label=label, records=rows, digest=digest.hexdigest())
 
 
 def _cell_text(value) -> str:

@@ -73,7 +73,7 @@ from features.errors import DataError, MissingInputError
 from features.frames import canonical_dtype, is_in, spec_for
 from features.schema import CONTRACT_TABLES, quarantine
 from features.schema import truth as _TRUTH_SQL
-from features.uscc import USCC_CHARSET, USCC_LENGTH, is_valid_uscc, uscc_check_char
+from features.uscc import USCC_CHARSET, USCC_LENGTH, USCC_WEIGHTS, uscc_check_char
 
 __all__ = [
     "BOOL_WORDS",
@@ -254,9 +254,9 @@ def _normalise_uscc(frame: pd.DataFrame) -> pd.DataFrame:
 def _find_uscc(frame: pd.DataFrame, context: ValidationContext) -> pd.DataFrame:
     codes = frame["uscc"]
     present = codes.notna()
-    verdict = {code: code in context.uscc_allowlist or is_valid_uscc(code) for code in codes[present].unique()}
-    ok = np.array([verdict.get(code, True) for code in codes.to_numpy(dtype=object, na_value=None)], dtype=bool)
-    bad = present & ~ok
+    bad = present & ~_valid_usccs(codes)
+    if context.uscc_allowlist and bad.any():
+        bad &= ~codes.isin(context.uscc_allowlist)
 
     def reason(code: str) -> str:
         hint = "; add it to the allow-list if the code is genuine"
@@ -269,6 +269,31 @@ def _find_uscc(frame: pd.DataFrame, context: ValidationContext) -> pd.DataFrame:
                 f"{uscc_check_char(code[:17])!r} at the end, got {code[-1]!r}{hint}")
 
     return _issues(bad, "uscc", "uscc", reason, codes)
+
+
+_USCC_VALUE = np.full(128, -1, dtype=np.int64)  # ASCII code -> position in the USCC charset (-1: not a USCC char)
+_USCC_VALUE[np.frombuffer(USCC_CHARSET.encode("ascii"), dtype=np.uint8)] = np.arange(len(USCC_CHARSET))
+
+
+def _valid_usccs(codes: pd.Series) -> np.ndarray:
+    """:func:`features.uscc.is_valid_uscc` of every cell, vectorised (missing cells count as valid): the
+    18-character ASCII codes as a byte matrix, the check character's weighted sum (GB 32100-2015) in numpy."""
+    ok = np.ones(len(codes), dtype=bool)
+    text = codes.to_numpy(dtype=object, na_value=None)
+    present = codes.notna().to_numpy()
+    if not present.any():
+        return ok
+    values = pd.Series(text[present], dtype=object)
+    shaped = values.map(lambda c: len(c) == USCC_LENGTH and c.isascii()).to_numpy(dtype=bool)
+    verdict = np.zeros(len(values), dtype=bool)
+    if shaped.any():
+        matrix = np.frombuffer("".join(values[shaped]).encode("ascii"), dtype=np.uint8).reshape(-1, USCC_LENGTH)
+        digits = _USCC_VALUE[np.minimum(matrix, 127)]
+        charset_ok = (digits >= 0).all(axis=1)
+        total = (digits[:, :-1] * np.asarray(USCC_WEIGHTS, dtype=np.int64)).sum(axis=1)
+        verdict[shaped] = charset_ok & ((31 - total % 31) % 31 == digits[:, -1])
+    ok[present] = verdict
+    return ok
 
 
 def _normalise_credit(frame: pd.DataFrame) -> pd.DataFrame:
@@ -420,14 +445,24 @@ def _parse_date(cells: pd.Series, column: Column) -> _Parsed:
     """ISO dates first (vectorised); only the cells that are not ISO are tried against the other forms:
     ``2025/3/5``, ``2025.3.5``, ``2025年3月5日`` (each with an optional time), ``20250305`` and Excel serial
     numbers (5 digits, the fraction a time of day). A time of day is dropped."""
-    parsed = pd.to_datetime(cells, format="%Y-%m-%d", errors="coerce")
-    rest = cells.notna() & parsed.isna()
+    codes, distinct = _factorized(cells)  # a file holds a few thousand distinct days: parse each once
+    parsed = pd.to_datetime(distinct, format="%Y-%m-%d", errors="coerce")
+    rest = parsed.isna()
     if rest.any():
         parsed = parsed.copy()
-        parsed[rest] = _other_dates(cells[rest])
-    bad = cells.notna() & ~((parsed >= _DATE_MIN) & (parsed <= _DATE_MAX))
-    values = parsed.where(~bad).astype("datetime64[ns]")
+        parsed[rest] = _other_dates(distinct[rest])
+    fine = ((parsed >= _DATE_MIN) & (parsed <= _DATE_MAX)).to_numpy()
+    day = np.append(parsed.where(fine).astype("datetime64[ns]").to_numpy(), np.datetime64("NaT", "ns"))
+    values = pd.Series(day[codes], index=cells.index, dtype="datetime64[ns]")  # code -1 (missing): NaT
+    bad = pd.Series(np.append(~fine, False)[codes], index=cells.index)
     return _Parsed(values, bad, "bad_date", _DATE_REASON.format)
+
+
+def _factorized(cells: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(code of each cell, -1 where missing; the distinct cells as text), by Arrow's hash table."""
+    encoded = _arrow_text(cells).dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, pd.Series(encoded.dictionary.to_pylist(), dtype="str")
 
 
 def _other_dates(cells: pd.Series) -> pd.Series:
@@ -442,7 +477,9 @@ def _other_dates(cells: pd.Series) -> pd.Series:
                              errors="coerce")
     serial = pd.to_numeric(parts["serial"], errors="coerce")
     excel = _EXCEL_EPOCH + pd.to_timedelta(serial, unit="D")
-    found = plain.fillna(compact).fillna(excel).astype("datetime64[ns]")
+    found = plain.fillna(compact).fillna(excel)
+    # Outside the accepted range the day is bad anyway (and a year before 1678 does not fit datetime64[ns]).
+    found = found.where((found >= _DATE_MIN) & (found <= _DATE_MAX)).astype("datetime64[ns]")
     by_cell = pd.Series(found.to_numpy(), index=distinct.to_numpy())
     return pd.Series(by_cell.reindex(cells.to_numpy()).to_numpy(), index=cells.index, dtype="datetime64[ns]")
 
@@ -450,7 +487,11 @@ def _other_dates(cells: pd.Series) -> pd.Series:
 def _numbers(cells: pd.Series) -> pd.Series:
     """Cells as float64: plain numbers vectorised; the rest retried with thousands separators removed and
     full-width digits folded (``1,200``, ``１２``). NaN where not a number."""
-    numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+    try:  # Arrow parses a column of plain numbers ~10x faster than pandas; anything else fails the whole cast
+        numbers = pd.Series(_arrow_text(cells).cast(pyarrow.float64()).to_numpy(zero_copy_only=False),
+                            index=cells.index, dtype="float64")
+    except pyarrow.ArrowInvalid:
+        numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
     rest = cells.notna() & numbers.isna()
     if rest.any():
         distinct = cells[rest].unique()
@@ -458,6 +499,13 @@ def _numbers(cells: pd.Series) -> pd.Series:
         numbers = numbers.copy()
         numbers[rest] = cells[rest].map(retried).astype("float64")
     return numbers
+
+
+def _arrow_text(cells: pd.Series) -> pyarrow.Array:
+    """The cells as one Arrow string array (nulls where missing), without a copy for Arrow-backed text."""
+    if isinstance(cells.dtype, pd.StringDtype) and cells.dtype.storage == "pyarrow":
+        return cells.array._pa_array.combine_chunks()
+    return pyarrow.array(cells.to_numpy(dtype=object, na_value=None), pyarrow.large_string())
 
 
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
