@@ -142,8 +142,8 @@ _CREATED: "weakref.WeakKeyDictionary[sa.Engine, bool]" = weakref.WeakKeyDictiona
 
 
 def create_account_tables(engine: sa.Engine) -> None:
-    """Create ``accounts``, ``audit_log`` and ``login_failures`` if they do not exist yet (idempotent; checked once per engine: the
-    workbench reads the account on every request)."""
+    """Create ``accounts``, ``audit_log`` and ``login_failures`` if they do not exist yet (idempotent; checked once
+    per engine: the workbench reads the account on every request)."""
     if engine in _CREATED:
         return
     metadata.create_all(engine, tables=[accounts, audit_log, login_failures], checkfirst=True)
