@@ -11,6 +11,9 @@ import typer
 from scoring.cli import DbOption, PolicyOption, console, err_console
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+AUTO_WORKERS_MAX = 8
+"""``[web] workers = 0`` means one server process per core, up to this many: each process keeps its own copy of the
+run's cached results (about 100 MB at 200k enterprises), and a bureau's planners rarely keep more than 8 busy."""
 
 
 def serve(
@@ -21,7 +24,7 @@ def serve(
     policy: PolicyOption = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Server processes (default: [web] workers in the policy file; 0 there: one per "
-        "CPU core).")] = None,
+        "CPU core, up to 8).")] = None,
     public_disclosure: Annotated[bool, typer.Option(
         "--public-disclosure", help="Publish the random draws without login at /public/draws (一公开); also "
         "[web] public_disclosure in the policy file.")] = False,
@@ -58,7 +61,7 @@ def serve(
     if host not in _LOCAL_HOSTS:
         err_console.print(f"[yellow]note:[/] listening on {host}: other computers can reach the workbench; serve it "
                           "behind HTTPS and set [web] secure_cookie = true", highlight=False, soft_wrap=True)
-    processes = workers or rules.web.workers or os.cpu_count() or 1
+    processes = workers or rules.web.workers or min(os.cpu_count() or 1, AUTO_WORKERS_MAX)
     options = {"host": host, "port": port, "log_level": "info", "server_header": False, "proxy_headers": False}
     if processes == 1:
         uvicorn.run(app, **options)
