@@ -137,7 +137,8 @@ def test_plan_csv_and_xlsx_are_neutralised(evil_world, tmp_path):
     text = out.read_text(encoding="utf-8-sig")
     names = pd.read_csv(io.StringIO(text), dtype=str)["name"].dropna()
     assert not names.str.startswith(FORMULA_TRIGGERS).any()
-    assert len(names) > 0 and names.str.startswith("'=").all()
+    # every name was made formula-like ("=" + name, or an attacker's text): each one quoted
+    assert len(names) > 0 and all(n.startswith("'=") or n[1:] in EVIL.values() for n in names)
     xlsx = tmp_path / "plan.xlsx"
     _cli("plan", "--db", url, "--period", period, "--no-store", "--format", "xlsx", "--out", str(xlsx))
     _assert_no_formula(xlsx, names.iloc[0][1:])
