@@ -27,6 +27,16 @@ def module_db_url(request, tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_pg_url(tmp_path_factory):
+    """A fresh PostgreSQL database shared by the tests of one module, dropped afterwards (the module's tests skip
+    when RISKGRADE_TEST_PG_URL is not set)."""
+    if not PG_URL:
+        pytest.skip("RISKGRADE_TEST_PG_URL is not set")
+    with _fresh_database("postgresql", tmp_path_factory.mktemp("module_pg")) as url:
+        yield url
+
+
 @contextmanager
 def _fresh_database(backend: str, directory):
     if backend == "sqlite":

@@ -7,7 +7,6 @@ set) and exported to Parquet; one local cluster of 2 worker processes for the wh
 from __future__ import annotations
 
 import textwrap
-import uuid
 from datetime import date
 
 import numpy as np
@@ -26,7 +25,6 @@ from features.importer import import_directory
 from features.partitions import DatabaseSource, KeyRanges, ParquetSource, export_parquet
 from features.store import load_tables
 from features.validate import key_columns
-from tests.conftest import PG_URL, _psycopg
 
 distributed = pytest.importorskip("distributed")
 
@@ -61,24 +59,11 @@ def sqlite_url(world_csv, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pg_url(world_csv):
-    if not PG_URL:
-        pytest.skip("RISKGRADE_TEST_PG_URL is not set")
-    name = f"riskgrade_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(_psycopg(PG_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = _psycopg(PG_URL).rsplit("/", 1)[0] + f"/{name}"
-    engine = connect(url)
-    try:
-        import_directory(engine, world_csv, today=TODAY)
-        engine.dispose()
-        yield url
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def pg_url(world_csv, module_pg_url):
+    engine = connect(module_pg_url)
+    import_directory(engine, world_csv, today=TODAY)
+    engine.dispose()
+    return module_pg_url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -28,7 +27,6 @@ from scoring.results.batch import compute_nightly, expert_card_model, run_nightl
 from scoring.results.tables import add_override, batch_runs, runs_frame, scores_frame, tier_changes
 
 from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
-from tests.conftest import PG_URL, _psycopg
 
 distributed = pytest.importorskip("distributed")
 
@@ -187,22 +185,9 @@ def test_uneven_partitions_and_an_empty_one_change_nothing(client, parquet_dir, 
 
 
 @pytest.fixture(scope="module")
-def pg_url(world_csv):  # noqa: F811
-    if not PG_URL:
-        pytest.skip("RISKGRADE_TEST_PG_URL is not set")
-    name = f"riskgrade_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(_psycopg(PG_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = _psycopg(PG_URL).rsplit("/", 1)[0] + f"/{name}"
-    try:
-        import_world(url, world_csv).dispose()
-        yield url
-    finally:
-        sa.create_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def pg_url(world_csv, module_pg_url):  # noqa: F811
+    import_world(module_pg_url, world_csv).dispose()
+    return module_pg_url
 
 
 @pytest.fixture(scope="module")
