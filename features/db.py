@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ DEFAULT_WAIT_SECONDS = 600.0
 """How long a job waits for another job's write lock before giving up (``$RISKGRADE_DB_WAIT_SECONDS``)."""
 _BUSY_TIMEOUT_MS = 30_000  # SQLite's own wait inside one statement (short writes of other jobs)
 _POLL_SECONDS = 0.5
+_WAL_RETRY_SECONDS = 0.01
 _PG_CONNECT_TIMEOUT_SECONDS = 10
 
 Say = Callable[[str], None]
@@ -129,9 +131,23 @@ def _tune_sqlite(engine: sa.Engine) -> None:
         # busy_timeout waits on locks instead of failing — first, because switching a new file to WAL takes a lock
         # that another process opening it at the same moment may hold; WAL lets planners read while the batch writes.
         cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _switch_to_wal(cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: on a brand-new file that another process is switching at the same
+    moment, SQLite answers "database is locked" at once, without waiting out the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_SECONDS)
 
 
 # ---------------------------------------------------------------------------------------------
