@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/riskgrade demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) riskgrade.db mlflow.db mlartifacts demo_world

@@ -29,7 +29,8 @@ from scoring.web.auth import current_account
 from scoring.web.routing import app_routes
 from scoring.web.security import csrf_token
 
-__all__ = ["NAV", "NavLink", "engine", "error_response", "policy", "render", "settings", "templates"]
+__all__ = ["NAV", "NavLink", "engine", "error_response", "fmt_dt", "fmt_num", "policy", "render", "settings",
+           "templates", "tier_zh"]
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -60,11 +61,13 @@ def _csrf_field(context: jinja2.runtime.Context) -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
 
 
-def _tier_zh(tier: Any) -> str:
+def tier_zh(tier: Any) -> str:
+    """``高风险 high`` for ``high`` (the ``tier_zh`` filter)."""
     return f"{TIER_LABELS_ZH.get(str(tier), '')} {tier}".strip() if tier is not None else ""
 
 
-def _fmt_dt(value: Any) -> str:
+def fmt_dt(value: Any) -> str:
+    """A date (or date and time) as ISO text, ``—`` when missing (the ``fmt_dt`` filter)."""
     if value is None or (isinstance(value, float) and value != value):
         return "—"
     if hasattr(value, "to_pydatetime"):
@@ -76,7 +79,8 @@ def _fmt_dt(value: Any) -> str:
     return str(value)
 
 
-def _fmt_num(value: Any, digits: int = 0) -> str:
+def fmt_num(value: Any, digits: int = 0) -> str:
+    """A number with thousands separators and ``digits`` decimals, ``—`` when missing (the ``fmt_num`` filter)."""
     if value is None:
         return "—"
     try:
@@ -106,7 +110,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["csrf_field"] = jinja2.pass_context(_csrf_field)
     env.globals["select_options"] = select_options
-    env.filters.update(tier_zh=_tier_zh, fmt_dt=_fmt_dt, fmt_num=_fmt_num)
+    env.filters.update(tier_zh=tier_zh, fmt_dt=fmt_dt, fmt_num=fmt_num)
     return env
 
 

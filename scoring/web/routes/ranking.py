@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
+from markupsafe import Markup, escape
 
 from features.contract import SECTOR_BY_CODE, SECTORS
 from features.errors import DataError
@@ -27,7 +28,7 @@ from scoring.results.ranking import (
 )
 from scoring.web.auth import Account, require
 from scoring.web.downloads import csv_download, enterprise_href, xlsx_download
-from scoring.web.pages import engine, render, settings
+from scoring.web.pages import engine, fmt_dt, fmt_num, render, settings, tier_zh
 
 router = APIRouter()
 
@@ -51,6 +52,41 @@ COLUMNS: tuple[tuple[str | None, str, str], ...] = (
 #: How an override code reads on the page.
 CODE_LABELS = {"manual": "人工调整 manual", "hold": "降级保留 hysteresis hold",
                "manual_ignored": "人工调整未生效 manual override not applied (veto)"}
+
+
+_SECTOR_LABELS = {code: s.label_zh for code, s in SECTOR_BY_CODE.items()}
+_VETO = '<div>一票否决 <span class="en">veto</span></div>'
+_OVERRIDE = '<div class="muted">{}</div>'
+_WAS = '<br><span class="muted">原 <span class="en">was</span> {}</span>'
+_NO_MATCH = ('<tr><td colspan="{}" class="muted">没有符合条件的企业 <span class="en">no enterprise matches</span>'
+             '</td></tr>')
+
+
+def list_rows_html(rows: list[dict]) -> Markup:
+    """The table rows of a list page, every value escaped. Written in Python rather than as a template loop: the
+    loop cost a list page about half of its server time."""
+    if not rows:
+        return Markup(_NO_MATCH.format(len(COLUMNS)))
+    out = []
+    for row in rows:
+        tier, was, override = row["tier"], row["from_tier"], row["override"]
+        codes = "".join(f"<div>{escape(CODE_LABELS[code])}</div>"
+                        for code in (row["override_codes"] or "").split(",") if code in CODE_LABELS)
+        notes = (_VETO if row["veto"] else "") + codes + (_OVERRIDE.format(escape(override)) if override else "")
+        was_text = _WAS.format(escape(tier_zh(was) if was != "new" else "新纳入 new")) if was else ""
+        visits = "—" if row["visits_used"] is None else row["visits_used"]
+        cap = "—" if row["yearly_cap"] is None else row["yearly_cap"]
+        eid = row["enterprise_id"]
+        out.append(
+            f'<tr><td class="num">{escape(row["rank"])}</td>'
+            f'<td><a href="{escape(enterprise_href(eid))}">{escape(eid)}</a></td>'
+            f'<td>{escape(row["name"] or "—")}</td><td>{escape(row["township"] or "—")}</td>'
+            f'<td>{escape(_SECTOR_LABELS.get(row["sector"], row["sector"] or "—"))}</td>'
+            f'<td class="num">{fmt_num(row["score"], 4)}</td><td class="num">{fmt_num(row["points"], 1)}</td>'
+            f'<td class="tier-{escape(tier)}">{escape(tier_zh(tier))}{was_text}</td><td>{notes}</td>'
+            f'<td class="num">{escape(visits)}/{escape(cap)}</td><td>{escape(fmt_dt(row["next_allowed_visit"]))}</td>'
+            f'</tr>\n')
+    return Markup("".join(out))
 
 
 @dataclass(frozen=True)
@@ -133,8 +169,8 @@ def ranked_list_page(request: Request, account: Account = Depends(require("viewe
             problem = str(exc)
     context = {
         "wanted": wanted, "page": page, "problem": problem, "columns": COLUMNS, "tiers": TIERS,
-        "sectors": SECTORS, "sector_labels": {code: s.label_zh for code, s in SECTOR_BY_CODE.items()},
-        "override_kinds": OVERRIDE_KINDS, "code_labels": CODE_LABELS, "enterprise_href": enterprise_href,
+        "sectors": SECTORS, "override_kinds": OVERRIDE_KINDS,
+        "rows_html": None if page is None else list_rows_html(page.rows),
         **_options(db, account, _today(request), None if page is None else page.run),
     }
     return render(request, "list.html", context, status_code=400 if problem else 200)
