@@ -20,6 +20,7 @@ outside it: an enterprise out of scope is "unknown", exactly like one that does 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
@@ -317,6 +318,10 @@ def list_conditions(engine: sa.Engine, run: dict, filters: ListFilter,
 
 SORTED_KEYS_LIMIT = 20_000
 """A filter matching at most this many enterprises has its sorted ids kept (per run, filter and order)."""
+DEEP_PAGE_OFFSET = 2_000
+"""A broader filter's sorted ids are kept too once a page this far down is asked for: the database would otherwise
+walk the sort key's index over every row before the page, on each deep page (the ids are interned, so that each
+order kept costs a pointer per enterprise)."""
 
 
 def _order_by(sort: str, descending: bool, *, unindexed: bool = False) -> list:
@@ -411,12 +416,15 @@ def list_page(engine: sa.Engine, filters: ListFilter = ListFilter(), *, as_of: d
     with engine.connect() as conn:  # one connection for the page (a round trip costs on a busy server)
         total = run_cached(engine, run, (*key, "count"), lambda: int(
             conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one()))
-        if total <= SORTED_KEYS_LIMIT:
+        narrow = total <= SORTED_KEYS_LIMIT
+        if narrow or offset >= DEEP_PAGE_OFFSET:
             # a narrow filter: its matches sorted once (by expressions, so that the database reads them through
-            # the filter's index and sorts them, instead of walking the whole run in index order), then sliced
-            expressions = _order_by(sort, descending, unindexed=True)
-            ids = run_cached(engine, run, (*key, "sorted", sort, descending), lambda: tuple(conn.execute(
-                sa.select(t.c.enterprise_id).where(*where).order_by(*expressions)).scalars()))
+            # the filter's index and sorts them, instead of walking the whole run in index order), then sliced;
+            # a broad one's deep page: the sort key's index walked once
+            terms = _order_by(sort, descending, unindexed=True) if narrow else order
+            ids = run_cached(engine, run, (*key, "sorted", sort, descending), lambda: tuple(map(sys.intern, (
+                str(i) for i in conn.execute(sa.select(t.c.enterprise_id).where(*where).order_by(*terms))
+                .scalars()))))
             page_ids = ids[offset:offset + page_size]
             # no ORDER BY: the rows come by enterprise id (an index lookup each) and are put in the cached order
             # here; ordering in SQL would make the database walk the sort key's index over the whole run

@@ -197,16 +197,17 @@ def _list_pages_on(engine, run):
     from scoring.results.run_cache import clear_run_cache
 
     _, full = ranked_list(engine)
-    for limit in (ranking.SORTED_KEYS_LIMIT, 0):
+    original = ranking.SORTED_KEYS_LIMIT, ranking.DEEP_PAGE_OFFSET
+    for limits in (original, (0, 10**9), (0, 0)):  # sorted ids, offsets, deep pages' sorted ids
         clear_run_cache()
-        original, ranking.SORTED_KEYS_LIMIT = ranking.SORTED_KEYS_LIMIT, limit
+        ranking.SORTED_KEYS_LIMIT, ranking.DEEP_PAGE_OFFSET = limits
         try:
             assert [r["enterprise_id"] for r in _all_pages(engine)] == list(full["enterprise_id"])
             for key in ranking.SORT_KEYS:
                 got = _all_pages(engine, sort=key, descending=True)
                 assert {r["enterprise_id"] for r in got} == set(full["enterprise_id"]), key
         finally:
-            ranking.SORTED_KEYS_LIMIT = original
+            ranking.SORTED_KEYS_LIMIT, ranking.DEEP_PAGE_OFFSET = original
     target = full.iloc[3]
     found = list_page(engine, ListFilter(search=target["name"][1:5]))
     assert target["enterprise_id"] in [r["enterprise_id"] for r in found.rows]
@@ -239,13 +240,15 @@ def _all_pages(engine, filters=None, **options):
         page += 1
 
 
-@pytest.mark.parametrize("narrow_limit", [20_000, 0], ids=["sorted-ids", "offset"])
-def test_pages_follow_every_sort_key_both_ways(scored, monkeypatch, narrow_limit):
+@pytest.mark.parametrize(("narrow_limit", "deep_offset"), [(20_000, 2_000), (0, 10**9), (0, 0)],
+                         ids=["sorted-ids", "offset", "deep-pages"])
+def test_pages_follow_every_sort_key_both_ways(scored, monkeypatch, narrow_limit, deep_offset):
     import scoring.results.ranking as ranking
     from scoring.results.run_cache import clear_run_cache
 
     url, engine, run = scored
     monkeypatch.setattr(ranking, "SORTED_KEYS_LIMIT", narrow_limit)
+    monkeypatch.setattr(ranking, "DEEP_PAGE_OFFSET", deep_offset)
     clear_run_cache()
     _, full = ranked_list(engine)
     rows = _all_pages(engine)
