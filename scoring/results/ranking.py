@@ -38,11 +38,13 @@ from scoring.results.tables import (
     _ACTIVE_COLUMNS,
     _selected,
     _typed_frame,
+    RecordRows,
     create_scoring_tables,
-    enterprise_changes,
-    enterprise_history,
+    enterprise_changes_rows,
+    enterprise_history_rows,
     latest_run,
     overrides_active_at,
+    record_frame,
     scores_history,
     scores_row,
     tier_changes,
@@ -495,24 +497,35 @@ EVENT_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
 class EnterpriseReport:
     """Everything ``riskgrade explain`` shows about one enterprise (``current`` is None when never scored).
 
-    The records (``event_rows``) are kept as read; their frames (``events``), the tier periods (``history``) and the
-    manual overrides in force (``manual_overrides``) are made when first asked for — the workbench's enterprise
-    file shows the records as rows and needs none of the frames, on every page view."""
+    The stored runs' rows (``score_rows``), the tier changes (``change_rows``) and the records (``event_rows``) are
+    kept as read; their frames (``scores``, ``changes``, ``events``), the tier periods (``history``) and the manual
+    overrides in force (``manual_overrides``) are made when first asked for — the workbench's enterprise file shows
+    rows and needs none of the frames, on every page view."""
 
     enterprise: dict[str, Any]
     as_of: date
     run: dict | None
     current: dict[str, Any] | None
     n_scored: int | None
-    changes: pd.DataFrame
-    event_rows: dict[str, tuple[tuple[str, ...], list[tuple]]] = field(default_factory=dict)
-    scores: pd.DataFrame | None = None  # every stored run's row (as_of, probability, final_tier, …), oldest first
+    change_rows: RecordRows = ((), [])
+    event_rows: dict[str, RecordRows] = field(default_factory=dict)
+    score_rows: RecordRows = ((), [])  # every stored run's row (as_of, probability, final_tier, …), oldest first
     engine: sa.Engine | None = field(default=None, repr=False)  # reads manual_overrides when asked for
+
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        """Every stored run's row of the enterprise, oldest first."""
+        return record_frame(self.score_rows)
+
+    @cached_property
+    def changes(self) -> pd.DataFrame:
+        """The enterprise's tier changes, oldest first."""
+        return record_frame(self.change_rows)
 
     @cached_property
     def history(self) -> pd.DataFrame:
         """Periods of equal final tier (:func:`tier_periods`)."""
-        return tier_periods(self.scores if self.scores is not None else pd.DataFrame())
+        return tier_periods(self.scores)
 
     @cached_property
     def events(self) -> dict[str, pd.DataFrame]:
@@ -559,8 +572,8 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
     enterprises = CONTRACT_TABLES["enterprises"]
     with engine.connect() as conn:
         row = conn.execute(sa.select(enterprises).where(enterprises.c.enterprise_id == eid)).mappings().first()
-    history_rows = enterprise_history(engine, eid)
-    if not in_scope(engine, eid, townships, row=row) or (row is None and history_rows.empty):
+    score_rows = enterprise_history_rows(engine, eid)
+    if not in_scope(engine, eid, townships, row=row) or (row is None and not score_rows[1]):
         raise DataError(f"unknown enterprise {eid!r}: it is neither in the enterprises table nor in any nightly run "
                         f"(check the id, e.g. with riskgrade rank)")
     enterprise = dict(row) if row is not None else {"enterprise_id": eid}
@@ -586,8 +599,8 @@ def enterprise_report(engine: sa.Engine, enterprise_id: str, *, as_of: date | st
 
     return EnterpriseReport(
         enterprise=enterprise, as_of=day.date(), run=run, current=current, n_scored=n_scored,
-        changes=enterprise_changes(engine, eid), event_rows=recent_event_rows(engine, eid, day, months),
-        scores=history_rows, engine=engine,
+        change_rows=enterprise_changes_rows(engine, eid), event_rows=recent_event_rows(engine, eid, day, months),
+        score_rows=score_rows, engine=engine,
     )
 
 

@@ -36,6 +36,7 @@ from collections.abc import Collection
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -66,8 +67,12 @@ __all__ = [
     "scores_row",
     "previous_tiers",
     "refresh_statistics",
+    "RecordRows",
     "enterprise_history",
+    "enterprise_history_rows",
     "enterprise_changes",
+    "enterprise_changes_rows",
+    "record_frame",
     "store_plan",
     "drawn_ids",
     "enterprise_values",
@@ -613,10 +618,8 @@ def _typed_frame(rows, columns: list[str]) -> pd.DataFrame:
     values = dict(zip(columns, (list(v) for v in zip(*rows)), strict=True)) if rows else {c: [] for c in columns}
     for column in columns:
         if column in _DATE_COLUMNS:
-            cells = values[column]
-            iso = any(isinstance(v, str) for v in cells)  # ISO text (see _selected): one vectorised parse
-            values[column] = pd.to_datetime(pd.Series(cells, dtype=object), format="%Y-%m-%d" if iso else None
-                                            ).astype("datetime64[ns]")
+            # dates, ISO text (see _selected) or None: numpy parses all three in one call, in C
+            values[column] = np.array(values[column], dtype="datetime64[D]").astype("datetime64[ns]")
     return pd.DataFrame(values, columns=columns)
 
 
@@ -655,27 +658,47 @@ def scores_row(engine: sa.Engine, as_of: date | str, enterprise_id: str) -> dict
             for name, value in row.items()}
 
 
+RecordRows = tuple[tuple[str, ...], list[tuple]]
+"""Rows as read, with their column names: ``(columns, rows)``."""
+
+_HISTORY_COLUMNS = ("as_of", "run_id", "probability", "points", "rank", "model_tier", "final_tier", "override_codes",
+                    "special_assistance", "model_version")
+_CHANGE_COLUMNS = ("as_of", "previous_as_of", "from_tier", "to_tier", "cause", "run_id")
+
+
+def _enterprise_rows(engine: sa.Engine, table: sa.Table, columns: tuple[str, ...], enterprise_id: str
+                     ) -> RecordRows:
+    create_scoring_tables(engine)
+    query = (sa.select(*(table.c[n] for n in columns)).where(table.c.enterprise_id == str(enterprise_id))
+             .order_by(table.c.as_of))
+    with engine.connect() as conn:
+        return columns, [tuple(r) for r in conn.execute(query)]
+
+
+def enterprise_history_rows(engine: sa.Engine, enterprise_id: str) -> RecordRows:
+    """One enterprise's rows of the scores history, oldest first, as read (dates as :class:`datetime.date`)."""
+    return _enterprise_rows(engine, scores_history, _HISTORY_COLUMNS, enterprise_id)
+
+
+def enterprise_changes_rows(engine: sa.Engine, enterprise_id: str) -> RecordRows:
+    """One enterprise's tier changes, oldest first, as read."""
+    return _enterprise_rows(engine, tier_changes, _CHANGE_COLUMNS, enterprise_id)
+
+
+def record_frame(rows: RecordRows) -> pd.DataFrame:
+    """``(columns, rows)`` as a frame, the date columns as ``datetime64``."""
+    columns, values = rows
+    return _typed_frame(values, list(columns))
+
+
 def enterprise_history(engine: sa.Engine, enterprise_id: str) -> pd.DataFrame:
     """One enterprise's rows of the scores history, oldest first."""
-    create_scoring_tables(engine)
-    names = ["as_of", "run_id", "probability", "points", "rank", "model_tier", "final_tier", "override_codes",
-             "special_assistance", "model_version"]
-    query = (sa.select(*(scores_history.c[n] for n in names))
-             .where(scores_history.c.enterprise_id == str(enterprise_id)).order_by(scores_history.c.as_of))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return _typed_frame(rows, names)
+    return record_frame(enterprise_history_rows(engine, enterprise_id))
 
 
 def enterprise_changes(engine: sa.Engine, enterprise_id: str) -> pd.DataFrame:
     """One enterprise's tier changes, oldest first."""
-    create_scoring_tables(engine)
-    names = ["as_of", "previous_as_of", "from_tier", "to_tier", "cause", "run_id"]
-    query = (sa.select(*(tier_changes.c[n] for n in names))
-             .where(tier_changes.c.enterprise_id == str(enterprise_id)).order_by(tier_changes.c.as_of))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return _typed_frame(rows, names)
+    return record_frame(enterprise_changes_rows(engine, enterprise_id))
 
 
 def previous_tiers(engine: sa.Engine, as_of: date | str) -> pd.DataFrame:

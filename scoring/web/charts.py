@@ -3,9 +3,9 @@ offline and the pages' Content-Security-Policy allows no inline script or style 
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 
-import pandas as pd
 from markupsafe import Markup, escape
 
 __all__ = ["TIER_COLOURS", "history_svg"]
@@ -13,23 +13,23 @@ __all__ = ["TIER_COLOURS", "history_svg"]
 TIER_COLOURS = {"high": "#b3261e", "general": "#9a6700", "low": "#1a7f37"}
 
 
-def history_svg(scores: pd.DataFrame | None, *, width: int = 720, height: int = 240) -> Markup:
+def history_svg(points: Sequence[tuple[date, float, str]], *, width: int = 720, height: int = 240) -> Markup:
     """The enterprise's calibrated probability over the stored runs (a line), each run a dot in the colour of its
-    final tier; axes with the dates of the first and last run and the probability scale. ``scores``: the rows of
-    :func:`scoring.results.tables.enterprise_history` (``as_of``, ``probability``, ``final_tier``)."""
-    if scores is None or scores.empty:
+    final tier; axes with the dates of the first and last run and the probability scale. ``points``: ``(as_of,
+    probability, final_tier)`` of each stored run (as :func:`scoring.results.tables.enterprise_history_rows` reads
+    them)."""
+    if not points:
         return Markup('<p class="muted">尚无评分记录 <span class="en">no stored score yet</span></p>')
-    frame = scores.sort_values("as_of").reset_index(drop=True)
+    points = sorted(((_as_date(day), float(p), tier) for day, p, tier in points), key=lambda point: point[0])
     left, right, top, bottom = 56, 16, 14, 50
     plot_w, plot_h = width - left - right, height - top - bottom
-    days = pd.to_datetime(frame["as_of"])
-    first, last = days.iloc[0], days.iloc[-1]
+    first, last = points[0][0], points[-1][0]
     span = max((last - first).days, 1)
-    peak = float(frame["probability"].max())
+    peak = max(p for _, p, _ in points)
     ceiling = max(0.05, min(1.0, _nice(peak * 1.1)))
 
-    def x(day: pd.Timestamp) -> float:
-        return left + (plot_w / 2 if len(frame) == 1 else plot_w * (day - first).days / span)
+    def x(day: date) -> float:
+        return left + (plot_w / 2 if len(points) == 1 else plot_w * (day - first).days / span)
 
     def y(p: float) -> float:
         return top + plot_h * (1 - min(max(p, 0.0), ceiling) / ceiling)
@@ -44,16 +44,16 @@ def history_svg(scores: pd.DataFrame | None, *, width: int = 720, height: int = 
                      f'stroke="#eef2f6"/>')
         parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" font-size="11" '
                      f'fill="#5d6b7a">{value:.2f}</text>')
-    points = " ".join(f"{x(d):.1f},{y(p):.1f}" for d, p in zip(days, frame["probability"], strict=True))
-    parts.append(f'<polyline points="{points}" fill="none" stroke="#0b5cad" stroke-width="1.5"/>')
-    for day, probability, tier in zip(days, frame["probability"], frame["final_tier"], strict=True):
+    line = " ".join(f"{x(d):.1f},{y(p):.1f}" for d, p, _ in points)
+    parts.append(f'<polyline points="{line}" fill="none" stroke="#0b5cad" stroke-width="1.5"/>')
+    for day, probability, tier in points:
         colour = TIER_COLOURS.get(str(tier), "#5d6b7a")
         label = escape(f"{day:%Y-%m-%d}: {probability:.4f} {tier}")
         parts.append(f'<circle cx="{x(day):.1f}" cy="{y(probability):.1f}" r="3.5" fill="{colour}">'
                      f'<title>{label}</title></circle>')
     baseline = top + plot_h + 16
     parts.append(f'<text x="{left}" y="{baseline}" font-size="11" fill="#5d6b7a">{_day(first)}</text>')
-    if len(frame) > 1:
+    if len(points) > 1:
         parts.append(f'<text x="{left + plot_w}" y="{baseline}" text-anchor="end" font-size="11" '
                      f'fill="#5d6b7a">{_day(last)}</text>')
     legend_x = left
@@ -73,5 +73,9 @@ def _nice(value: float) -> float:
     return 1.0
 
 
-def _day(value: pd.Timestamp | date) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _day(value: date) -> str:
+    return value.isoformat()

@@ -48,6 +48,17 @@ def _report(request: Request, enterprise_id: str, account: Account):
         raise HTTPException(status_code=404) from None
 
 
+def _records(rows) -> list[dict]:
+    columns, values = rows
+    return [dict(zip(columns, map(json_value, row), strict=True)) for row in values]
+
+
+def _chart_points(rows) -> list[tuple]:
+    columns, values = rows
+    at = [columns.index(name) for name in ("as_of", "probability", "final_tier")]
+    return [tuple(row[i] for i in at) for row in values]
+
+
 def _page(request: Request, enterprise_id: str, account: Account, *, problem: str | None = None,
           form: dict | None = None, status_code: int = 200):
     report = _report(request, enterprise_id, account)
@@ -57,12 +68,11 @@ def _page(request: Request, enterprise_id: str, account: Account, *, problem: st
                                  townships=account.townships, today=today)
     context = {
         "report": report, "e": json_value(report.enterprise), "c": json_value(report.current), "modes": MODES,
-        "chart": history_svg(report.scores), "overrides": [json_value(r) for r in overrides],
-        "override_statuses": OVERRIDE_STATUSES, "changes": json_records(report.changes),
+        "chart": history_svg(_chart_points(report.score_rows)), "overrides": [json_value(r) for r in overrides],
+        "override_statuses": OVERRIDE_STATUSES, "changes": _records(report.change_rows),
         "plans": json_records(enterprise_plans(db, report.enterprise["enterprise_id"])),
         "plan_statuses": PLAN_STATUSES, "event_titles": EVENT_TITLES, "event_rows": EVENT_ROWS,
-        "events": {name: (list(columns), len(rows),
-                          [dict(zip(columns, map(json_value, row), strict=True)) for row in rows[:EVENT_ROWS]])
+        "events": {name: (list(columns), len(rows), _records((columns, rows[:EVENT_ROWS])))
                    for name, (columns, rows) in report.event_rows.items()},
         "max_days": policy(request).overrides.manual.max_days, "problem": problem,
         "form": form or {"tier": "high", "reason": "", "valid_from": "", "valid_until": ""},
