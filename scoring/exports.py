@@ -81,6 +81,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         kind = values.cat.categories.dtype if isinstance(values.dtype, pd.CategoricalDtype) else values.dtype
         if not (kind == object or pd.api.types.is_string_dtype(kind)):
             continue  # numbers, dates and booleans are written as such
+        if isinstance(values.dtype, pd.StringDtype) and not values.str.match(_TRIGGER_PATTERN).any():
+            continue  # string columns tested in one vectorised call: most have no formula-like cell at all
         text = values.astype(object)
         starts = np.fromiter((isinstance(v, str) and v[:1] in _TRIGGER_SET for v in text), dtype=bool,
                              count=len(text))
@@ -93,6 +95,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _TRIGGER_SET = frozenset(FORMULA_TRIGGERS)
+_TRIGGER_PATTERN = "[" + re.escape("".join(FORMULA_TRIGGERS)) + "]"
 
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
