@@ -35,15 +35,8 @@ PARTITIONS = (1, 3, 7)
 
 
 @pytest.fixture(scope="module")
-def client():
-    import dask
-
-    # A task whose worker dies is not retried elsewhere: the kill test's run fails at once (default: 3 retries).
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        c.run(__import__, "scoring.results.partitioned")  # the workers' imports, once
-        yield c
+def client(dask_client):
+    return dask_client  # tests/conftest.py: one cluster for the session, failed tasks not retried
 
 
 @pytest.fixture(scope="module")
