@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -412,9 +413,13 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
 class _Rebuild:
     """How a worker reads one partition and builds its features (picklable: the source and the build's options).
 
-    The nightly on the cluster keeps no partition in memory across a global step: each pass re-reads its
-    partition and rebuilds what it needs, so that a worker's peak is one partition's, whatever the number of
-    partitions (benchmarks/dask_scale.py)."""
+    The nightly on the cluster keeps no partition in memory across a global step: each pass takes its partition
+    up again. What a pass computed for the next is kept on the worker's local disk (``token``: the run's folder
+    in the worker's ``local_directory``; one pickle per key range and kind): a pass that finds it there (the same
+    worker ran the pass before) loads it, one that does not (a task moved or retried on another worker) reads the
+    partition from the source again — the same rows unless an import ran meanwhile, which the watermark check
+    refuses. So a worker's peak is one partition's, whatever the number of partitions (benchmarks/dask_scale.py).
+    """
 
     source: Any
     tables: tuple[str, ...]
@@ -422,6 +427,7 @@ class _Rebuild:
     dates: pd.DatetimeIndex
     catalog: tuple
     shrinkage_strength: float
+    token: str = ""
 
     def read(self, key_range: tuple[int, int]) -> dict[str, pd.DataFrame]:
         from features.dask_build import _read_partition
@@ -440,8 +446,74 @@ class _Rebuild:
         return build_features(parts, as_of_dates=self.dates, catalog=self.catalog, totals=totals,
                               shrinkage_strength=self.shrinkage_strength)
 
+    # The worker's local copies -------------------------------------------------------------------------------
 
-def _rebuild_plan(client, source, day: pd.Timestamp, ranges) -> _Rebuild:
+    def _path(self, key_range: tuple[int, int], kind: str) -> Path | None:
+        folder = _worker_folder(self.token)
+        return None if folder is None else folder / f"{kind}-{key_range[0]}-{key_range[1]}.pickle"
+
+    def keep(self, key_range: tuple[int, int], kind: str, value) -> None:
+        import os
+        import pickle
+
+        path = self._path(key_range, kind)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as out:
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+
+    def kept(self, key_range: tuple[int, int], kind: str):
+        import pickle
+
+        path = self._path(key_range, kind)
+        if path is None or not path.exists():
+            return None
+        with path.open("rb") as stored:
+            return pickle.load(stored)
+
+    def forget(self, key_range: tuple[int, int]) -> None:
+        for kind in ("tables", "features"):
+            path = self._path(key_range, kind)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+    def tables_of(self, key_range: tuple[int, int], summary: _Summary) -> dict[str, pd.DataFrame]:
+        """The partition's frames: the local copy of the first pass, else read again (and checked unchanged)."""
+        parts = self.kept(key_range, "tables")
+        if parts is None:
+            parts = self.read(key_range)
+            if data_watermark(parts) != summary.watermark:
+                raise DataError(f"the data of key range {key_range} changed during the run (an import?): run "
+                                "the nightly again once it is done")
+        return parts
+
+
+def _worker_folder(token: str) -> Path | None:
+    """The run's folder in this worker's local directory (None outside a worker or without a token)."""
+    if not token:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    return Path(worker.local_directory) / f"riskgrade-nightly-{token}"
+
+
+def _drop_worker_folder(token: str) -> None:
+    """On every worker at the end of a run: its local copies of the run's partitions."""
+    import shutil
+
+    folder = _worker_folder(token)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _rebuild_plan(client, source, day: pd.Timestamp, ranges, token: str = "") -> _Rebuild:
     """The extras profiled over every partition (as :func:`features.dask_build.build_features_dask` does) and the
     catalog with them."""
     from features.build import DEFAULT_SHRINKAGE_STRENGTH, as_of_index
@@ -453,7 +525,7 @@ def _rebuild_plan(client, source, day: pd.Timestamp, ranges) -> _Rebuild:
     named = {f.name for f in base}
     catalog = base + tuple(f for f in extra_catalog(profile) if f.name not in named)
     return _Rebuild(source, tuple(source.tables()), extra_kinds(profile), as_of_index([day]), catalog,
-                    DEFAULT_SHRINKAGE_STRENGTH)
+                    DEFAULT_SHRINKAGE_STRENGTH, token)
 
 
 @dataclass(frozen=True)
@@ -468,6 +540,7 @@ class _Summary:
 
 def _summarise(plan: _Rebuild, key_range: tuple[int, int], *, day: pd.Timestamp, policy) -> _Summary:
     parts = plan.read(key_range)
+    plan.keep(key_range, "tables", parts)
     return _Summary(plan.totals(parts), _cluster_counts(_decision_tables(parts), day, policy),
                     data_watermark(parts))
 
@@ -493,12 +566,14 @@ def _feature_head(plan: _Rebuild, key_range: tuple[int, int], totals) -> pd.Data
     return plan.features(plan.read((low, low + 1)), totals).iloc[:0]
 
 
-def _partition_probabilities(plan: _Rebuild, key_range: tuple[int, int], totals, model: ScoringModel
-                             ) -> np.ndarray:
-    """Second pass: the partition's calibrated probabilities (all that crosses the global step of the tiers)."""
-    features = plan.features(plan.read(key_range), totals)
+def _partition_probabilities(plan: _Rebuild, key_range: tuple[int, int], summary: _Summary, totals,
+                             model: ScoringModel) -> np.ndarray:
+    """Second pass: the partition's features (kept on the worker's disk) and calibrated probabilities (all that
+    crosses the global step of the tiers)."""
+    features = plan.features(plan.tables_of(key_range, summary), totals)
     if features.index.get_level_values("enterprise_id").duplicated().any():
         raise DataError("scoring needs features of a single as-of date (one row per enterprise)")
+    plan.keep(key_range, "features", features)
     return np.asarray(model.model.predict_proba(features))[:, 1].astype(float)
 
 
@@ -507,15 +582,14 @@ def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int
                       day: pd.Timestamp, policy, previous, manual: pd.DataFrame | None, n_reasons: int,
                       previous_as_of: pd.Timestamp | None, url: str, run_id: int, chunk_rows: int,
                       checkpoint) -> tuple[dict[str, int], pd.DataFrame, dict[str, int]]:
-    """Third pass, all per partition: re-read, rebuild and score (with the reasons), tiers, limits, the output
-    rows — their ranked-list position is set when they move out of the staging table — staged by COPY."""
-    parts = plan.read(key_range)
-    if data_watermark(parts) != summary.watermark:
-        raise DataError(f"the data of key range {key_range} changed during the run (an import?): run the nightly "
-                        "again once it is done")
-    scores = _score(model, plan.features(parts, totals), n_reasons)
+    """Third pass, all per partition: the frames and features again (the worker's local copies, else read and
+    built again), scored with the reasons, tiers, limits, the output rows — their ranked-list position is set when
+    they move out of the staging table — staged by COPY."""
+    parts = plan.tables_of(key_range, summary)
+    features = plan.kept(key_range, "features")
+    scores = _score(model, plan.features(parts, totals) if features is None else features, n_reasons)
     tables = _decision_tables(parts)
-    del parts
+    del parts, features
     if len(scores) != len(across[1]):
         raise DataError(f"key range {key_range} scored {len(scores):,} enterprises, then {len(across[1]):,}")
     decided = _limit(_tier(scores, tables, across, cluster_counts, key_range=key_range, as_of=day, policy=policy,
@@ -523,6 +597,7 @@ def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int
     rows = _rows(scores, decided, tables, np.zeros(len(decided.limits), dtype=np.int64), as_of=day,
                  model_label=model.label, previous_as_of=previous_as_of)
     _stage_partition(rows, partition, url=url, run_id=run_id, chunk_rows=chunk_rows, checkpoint=checkpoint)
+    plan.forget(key_range)
     return rows.counts, decided.cutoff_table, _final_counts(decided)
 
 
@@ -702,6 +777,16 @@ def run_nightly_dask(
             raise
 
     def _work(run: RunContext):
+        token = f"{run.run_id}-{uuid.uuid4().hex[:8]}"  # the run's folder on the workers' local disks
+        try:
+            return _passes(run, token)
+        finally:
+            try:
+                client.run(_drop_worker_folder, token)
+            except Exception:  # a worker gone: its folder goes with its local directory
+                pass
+
+    def _passes(run: RunContext, token: str):
         source = DatabaseSource(url)
         with run.stage("load", "reading each partition for its cross-enterprise sums (by enterprise_key range)") as s:
             keys = source.keys()
@@ -711,7 +796,7 @@ def run_nightly_dask(
             n = partitions or max(1, math.ceil(len(keys) / enterprises_per_partition))
             ranges = KeyRanges.of_keys(keys, n)
             key_ranges = list(ranges)
-            plan = client.scatter(_rebuild_plan(client, source, run.day, ranges), broadcast=True, hash=False)
+            plan = client.scatter(_rebuild_plan(client, source, run.day, ranges, token), broadcast=True, hash=False)
             summaries = client.map(_summarise, [plan] * len(key_ranges), key_ranges, day=run.day,
                                    policy=run.policy, pure=False)
             totals = client.submit(_combine_totals, summaries, pure=False)
@@ -728,7 +813,7 @@ def run_nightly_dask(
                 run.say("model", "warning", model.warning)
         with run.stage("features", f"building features as of {run.day.date()} and scoring, per partition") as s:
             model_future = client.scatter(model, broadcast=True, hash=False)
-            probabilities = client.map(_partition_probabilities, [plan] * n, key_ranges, totals=totals,
+            probabilities = client.map(_partition_probabilities, [plan] * n, key_ranges, summaries, totals=totals,
                                        model=model_future, pure=False)
             sizes = client.gather(client.map(len, probabilities, pure=False))
             scored = sum(sizes)
