@@ -491,24 +491,27 @@ class _Rebuild:
         return parts
 
 
-def _worker_folder(token: str) -> Path | None:
-    """The run's folder in this worker's local directory (None outside a worker or without a token)."""
+def _worker_folder(token: str, worker=None) -> Path | None:
+    """The run's folder in the local directory of ``worker`` (default: the worker running this task; None outside
+    a worker or without a token)."""
     if not token:
         return None
-    try:
-        from distributed import get_worker
+    if worker is None:
+        try:
+            from distributed import get_worker
 
-        worker = get_worker()
-    except (ImportError, ValueError):
-        return None
+            worker = get_worker()
+        except (ImportError, ValueError):
+            return None
     return Path(worker.local_directory) / f"riskgrade-nightly-{token}"
 
 
-def _drop_worker_folder(token: str) -> None:
-    """On every worker at the end of a run: its local copies of the run's partitions."""
+def _drop_worker_folder(token: str, dask_worker=None) -> None:
+    """On every worker at the end of a run (``client.run`` gives ``dask_worker``): its local copies of the run's
+    partitions."""
     import shutil
 
-    folder = _worker_folder(token)
+    folder = _worker_folder(token, dask_worker)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
