@@ -25,17 +25,20 @@ partition, except for the three quantities that cross enterprises, each taken fr
 :func:`compute_nightly_dask` runs these steps on partitions held in the workers' memory (features built by
 :func:`features.dask_build.build_features_dask`): simple, but a worker then holds all its partitions across the
 global steps, so its memory grows with the number of enterprises. :func:`run_nightly_dask` (``riskgrade nightly
---dask ADDRESS``) keeps no partition across a global step — only a few numbers per partition, and 8 bytes per
-enterprise for the cut-offs — and reads each partition three times instead, so that a worker's peak is that of one
-partition whatever the number of enterprises (benchmarks/dask_scale.py):
+--dask ADDRESS``) keeps no partition in memory across a global step — only a few numbers per partition, and 8
+bytes per enterprise for the cut-offs — but on the worker's local disk (one pickle per partition and kind, read
+back by the next pass on that worker; a task that moved to another worker reads its partition from the database
+again), so that a worker's peak is that of one partition whatever the number of enterprises
+(benchmarks/dask_scale.py):
 
 a. **load** (per partition): read; the cross-enterprise sums of the features, the accidents per sector cluster
    and the data watermark — reduced to one each;
-b. **features** (per partition): read again, build the features with the reduced sums, the probabilities (all
-   that crosses the global step of the cut-offs and score ranks);
-c. **tiers** (per partition, after the global step): read again (the watermark must not have changed: no import
-   ran meanwhile), build, score with the reasons, tiers, limits, the output rows, staged by ``COPY``; the
-   ranked-list position (the other global step) is given by SQL ``RANK()`` as the rows leave the staging table.
+b. **features** (per partition): build the features with the reduced sums; the probabilities (all that crosses
+   the global step of the cut-offs and score ranks);
+c. **tiers** (per partition, after the global step): score with the reasons, tiers, limits, the output rows,
+   staged by ``COPY``; the ranked-list position (the other global step) is given by SQL ``RANK()`` as the rows
+   leave the staging table. A partition read again from the database must have the watermark of the first read
+   (no import ran meanwhile), or the run fails and says so.
 
 :func:`run_nightly_dask` adds the database around it, in the frame of every nightly run (:func:`~scoring.results.batch.run_batch`: the lock, the ``running`` run record, the stage timings,
 the run marked failed on any error): the data watermark is added up from the partitions; every worker writes its
