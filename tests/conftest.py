@@ -70,3 +70,18 @@ def _psycopg(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return url
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One local Dask cluster of 2 single-threaded worker processes for every test of the Dask path (starting one
+    and importing riskgrade into its workers costs seconds under load). A task whose worker dies is not retried
+    elsewhere (the killed-worker test's run fails at once; default: 3 retries)."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        client.run(__import__, "scoring.results.partitioned")  # the workers' imports (features too), once
+        yield client

@@ -22,8 +22,25 @@ partition, except for the three quantities that cross enterprises, each taken fr
    (:func:`~scoring.results.batch.output_rows`, :func:`~scoring.results.batch.tier_change_rows`,
    :func:`~scoring.results.batch.run_counts`).
 
-:func:`run_nightly_dask` (``riskgrade nightly --dask ADDRESS``) adds the database around it, in the frame of every
-nightly run (:func:`~scoring.results.batch.run_batch`: the lock, the ``running`` run record, the stage timings,
+:func:`compute_nightly_dask` runs these steps on partitions held in the workers' memory (features built by
+:func:`features.dask_build.build_features_dask`): simple, but a worker then holds all its partitions across the
+global steps, so its memory grows with the number of enterprises. :func:`run_nightly_dask` (``riskgrade nightly
+--dask ADDRESS``) keeps no partition in memory across a global step — only a few numbers per partition, and 8
+bytes per enterprise for the cut-offs — but on the worker's local disk (one pickle per partition and kind, read
+back by the next pass on that worker; a task that moved to another worker reads its partition from the database
+again), so that a worker's peak is that of one partition whatever the number of enterprises
+(benchmarks/dask_scale.py):
+
+a. **load** (per partition): read; the cross-enterprise sums of the features, the accidents per sector cluster
+   and the data watermark — reduced to one each;
+b. **features** (per partition): build the features with the reduced sums; the probabilities (all that crosses
+   the global step of the cut-offs and score ranks);
+c. **tiers** (per partition, after the global step): score with the reasons, tiers, limits, the output rows,
+   staged by ``COPY``; the ranked-list position (the other global step) is given by SQL ``RANK()`` as the rows
+   leave the staging table. A partition read again from the database must have the watermark of the first read
+   (no import ran meanwhile), or the run fails and says so.
+
+:func:`run_nightly_dask` adds the database around it, in the frame of every nightly run (:func:`~scoring.results.batch.run_batch`: the lock, the ``running`` run record, the stage timings,
 the run marked failed on any error): the data watermark is added up from the partitions; every worker writes its
 partitions' rows to the run's **staging tables** (PostgreSQL ``COPY``; a partition written twice — a task
 retried after its worker died — replaces its own rows), and **one transaction** moves them into
@@ -37,6 +54,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -55,6 +73,7 @@ from scoring.results.batch import (
     NightlyRun,
     RunContext,
     ScoringModel,
+    _TIER_ORDER,
     _bulk_insert,
     data_watermark,
     list_rank,
@@ -388,6 +407,207 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     return PartitionedResult(rows, cutoffs, counts)
 
 
+# ---------------------------------------------------------------------------------------------
+# The nightly's computation streamed: a partition is re-read and rebuilt after each global step
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rebuild:
+    """How a worker reads one partition and builds its features (picklable: the source and the build's options).
+
+    The nightly on the cluster keeps no partition in memory across a global step: each pass takes its partition
+    up again. What a pass computed for the next is kept on the worker's local disk (``token``: the run's folder
+    in the worker's ``local_directory``; one pickle per key range and kind): a pass that finds it there (the same
+    worker ran the pass before) loads it, one that does not (a task moved or retried on another worker) reads the
+    partition from the source again — the same rows unless an import ran meanwhile, which the watermark check
+    refuses. So a worker's peak is one partition's, whatever the number of partitions (benchmarks/dask_scale.py).
+    """
+
+    source: Any
+    tables: tuple[str, ...]
+    kinds: Mapping[str, str]
+    dates: pd.DatetimeIndex
+    catalog: tuple
+    shrinkage_strength: float
+    token: str = ""
+
+    def read(self, key_range: tuple[int, int]) -> dict[str, pd.DataFrame]:
+        from features.dask_build import _read_partition
+
+        return _read_partition(self.source, key_range, tables=self.tables, extra_kinds=self.kinds)
+
+    def totals(self, parts: Mapping[str, pd.DataFrame]):
+        from features.build import cross_enterprise_totals
+
+        return cross_enterprise_totals(parts, as_of_dates=self.dates, catalog=self.catalog,
+                                       shrinkage_strength=self.shrinkage_strength)
+
+    def features(self, parts: Mapping[str, pd.DataFrame], totals) -> pd.DataFrame:
+        from features.build import build_features
+
+        return build_features(parts, as_of_dates=self.dates, catalog=self.catalog, totals=totals,
+                              shrinkage_strength=self.shrinkage_strength)
+
+    # The worker's local copies -------------------------------------------------------------------------------
+
+    def _path(self, key_range: tuple[int, int], kind: str) -> Path | None:
+        folder = _worker_folder(self.token)
+        return None if folder is None else folder / f"{kind}-{key_range[0]}-{key_range[1]}.pickle"
+
+    def keep(self, key_range: tuple[int, int], kind: str, value) -> None:
+        import os
+        import pickle
+
+        path = self._path(key_range, kind)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as out:
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+
+    def kept(self, key_range: tuple[int, int], kind: str):
+        import pickle
+
+        path = self._path(key_range, kind)
+        if path is None or not path.exists():
+            return None
+        with path.open("rb") as stored:
+            return pickle.load(stored)
+
+    def forget(self, key_range: tuple[int, int]) -> None:
+        for kind in ("tables", "features"):
+            path = self._path(key_range, kind)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+    def tables_of(self, key_range: tuple[int, int], summary: _Summary) -> dict[str, pd.DataFrame]:
+        """The partition's frames: the local copy of the first pass, else read again (and checked unchanged)."""
+        parts = self.kept(key_range, "tables")
+        if parts is None:
+            parts = self.read(key_range)
+            if data_watermark(parts) != summary.watermark:
+                raise DataError(f"the data of key range {key_range} changed during the run (an import?): run "
+                                "the nightly again once it is done")
+        return parts
+
+
+def _worker_folder(token: str, worker=None) -> Path | None:
+    """The run's folder in the local directory of ``worker`` (default: the worker running this task; None outside
+    a worker or without a token)."""
+    if not token:
+        return None
+    if worker is None:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except (ImportError, ValueError):
+            return None
+    return Path(worker.local_directory) / f"riskgrade-nightly-{token}"
+
+
+def _drop_worker_folder(token: str, dask_worker=None) -> None:
+    """On every worker at the end of a run (``client.run`` gives ``dask_worker``): its local copies of the run's
+    partitions."""
+    import shutil
+
+    folder = _worker_folder(token, dask_worker)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _rebuild_plan(client, source, day: pd.Timestamp, ranges, token: str = "") -> _Rebuild:
+    """The extras profiled over every partition (as :func:`features.dask_build.build_features_dask` does) and the
+    catalog with them."""
+    from features.build import DEFAULT_SHRINKAGE_STRENGTH, as_of_index
+    from features.catalog import DEFAULT_WINDOWS, catalog_for
+    from features.partitions import combine_extras, extra_catalog, extra_kinds
+
+    profile = combine_extras(client.gather(client.map(source.profile, list(ranges), pure=False)))
+    base = catalog_for(DEFAULT_WINDOWS)
+    named = {f.name for f in base}
+    catalog = base + tuple(f for f in extra_catalog(profile) if f.name not in named)
+    return _Rebuild(source, tuple(source.tables()), extra_kinds(profile), as_of_index([day]), catalog,
+                    DEFAULT_SHRINKAGE_STRENGTH, token)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What the first pass keeps of a partition: its cross-enterprise sums, cluster accident counts and
+    watermark (a few numbers per sector, township and table)."""
+
+    totals: Any
+    clusters: pd.Series
+    watermark: dict
+
+
+def _summarise(plan: _Rebuild, key_range: tuple[int, int], *, day: pd.Timestamp, policy) -> _Summary:
+    parts = plan.read(key_range)
+    plan.keep(key_range, "tables", parts)
+    return _Summary(plan.totals(parts), _cluster_counts(_decision_tables(parts), day, policy),
+                    data_watermark(parts))
+
+
+def _combine_totals(summaries: Sequence[_Summary]):
+    from features.build import GroupTotals
+
+    return GroupTotals.combine([s.totals for s in summaries])
+
+
+def _combine_clusters(summaries: Sequence[_Summary]) -> pd.Series:
+    return _add_counts([s.clusters for s in summaries])
+
+
+def _watermark_of(summary: _Summary) -> dict:
+    return summary.watermark
+
+
+def _feature_head(plan: _Rebuild, key_range: tuple[int, int], totals) -> pd.DataFrame:
+    """The features' columns without rows (what the model loader fits the expert card on), built from the
+    range's first enterprise only."""
+    low, _ = key_range
+    return plan.features(plan.read((low, low + 1)), totals).iloc[:0]
+
+
+def _partition_probabilities(plan: _Rebuild, key_range: tuple[int, int], summary: _Summary, totals,
+                             model: ScoringModel) -> np.ndarray:
+    """Second pass: the partition's features (kept on the worker's disk) and calibrated probabilities (all that
+    crosses the global step of the tiers)."""
+    features = plan.features(plan.tables_of(key_range, summary), totals)
+    if features.index.get_level_values("enterprise_id").duplicated().any():
+        raise DataError("scoring needs features of a single as-of date (one row per enterprise)")
+    plan.keep(key_range, "features", features)
+    return np.asarray(model.model.predict_proba(features))[:, 1].astype(float)
+
+
+def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int, totals, model: ScoringModel,
+                      across: tuple[Any, np.ndarray], cluster_counts: pd.Series, summary: _Summary, *,
+                      day: pd.Timestamp, policy, previous, manual: pd.DataFrame | None, n_reasons: int,
+                      previous_as_of: pd.Timestamp | None, url: str, run_id: int, chunk_rows: int,
+                      checkpoint) -> tuple[dict[str, int], pd.DataFrame, dict[str, int]]:
+    """Third pass, all per partition: the frames and features again (the worker's local copies, else read and
+    built again), scored with the reasons, tiers, limits, the output rows — their ranked-list position is set when
+    they move out of the staging table — staged by COPY."""
+    parts = plan.tables_of(key_range, summary)
+    features = plan.kept(key_range, "features")
+    scores = _score(model, plan.features(parts, totals) if features is None else features, n_reasons)
+    tables = _decision_tables(parts)
+    del parts, features
+    if len(scores) != len(across[1]):
+        raise DataError(f"key range {key_range} scored {len(scores):,} enterprises, then {len(across[1]):,}")
+    decided = _limit(_tier(scores, tables, across, cluster_counts, key_range=key_range, as_of=day, policy=policy,
+                           previous=previous, manual=manual), tables, as_of=day, policy=policy)
+    rows = _rows(scores, decided, tables, np.zeros(len(decided.limits), dtype=np.int64), as_of=day,
+                 model_label=model.label, previous_as_of=previous_as_of)
+    _stage_partition(rows, partition, url=url, run_id=run_id, chunk_rows=chunk_rows, checkpoint=checkpoint)
+    plan.forget(key_range)
+    return rows.counts, decided.cutoff_table, _final_counts(decided)
+
+
+
 def combine_watermarks(parts: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The data watermark of the whole dataset from the partitions' (:func:`scoring.results.batch.data_watermark`):
     rows added up — but for the tables every partition reads whole (the inspectors' roster and links), counted
@@ -482,6 +702,14 @@ def _stage_partition(rows: _Rows, partition: int, *, url: str, run_id: int, chun
     return len(rows.scores)
 
 
+_LIST_RANK_SQL = ("RANK() OVER (ORDER BY CASE final_tier "
+                  + " ".join(f"WHEN '{tier}' THEN {order}" for tier, order in _TIER_ORDER.items())
+                  + " END DESC, probability DESC)")
+"""The ranked-list position over every staged row, as :func:`scoring.results.batch.list_rank` gives it (final tier
+first, then probability, highest first; equal pairs share the best position: SQL's RANK), so that no partition
+waits for the others' tiers."""
+
+
 def _make_current(engine: sa.Engine, run: RunContext, counts: Mapping[str, int], model: ScoringModel,
                   watermark, seconds: float) -> None:
     """The one transaction: the staged rows replace the date's results; the run is marked succeeded."""
@@ -496,7 +724,8 @@ def _make_current(engine: sa.Engine, run: RunContext, counts: Mapping[str, int],
                 ("scores", scores_history, SCORE_COLUMNS, counts["n_scored"]),
                 ("changes", tier_changes, CHANGE_COLUMNS, counts["n_changes"])):
             names = ", ".join(quote(c) for c in columns)
-            moved = conn.execute(sa.text(f"INSERT INTO {quote(target.name)} ({names}) SELECT {names} FROM "
+            picked = ", ".join(_LIST_RANK_SQL if c == "rank" and kind == "scores" else quote(c) for c in columns)
+            moved = conn.execute(sa.text(f"INSERT INTO {quote(target.name)} ({names}) SELECT {picked} FROM "
                                          f"{quote(_staging_table(run.run_id, kind).name)}")).rowcount
             if moved != expected:  # a partition lost or written twice: nothing becomes current
                 raise DataError(f"the staging table of run {run.run_id} holds {moved:,} {kind} rows, the "
@@ -533,7 +762,6 @@ def run_nightly_dask(
     which the workers reach at ``url`` (default: ``engine``'s URL). ``partitions``: how many key ranges (default:
     one per ``enterprises_per_partition`` enterprises). ``checkpoint(kind, partition, rows)``: test hook called on
     the workers while they stage rows."""
-    from features.dask_build import build_features_dask
     from features.partitions import DatabaseSource, KeyRanges
 
     if engine.dialect.name != "postgresql":
@@ -555,50 +783,86 @@ def run_nightly_dask(
             raise
 
     def _work(run: RunContext):
+        token = f"{run.run_id}-{uuid.uuid4().hex[:8]}"  # the run's folder on the workers' local disks
+        try:
+            return _passes(run, token)
+        finally:
+            try:
+                client.run(_drop_worker_folder, token)
+            except Exception:  # a worker gone: its folder goes with its local directory
+                pass
+
+    def _passes(run: RunContext, token: str):
         source = DatabaseSource(url)
-        with run.stage("load", "reading the partitions (contract tables by enterprise_key range)") as s:
+        with run.stage("load", "reading each partition for its cross-enterprise sums (by enterprise_key range)") as s:
             keys = source.keys()
             if not len(keys):
                 raise DataError("no enterprises to score: the enterprises table is empty (import data first: "
                                 "riskgrade import DIR)")
             n = partitions or max(1, math.ceil(len(keys) / enterprises_per_partition))
             ranges = KeyRanges.of_keys(keys, n)
-            built = build_features_dask(client, source, [run.day], partitions=ranges)
-            watermark = combine_watermarks(client.gather(client.map(data_watermark, built.tables, pure=False)))
+            key_ranges = list(ranges)
+            plan = client.scatter(_rebuild_plan(client, source, run.day, ranges, token), broadcast=True, hash=False)
+            summaries = client.map(_summarise, [plan] * len(key_ranges), key_ranges, day=run.day,
+                                   policy=run.policy, pure=False)
+            totals = client.submit(_combine_totals, summaries, pure=False)
+            cluster_counts = client.submit(_combine_clusters, summaries, pure=False)
+            watermark = combine_watermarks(client.gather(client.map(_watermark_of, summaries, pure=False)))
             s.detail = (f"{len(ranges)} partitions on {len(client.scheduler_info()['workers'])} workers; "
                         + ", ".join(f"{name} {entry['rows']:,}" for name, entry in watermark.items()))
-        with run.stage("features", f"building features as of {run.day.date()}") as s:
-            sizes = client.gather(client.map(len, built.frames, pure=False))
-            if not sum(sizes):
-                raise DataError(f"no enterprise is active as of {run.day.date()} (all founded later or closed "
-                                "before)")
-            s.detail = f"{sum(sizes):,} enterprises × {len(built.catalog)} features"
         with run.stage("model", "loading the champion model") as s:
-            model = load_scoring_model(tracking_uri, run.policy.expert_card,
-                                       client.submit(_first_rows, built.frames[0], pure=False).result())
+            head = client.submit(_feature_head, plan, key_ranges[0], totals, pure=False).result()
+            model = load_scoring_model(tracking_uri, run.policy.expert_card, head)
             s.detail = model.label
             if model.warning:
                 run.warnings.append(model.warning)
                 run.say("model", "warning", model.warning)
+        with run.stage("features", f"building features as of {run.day.date()} and scoring, per partition") as s:
+            model_future = client.scatter(model, broadcast=True, hash=False)
+            probabilities = client.map(_partition_probabilities, [plan] * n, key_ranges, summaries, totals=totals,
+                                       model=model_future, pure=False)
+            sizes = client.gather(client.map(len, probabilities, pure=False))
+            scored = sum(sizes)
+            if not scored:
+                raise DataError(f"no enterprise is active as of {run.day.date()} (all founded later or closed "
+                                "before)")
+            s.detail = f"{scored:,} enterprises × {len(head.columns)} features scored"
         previous_day = _previous_day(engine, run.day)
         expire_overrides(engine, run.day.date())
         manual = overrides_active_at(engine, run.day.date())
         previous = None if previous_day is None else StoredPrevious(url, previous_day)
-        result = compute_nightly_dask(client, built, model, as_of=run.day, policy=run.policy, previous=previous,
-                                      manual=manual, n_reasons=n_reasons, stage=run.stage, release_features=True)
-        started = time.perf_counter()
-        run.say("write", "start", f"staging {result.counts['n_scored']:,} scores and "
-                                  f"{result.counts['n_changes']:,} tier changes from {len(result.rows)} partitions")
         with engine.begin() as conn:
             for kind in ("scores", "changes"):
                 _staging_table(run.run_id, kind).create(conn)
-        staged = client.map(_stage_partition, result.rows, range(len(result.rows)), url=url, run_id=run.run_id,
-                            chunk_rows=chunk_rows, checkpoint=checkpoint, pure=False)
-        client.gather(staged)
+        with run.stage("tiers", "global cut-offs; per partition again: features, reasons, tiers, vetoes, "
+                                "hysteresis, overrides, limits, rows staged") as s:
+            global_step = client.submit(_global_score_ranks, run.policy.tiers, probabilities, pure=False)
+            across = [client.submit(_across, global_step, i, pure=False) for i in range(n)]
+            manual_future = None if manual is None else client.scatter(manual, broadcast=True, hash=False)
+            decided = [client.submit(_decide_and_stage, plan, key_ranges[i], i, totals, model_future, across[i],
+                                     cluster_counts, summaries[i], day=run.day, policy=run.policy,
+                                     previous=previous, manual=manual_future, n_reasons=n_reasons,
+                                     previous_as_of=None if previous_day is None else pd.Timestamp(previous_day),
+                                     url=url, run_id=run.run_id, chunk_rows=chunk_rows, checkpoint=checkpoint,
+                                     pure=False) for i in range(n)]
+            parts = client.gather(decided)
+            counts = _add_up([p[0] for p in parts])
+            from scoring.domain.tiers import combine_cutoff_tables
+
+            cutoffs = combine_cutoff_tables([p[1] for p in parts])
+            finals = _add_up([p[2] for p in parts])
+            s.detail = (", ".join(f"{t} {finals.get(t, 0):,}" for t in ("high", "general", "low")) + "; "
+                        + (f"{counts.get('n_changes', 0):,} tier changes since the previous run"
+                           if previous_day is not None else "first run: no previous tiers"))
+        if counts.get("n_scored", 0) != scored:
+            raise DataError(f"the partitions scored {scored:,} enterprises but staged {counts.get('n_scored', 0):,}")
+        started = time.perf_counter()
+        run.say("write", "start", f"making {counts['n_scored']:,} scores and {counts['n_changes']:,} tier changes "
+                                  f"from {n} partitions current")
         run.lock.heartbeat()
-        _make_current(engine, run, result.counts, model, watermark, started - run.began)
+        _make_current(engine, run, counts, model, watermark, started - run.began)
         run.timings["write"] = time.perf_counter() - started
-        return model, result.counts, result.cutoffs, previous_day
+        return model, counts, cutoffs, previous_day
 
     return run_batch(engine, as_of, work, policy=policy, policy_file=policy_file, progress=progress,
                      stale_after=stale_after)

@@ -34,11 +34,8 @@ PARTITIONS = (1, 3, 7)
 
 
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        c.run(__import__, "features.dask_build")  # the workers' imports, once, before anything is timed
-        yield c
+def client(dask_client):
+    return dask_client  # tests/conftest.py: one cluster for the session
 
 
 @pytest.fixture(scope="module")

@@ -35,15 +35,8 @@ PARTITIONS = (1, 3, 7)
 
 
 @pytest.fixture(scope="module")
-def client():
-    import dask
-
-    # A task whose worker dies is not retried elsewhere: the kill test's run fails at once (default: 3 retries).
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster, distributed.Client(cluster) as c:
-        c.run(__import__, "scoring.results.partitioned")  # the workers' imports, once
-        yield c
+def client(dask_client):
+    return dask_client  # tests/conftest.py: one cluster for the session, failed tasks not retried
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +226,7 @@ def test_the_nightly_on_dask_stores_what_the_single_machine_stores(client, pg, p
     row, before = _run_row(engine, run.run_id), _run_row(engine, single.run_id)
     assert row["status"] == "succeeded" and row["n_scored"] == len(scores)
     assert row["data_watermark"] == before["data_watermark"]
-    assert set(row["timings"]) == {"lock", "load", "features", "model", "score", "tiers", "limits", "write"}
+    assert set(row["timings"]) == {"lock", "load", "model", "features", "tiers", "write"}
     with engine.connect() as conn:  # the staging tables went with the commit
         assert not [t for t in sa.inspect(conn).get_table_names() if t.startswith("nightly_staging_")]
 
@@ -345,3 +338,57 @@ def test_a_worker_killed_mid_run_leaves_the_previous_results_and_a_rerun_succeed
     run = run_nightly_dask(engine, client, AS_OF, url=pg_url, policy=tight_policy, tracking_uri=uri, partitions=2)  # while the dead worker restarts
     assert _run_row(engine, run.run_id)["status"] == "succeeded"
     assert_same_rows(_stored(engine)[0], scores)
+
+
+# ---------------------------------------------------------------------------------------------
+# The passes of the nightly on Dask: a partition taken up again after each global step
+# ---------------------------------------------------------------------------------------------
+
+
+def _kept_on_a_worker(plan, key_range):
+    """On a worker: keep a partition's frames, read them back, say where they were."""
+    from distributed import get_worker
+
+    from scoring.results.partitioned import _worker_folder
+
+    parts = plan.read(key_range)
+    plan.keep(key_range, "tables", parts)
+    back = plan.kept(key_range, "tables")
+    folder = _worker_folder(plan.token)
+    inside = folder is not None and str(folder).startswith(get_worker().local_directory)
+    return len(back["enterprises"]) == len(parts["enterprises"]), inside, sorted(p.name for p in folder.iterdir())
+
+
+def test_a_partition_is_kept_on_the_workers_disk_between_passes_and_dropped_after(client, sqlite_url):
+    from scoring.results.partitioned import _drop_worker_folder, _rebuild_plan
+
+    source = DatabaseSource(sqlite_url)
+    ranges = KeyRanges.of_keys(source.keys(), 2)
+    plan = _rebuild_plan(client, source, pd.Timestamp(AS_OF), ranges, token="test-kept")
+    key_range = list(ranges)[0]
+
+    (worker,) = list(client.scheduler_info()["workers"])[:1]
+    same, inside, files = client.submit(_kept_on_a_worker, plan, key_range, workers=[worker], pure=False).result()
+
+    assert same and inside and files == [f"tables-{key_range[0]}-{key_range[1]}.pickle"]
+    client.run(_drop_worker_folder, "test-kept")
+    assert client.submit(plan.kept, key_range, "tables", workers=[worker], pure=False).result() is None
+
+
+def test_a_partition_read_again_must_not_have_changed_since_the_first_pass(client, sqlite_url):
+    from features.errors import DataError
+    from scoring.results.batch import data_watermark
+    from scoring.results.partitioned import _rebuild_plan, _Summary
+
+    source = DatabaseSource(sqlite_url)
+    ranges = KeyRanges.of_keys(source.keys(), 2)
+    plan = _rebuild_plan(client, source, pd.Timestamp(AS_OF), ranges, token="test-changed")
+    key_range = list(ranges)[1]
+    watermark = data_watermark(plan.read(key_range))
+
+    # Here (not on a worker) nothing is kept: the partition is read again, and compared with the first pass.
+    again = plan.tables_of(key_range, _Summary(None, None, watermark))
+    assert len(again["enterprises"]) == watermark["enterprises"]["rows"]
+    changed = {**watermark, "inspections": {**watermark["inspections"], "rows": watermark["inspections"]["rows"] - 1}}
+    with pytest.raises(DataError, match=r"changed during the run \(an import\?\): run the nightly again"):
+        plan.tables_of(key_range, _Summary(None, None, changed))
