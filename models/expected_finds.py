@@ -1,4 +1,4 @@
-"""Expected finds: the hazards a visit by a given team finds at a given enterprise (issue 16, item 4 — started).
+"""Expected finds: the hazards a visit by a given team finds at a given enterprise (issue 16, item 4).
 
 :class:`ExpectedFindsRegressor` is a Poisson gradient-boosting regressor (scikit-learn
 ``HistGradientBoostingRegressor(loss="poisson")``) on the rows of :func:`features.visits.visit_examples`: the
@@ -7,13 +7,17 @@ its team (``team_stringency``, ``team_size``). Predicting for a typical team (st
 expected finds; for the team actually assigned, that team's. :func:`finds_backtest` compares models on a later
 time slice by Poisson deviance and by how well they rank the visits that found a major hazard.
 
-Not yet done (see the issue): MLflow logging and registration beside the risk model with its own gate, the nightly
-expected finds per enterprise, the plan ranking by them, and ``riskgrade plan score``.
+:func:`train_expected_finds` backtests, trains on every visit known before the as-of date, logs and registers the
+model in MLflow as ``riskgrade-expected-finds`` (beside the risk model, :mod:`models.registry`) and, when asked,
+lets it challenge that model's own champion on the same backtest (Poisson deviance, lower is better).
+:func:`expected_finds` predicts for enterprises' features and a team (default: a typical team, stringency 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.contract import INSPECTION_KINDS
 
-__all__ = ["ExpectedFindsRegressor", "TEAM_COLUMNS", "finds_backtest"]
+__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest",
+           "train_expected_finds", "training_dates"]
 
 TEAM_COLUMNS = ("team_stringency", "team_size")
 _NOT_FEATURES = ("enterprise_id", "as_of", "inspected_on", "department", "hazards_found", "major_hazards_found")
@@ -102,3 +107,107 @@ def finds_backtest(visits: pd.DataFrame, split: pd.Timestamp, *, target: str = "
         rows.append({"model": name, "train_visits": len(train), "test_visits": len(test),
                      "poisson_deviance": mean_poisson_deviance(test[target], predicted), "major_auc": auc})
     return pd.DataFrame(rows).set_index("model")
+
+
+def expected_finds(model: ExpectedFindsRegressor, features: pd.DataFrame, *, kind: str = "routine",
+                   team_size: float | Sequence[float] = 2.0,
+                   team_stringency: float | Sequence[float] = 1.0) -> pd.Series:
+    """Expected hazards found by one visit of ``kind`` at each row of ``features`` (enterprises' point-in-time
+    features, :func:`features.build.build_features`, same index) by a team of ``team_size`` inspectors of mean
+    stringency ``team_stringency`` (scalars, or one value per row; default a typical team: stringency 1)."""
+    if kind not in INSPECTION_KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {', '.join(INSPECTION_KINDS)}")
+    frame = features.assign(kind=kind, team_size=np.asarray(team_size, dtype=float) * np.ones(len(features)),
+                            team_stringency=np.asarray(team_stringency, dtype=float) * np.ones(len(features)))
+    return pd.Series(model.predict(frame) if len(frame) else np.zeros(0), index=features.index,
+                     name="expected_finds")
+
+
+def training_dates(as_of: pd.Timestamp, *, horizon_days: int, months: int) -> pd.DatetimeIndex:
+    """The monthly as-of dates of the visits to learn from: the first days of the ``months`` months before
+    ``as_of`` whose visit window (``horizon_days``) closes by ``as_of`` — every outcome known on ``as_of``."""
+    as_of = pd.Timestamp(as_of).normalize()
+    last = (as_of - pd.Timedelta(days=horizon_days)).to_period("M").to_timestamp()
+    while last + pd.Timedelta(days=horizon_days) > as_of:
+        last -= pd.DateOffset(months=1)
+    return pd.date_range(end=last, periods=months, freq="MS")
+
+
+@dataclass
+class FindsTraining:
+    """What :func:`train_expected_finds` did: the final model, the backtest (with and without team, and the
+    champion's configuration on the same split), the report logged, the registered version and the promotion."""
+
+    model: ExpectedFindsRegressor
+    backtest: pd.DataFrame
+    report: dict[str, Any]
+    version: Any = None
+    promotion: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def train_expected_finds(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, *, horizon_days: int = 31,
+                         months: int = 24, test_months: int = 6, params: Mapping[str, Any] | None = None,
+                         tracking_uri: str | None = None, register: bool = True, promote: bool = False,
+                         progress: Callable[[str], None] | None = None) -> FindsTraining:
+    """Backtest (the last ``test_months`` of the ``months`` training dates held out), then fit on all of them,
+    log and register as ``riskgrade-expected-finds`` (``register``), and with ``promote`` move its champion alias
+    when the model beats the current champion's configuration re-fitted on the same split (Poisson deviance of
+    hazards found, lower is better). Only visits whose window closed before ``as_of`` are used."""
+    from features.visits import visit_examples
+
+    say = progress or (lambda message: None)
+    if not 0 < test_months < months:
+        raise ValueError(f"test_months must be between 1 and months - 1 ({months - 1}), got {test_months}")
+    as_of = pd.Timestamp(as_of).normalize()
+    dates = training_dates(as_of, horizon_days=horizon_days, months=months)
+    say(f"visits of {len(dates)} months {dates[0].date()} … {dates[-1].date()}")
+    visits = visit_examples(tables, dates, horizon_days=horizon_days)
+    if visits.empty:
+        raise ValueError(f"no visit recorded in the {months} months before {as_of.date()}: nothing to learn from")
+    split = dates[-test_months]
+    settings = dict(params or {})
+    models = {"with team": ExpectedFindsRegressor(**settings),
+              "without team": ExpectedFindsRegressor(use_team=False, **settings)}
+    champion = None
+    if promote:
+        from models import registry
+
+        try:
+            champion = registry.load_champion(tracking_uri, model_name=registry.FINDS_MODEL_NAME)
+        except Exception:  # noqa: BLE001 — no champion yet (or none loadable): the challenger needs no comparison
+            champion = None
+        if champion is not None:
+            from sklearn.base import clone
+
+            models["champion"] = clone(champion.model)
+    say(f"backtest: {int((visits['as_of'] < split).sum())} training, {int((visits['as_of'] >= split).sum())} "
+        f"test visits (split {split.date()})")
+    backtest = finds_backtest(visits, split, models=models)
+    say("fitting on every visit")
+    model = ExpectedFindsRegressor(**settings).fit(visits, visits["hazards_found"])
+    metrics = {f"{name.replace(' ', '_')}_{metric}": float(backtest.loc[name, metric])
+               for name in backtest.index for metric in ("poisson_deviance", "major_auc")}
+    report = {"as_of": as_of.date().isoformat(), "horizon_days": horizon_days, "months": months,
+              "test_months": test_months, "split": split.date().isoformat(), "n_visits": len(visits),
+              "backtest": backtest.reset_index().to_dict(orient="records"), "metrics": metrics}
+    result = FindsTraining(model=model, backtest=backtest, report=report)
+    if register:
+        from models import registry
+
+        version = registry.log_model_run(
+            model, kind="expected_finds", as_of=report["as_of"], params={**model.get_params(), "months": months,
+                                                                         "horizon_days": horizon_days},
+            metrics=metrics, report=report, input_example=visits.drop(columns=list(_NOT_FEATURES)),
+            tables={"backtest": backtest.reset_index()}, uri=tracking_uri, model_name=registry.FINDS_MODEL_NAME)
+        result.version = version
+        report["registered"] = {"name": version.name, "version": version.version}
+        if promote:
+            challenger_value = float(backtest.loc["with team", "poisson_deviance"])
+            champion_value = (float(backtest.loc["champion", "poisson_deviance"]) if "champion" in backtest.index
+                              else None)
+            result.promotion = registry.promote(version, challenger_value, champion_value,
+                                                metric="poisson_deviance", higher_is_better=False,
+                                                uri=tracking_uri)
+            report["promotion"] = result.promotion.to_dict()
+    return result

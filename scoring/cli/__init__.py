@@ -333,6 +333,65 @@ def train(
         write_json(json.loads(json.dumps(summary, default=str)), report, what="report", say=console.print)
 
 
+@app.command("train-finds")
+def train_finds(
+    as_of: Annotated[str, typer.Option("--as-of", help="Day of training, YYYY-MM-DD: only visits whose window "
+                                       "closed before it.")],
+    months: Annotated[int, typer.Option("--months", min=2, help="Months of visits to learn from.")] = 24,
+    test_months: Annotated[int, typer.Option("--test-months", min=1, help="Last months held out for the "
+                                             "backtest.")] = 6,
+    promote: Annotated[bool, typer.Option("--promote", help="Let the model challenge the expected-finds "
+                                          "champion (Poisson deviance on the same backtest).")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the metrics as JSON to FILE.json.")] = None,
+    db: DbOption = None,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Backtest, train, log to MLflow and optionally promote the expected-finds model (hazards a visit by a given
+    team finds; issue 16), registered as 'riskgrade-expected-finds' beside the risk model."""
+    import json
+
+    from features.db import connect, database_url
+    from features.store import load_tables
+    from models.expected_finds import train_expected_finds
+    from scoring.cli.guards import check_output
+
+    day = _parse_date(as_of, "--as-of")
+    if test_months >= months:
+        raise typer.BadParameter(f"must be less than --months ({months}), got {test_months}",
+                                 param_hint="--test-months")
+    check_output(report, "json", db_url=db, option="--report")
+    url = database_url(db)
+    engine = connect(url, create=False)
+    tables = load_tables(engine, _contract_tables())
+    try:
+        result = train_expected_finds(
+            tables, pd_timestamp(day), months=months, test_months=test_months,
+            tracking_uri=mlflow_uri or _default_mlflow_uri(url), promote=promote,
+            progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    backtest = result.backtest.reset_index()
+    for column in ("poisson_deviance", "major_auc"):
+        backtest[column] = backtest[column].map(lambda v: "" if v != v else f"{v:.4f}")
+    _print_frame(f"Expected finds: backtest as of {day} (split {result.report['split']})", backtest)
+    if result.version is not None:
+        console.print(f"registered model {result.version.name!r}: version {result.version.version}",
+                      highlight=False)
+    if result.promotion is not None:
+        console.print(("[green]promoted[/]: " if result.promotion.promoted else "[yellow]not promoted[/]: ")
+                      + result.promotion.reason, highlight=False)
+    if report is not None:
+        from scoring.exports import write_json
+
+        write_json(json.loads(json.dumps(result.report, default=str)), report, what="report", say=console.print)
+
+
+def pd_timestamp(day: date):
+    import pandas as pd
+
+    return pd.Timestamp(day)
+
+
 def _training_tables(engine, url: str, config):
     """``(tables, sample)`` of a stratified sample read partition by partition when the database holds more
     enterprises than ``[training] sample_enterprises``; ``(None, None)`` otherwise (the whole tables are read)."""
