@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.contract import INSPECTION_KINDS
 
-__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest",
+__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest", "visit_finds",
            "train_expected_finds", "training_dates"]
 
 TEAM_COLUMNS = ("team_stringency", "team_size")
@@ -211,3 +211,47 @@ def train_expected_finds(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
                                                 uri=tracking_uri)
             report["promotion"] = result.promotion.to_dict()
     return result
+
+
+def visit_finds(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp,
+                visits: pd.DataFrame, *, team_size: int = 2, features: pd.DataFrame | None = None) -> pd.Series:
+    """Expected hazards found by each visit of ``visits`` (``enterprise_id``, ``kind``; optional ``inspectors``,
+    ``;``-joined ids, and ``n_inspectors``) planned as of ``as_of``, from the enterprises' features as of that day
+    (``features``: :func:`features.build.build_features` of ``tables`` as of ``as_of``, computed when not given)
+    and the team: the mean stringency (:func:`features.build.inspector_stringency` as of ``as_of``; an inspector with
+    no known visit counts 1) of the inspectors named, else a typical team of ``n_inspectors`` (else ``team_size``).
+    Indexed like ``visits``; NaN for an enterprise without features on that day (not active)."""
+    from features.build import build_features, inspector_stringency
+    from features.catalog import INSPECTOR_WINDOW_DAYS
+
+    day = pd.Timestamp(as_of).normalize()
+    if features is None:
+        features = build_features(tables, [day])
+    own = features.xs(day, level="as_of") if isinstance(features.index, pd.MultiIndex) else features
+    own = own[~own.index.duplicated()]
+    eids = visits["enterprise_id"].astype(str)
+    known = eids.isin(own.index.astype(str))
+    rows = own.set_axis(own.index.astype(str)).reindex(eids.to_numpy())  # one row per visit (NaN: unknown)
+    size = (pd.to_numeric(visits["n_inspectors"], errors="coerce") if "n_inspectors" in visits
+            else pd.Series(np.nan, index=visits.index)).fillna(team_size).astype(float)
+    stringency = pd.Series(1.0, index=visits.index)
+    if "inspectors" in visits and visits["inspectors"].astype(str).str.len().gt(0).any():
+        table = inspector_stringency(tables, [day], window_days=INSPECTOR_WINDOW_DAYS)
+        known_s = table[day] if len(table.columns) else pd.Series(dtype=float)
+        for position, team in enumerate(visits["inspectors"].fillna("").astype(str)):
+            members = [m for m in team.split(";") if m and m != "nan"]
+            if members:
+                stringency.iloc[position] = float(np.mean([known_s.get(m, np.nan) if m in known_s.index
+                                                           else 1.0 for m in members]))
+                size.iloc[position] = float(len(members))
+    stringency = stringency.fillna(1.0)
+    out = pd.Series(np.nan, index=visits.index, name="expected_finds")
+    kinds = visits["kind"].astype(str)
+    for kind in kinds[known].unique():
+        if kind not in INSPECTION_KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {', '.join(INSPECTION_KINDS)}")
+        where = np.flatnonzero((known & (kinds == kind)).to_numpy())
+        block = rows.iloc[where]
+        out.iloc[where] = expected_finds(model, block, kind=kind, team_size=size.iloc[where].to_numpy(),
+                                         team_stringency=stringency.iloc[where].to_numpy()).to_numpy()
+    return out

@@ -70,6 +70,8 @@ __all__ = [
 ]
 
 
+RANK_BY = ("expected_finds", "probability")
+
 # ---------------------------------------------------------------------------------------------
 # Policy section [planning]
 # ---------------------------------------------------------------------------------------------
@@ -118,8 +120,13 @@ class PlanningPolicy:
     sector_department: Mapping[str, str]
     capacity: Mapping[str, int]
     inspectors: InspectorDrawPolicy = field(default_factory=InspectorDrawPolicy)
+    # What ranks risk-based visits: "expected_finds" (the expected-finds champion, models.expected_finds, for a
+    # typical team; the adverse-outcome probability when no such champion is registered) or "probability".
+    rank_by: str = "probability"
 
     def validate(self) -> None:
+        if self.rank_by not in RANK_BY:
+            raise ValueError(("rank_by", f"expected one of {', '.join(RANK_BY)}, got {self.rank_by!r}"))
         for i, tier in enumerate(self.fill_tiers):
             if tier not in TIERS:
                 raise ValueError((f"fill_tiers[{i}]", f"expected one of {', '.join(TIERS)}, got {tier!r}"))
