@@ -28,8 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.contract import INSPECTION_KINDS
 
-__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest", "visit_finds",
-           "train_expected_finds", "training_dates"]
+__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest",
+           "score_draft", "train_expected_finds", "training_dates", "visit_finds"]
 
 TEAM_COLUMNS = ("team_stringency", "team_size")
 _NOT_FEATURES = ("enterprise_id", "as_of", "inspected_on", "department", "hazards_found", "major_hazards_found")
@@ -255,3 +255,68 @@ def visit_finds(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame
         out.iloc[where] = expected_finds(model, block, kind=kind, team_size=size.iloc[where].to_numpy(),
                                          team_stringency=stringency.iloc[where].to_numpy()).to_numpy()
     return out
+
+
+DRAFT_COLUMNS = ("enterprise_id", "date", "inspectors")
+"""The columns of a draft plan :func:`score_draft` scores (``kind`` optional, default routine)."""
+
+
+def score_draft(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame], draft: pd.DataFrame, *,
+                team_size: int = 2) -> pd.DataFrame:
+    """A draft plan a planner edited by hand (one row per visit: :data:`DRAFT_COLUMNS`, optional ``kind``), scored:
+    the draft with ``team_stringency`` and ``expected_finds`` (:func:`visit_finds` as of each visit's date: what is
+    known before that day). ``inspectors``: ``;``-separated ids of the roster, or names (resolved against the
+    roster when one inspector bears the name). Unknown enterprises or inspectors: :class:`ValueError` naming the
+    rows."""
+    from features.build import build_features
+    from features.inspectors import inspector_roster
+
+    missing = [c for c in DRAFT_COLUMNS if c not in draft.columns]
+    if missing:
+        raise ValueError(f"the draft plan has no column {missing[0]!r} (expected {', '.join(DRAFT_COLUMNS)}"
+                         f"; optional kind)")
+    frame = draft.reset_index(drop=True).copy()
+    frame["enterprise_id"] = frame["enterprise_id"].astype(str).str.strip()
+    days = pd.to_datetime(frame["date"], errors="coerce")
+    if days.isna().any():
+        raise ValueError(f"row {int(days.isna().idxmax()) + 2}: date {frame['date'][days.isna()].iloc[0]!r} is not "
+                         f"a date (YYYY-MM-DD)")
+    frame["date"] = days.dt.normalize()
+    frame["kind"] = (frame["kind"].fillna("").astype(str).str.strip().replace("", "routine") if "kind" in frame
+                     else "routine")
+    bad_kind = ~frame["kind"].isin(INSPECTION_KINDS)
+    if bad_kind.any():
+        raise ValueError(f"row {int(bad_kind.idxmax()) + 2}: kind {frame['kind'][bad_kind].iloc[0]!r}: expected one "
+                         f"of {', '.join(INSPECTION_KINDS)}")
+    known = set(tables["enterprises"]["enterprise_id"].astype(str))
+    unknown = ~frame["enterprise_id"].isin(known)
+    if unknown.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(unknown)[:5])
+        raise ValueError(f"unknown enterprise_id {frame['enterprise_id'][unknown].iloc[0]!r} (rows {rows})")
+    roster = inspector_roster(tables)
+    ids = set() if roster is None else set(roster["inspector_id"].astype(str))
+    by_name: dict[str, list[str]] = {}
+    if roster is not None and "name" in roster:
+        for iid, name in zip(roster["inspector_id"].astype(str), roster["name"], strict=True):
+            if isinstance(name, str):
+                by_name.setdefault(name.strip(), []).append(iid)
+    teams = []
+    for row, cell in enumerate(frame["inspectors"].fillna("").astype(str)):
+        team = []
+        for part in [p.strip() for p in cell.replace("、", ";").replace(",", ";").split(";") if p.strip()]:
+            if part in ids:
+                team.append(part)
+            elif len(by_name.get(part, ())) == 1:
+                team.append(by_name[part][0])
+            else:
+                why = "names several inspectors" if len(by_name.get(part, ())) > 1 else "is not in the roster"
+                raise ValueError(f"row {row + 2}: inspector {part!r} {why}")
+        teams.append(";".join(team))
+    frame["inspectors"] = teams
+    frame["expected_finds"] = np.nan
+    for day, group in frame.groupby("date", sort=True):
+        features = build_features(tables, [day])
+        frame.loc[group.index, "expected_finds"] = visit_finds(
+            model, tables, day, group[["enterprise_id", "kind", "inspectors"]], team_size=team_size,
+            features=features).to_numpy()
+    return frame

@@ -502,6 +502,62 @@ def plan(
     write_plan(result, output_format, out)
 
 
+@app.command("plan-score")
+def plan_score(
+    file: Annotated[Path, typer.Argument(help="Draft plan (CSV, UTF-8 or GBK): enterprise_id, date, inspectors "
+                                         "(ids or names, ';' or '、' between them); optional kind.")],
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    db: DbOption = None,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Expected finds of a draft plan a planner edited by hand: per visit (for its enterprise, date and
+    inspectors) and in total, from the expected-finds champion (riskgrade train-finds --promote)."""
+    import pandas as pd
+
+    from features.contract import TABLES
+    from features.db import connect, database_url
+    from features.store import load_tables
+    from models import registry
+    from models.expected_finds import score_draft
+
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{file}: {_os_error(exc)}") from None
+    import io
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030", errors="strict")
+    try:
+        draft = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UsageError(f"{file}: not a CSV file ({exc})") from None
+    url = database_url(db)
+    engine = connect(url, create=False)
+    champion = registry.load_champion(mlflow_uri or _default_mlflow_uri(url), model_name=registry.FINDS_MODEL_NAME)
+    tables = load_tables(engine, [t.name for t in TABLES])
+    try:
+        scored = score_draft(champion.model, tables, draft)
+    except ValueError as exc:
+        raise UsageError(f"{file}: {exc}") from None
+    total = float(scored["expected_finds"].sum(skipna=True))
+    if output_format == "json":
+        out = scored.assign(date=scored["date"].dt.strftime("%Y-%m-%d"))
+        records = json.loads(out.to_json(orient="records", force_ascii=False))
+        typer.echo(json.dumps({"model": {"name": champion.name, "version": champion.version}, "visits": records,
+                               "total_expected_finds": total, "n_visits": len(scored)}, ensure_ascii=False))
+        return
+    shown = scored.assign(date=scored["date"].dt.strftime("%Y-%m-%d"),
+                          expected_finds=scored["expected_finds"].map(lambda v: "" if v != v else f"{v:.3f}"))
+    _print_frame(f"Draft plan {file.name}: expected finds (model {champion.name} version {champion.version})",
+                 shown[["enterprise_id", "date", "kind", "inspectors", "expected_finds"]])
+    console.print(f"total expected finds: {total:.2f} over {len(scored)} visits", highlight=False)
+
+
 def _check_format(output_format: str, out: Path | None, what: str, db: str | None = None) -> None:
     from scoring.cli.guards import SUFFIX_FORMATS, check_output
 
