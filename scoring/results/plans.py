@@ -163,9 +163,11 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
         from scoring.domain.planning import draw_inspectors, with_teams
 
         roster, history, conflicts = inputs
+        stringency = _stringency(engine, start, finds) if policy.planning.inspectors.staff_focused_by == \
+            "expected_finds" else None
         result = with_teams(result, draw_inspectors(result.items, roster, period=period, seed=chosen,
                                                     policy=policy.planning.inspectors, history=history,
-                                                    conflicts=conflicts))
+                                                    conflicts=conflicts, stringency=stringency))
     if finds is not None:
         result = _with_team_finds(result, finds, start, policy)
     run_id = source_run_id(limits)
@@ -218,6 +220,19 @@ def _finds_ranking(engine: sa.Engine, start: pd.Timestamp, limits: pd.DataFrame,
                           features=features)
     return _Finds(champion.model, champion.name, champion.version, frames, features,
                   pd.Series(typical.to_numpy(), index=visits["enterprise_id"], name="expected_hazards"))
+
+
+def _stringency(engine: sa.Engine, start: pd.Timestamp, finds: _Finds | None) -> dict[str, float]:
+    """Each inspector's stringency as of the period's first day (:func:`features.build.inspector_stringency`,
+    visits known before it), for staffing focused visits by expected finds."""
+    from features.build import inspector_stringency
+    from features.catalog import INSPECTOR_WINDOW_DAYS
+    from features.contract import TABLES
+    from features.store import load_tables
+
+    frames = finds.tables if finds is not None else load_tables(engine, [t.name for t in TABLES])
+    table = inspector_stringency(frames, [start], window_days=INSPECTOR_WINDOW_DAYS)
+    return {} if not len(table.columns) else {str(k): float(v) for k, v in table.iloc[:, 0].dropna().items()}
 
 
 def _with_team_finds(plan, finds: _Finds, start: pd.Timestamp, policy):
