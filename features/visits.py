@@ -19,7 +19,7 @@ from features.build import DEFAULT_SHRINKAGE_STRENGTH, as_of_index, build_featur
 from features.catalog import INSPECTOR_WINDOW_DAYS, Feature
 from features.inspectors import inspection_teams
 
-__all__ = ["VISIT_COLUMNS", "visit_examples"]
+__all__ = ["VISIT_COLUMNS", "enterprise_inspectors", "visit_examples"]
 
 VISIT_COLUMNS = ("enterprise_id", "as_of", "inspected_on", "kind", "department", "team_size", "team_stringency",
                  "hazards_found", "major_hazards_found")
@@ -77,3 +77,46 @@ def visit_examples(data: Mapping[str, pd.DataFrame], as_of_dates: object, *, hor
     joined = joined.set_index("inspection_id").sort_values(["as_of", "inspected_on"], kind="stable")
     own = list(VISIT_COLUMNS)
     return joined[own + [c for c in features.columns if c not in own]]
+
+
+def enterprise_inspectors(data: Mapping[str, pd.DataFrame], enterprise_id: str, as_of: object, *,
+                          months: int = 36, shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH) -> dict:
+    """Who inspected one enterprise in the ``months`` before ``as_of``, and what that does to its record (for
+    ``riskgrade explain``): ``visits`` (one row per visit, newest first: ``inspection_id, inspected_on, kind,
+    inspectors`` — ``;``-joined ids —, ``names``, ``team_stringency``, each inspector's stringency as of ``as_of``
+    averaged, an inspector with no known visit counting 1 —, ``hazards_found``) and the totals: ``hazards_found``,
+    ``mean_team_stringency`` (weighted by visit) and ``typical_team_hazards`` (what typical teams, stringency 1,
+    would have found: ``hazards_found / mean_team_stringency``). ``None`` when the data record no team."""
+    teams = inspection_teams(data)
+    if teams is None:
+        return None
+    day = as_of_index(as_of)[0]
+    inspections = data["inspections"]
+    mine = inspections[(inspections["enterprise_id"].astype(str) == str(enterprise_id))
+                       & (inspections["inspected_on"] < day)
+                       & (inspections["inspected_on"] >= day - pd.DateOffset(months=months))]
+    hazards = data.get("hazards")
+    found = (hazards[hazards["inspection_id"].notna()].groupby("inspection_id").size()
+             if hazards is not None else pd.Series(dtype=float))
+    stringency = inspector_stringency(data, [day], window_days=INSPECTOR_WINDOW_DAYS,
+                                      shrinkage_strength=shrinkage_strength)
+    known = stringency[day] if len(stringency.columns) else pd.Series(dtype=float)
+    roster = data.get("inspectors")
+    names = ({} if roster is None or "name" not in roster
+             else dict(zip(roster["inspector_id"].astype(str), roster["name"], strict=True)))
+    members = teams[teams["inspection_id"].isin(mine["inspection_id"])]
+    by_visit = members.groupby("inspection_id", sort=False)["inspector_id"].agg(list)
+    rows = []
+    for visit in mine.sort_values("inspected_on", ascending=False).itertuples(index=False):
+        team = [str(i) for i in by_visit.get(visit.inspection_id, [])]
+        values = [float(known[i]) if i in known.index and known[i] == known[i] else 1.0 for i in team]
+        rows.append({"inspection_id": visit.inspection_id, "inspected_on": visit.inspected_on, "kind": visit.kind,
+                     "inspectors": ";".join(team), "names": ";".join(str(names.get(i) or i) for i in team),
+                     "team_stringency": float(np.mean(values)) if values else np.nan,
+                     "hazards_found": int(found.get(visit.inspection_id, 0))})
+    visits = pd.DataFrame(rows, columns=["inspection_id", "inspected_on", "kind", "inspectors", "names",
+                                         "team_stringency", "hazards_found"])
+    total = int(visits["hazards_found"].sum())
+    mean = float(visits["team_stringency"].mean()) if visits["team_stringency"].notna().any() else np.nan
+    return {"visits": visits, "hazards_found": total, "mean_team_stringency": mean,
+            "typical_team_hazards": total / mean if mean == mean and mean > 0 else np.nan}

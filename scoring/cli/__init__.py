@@ -495,7 +495,8 @@ def plan(
                                policy_hash=hashed, capacity=month_capacity, seed=seed, tracking_uri=tracking)
         result = stored.plan
         err_console.print(f"plan {stored.plan_id} stored as version {stored.version} of {result.period}, a draft "
-                          f"(limits: {stored.limits_source})", highlight=False)
+                          f"(limits: {stored.limits_source}; risk-based visits ranked by {result.ranked_by})",
+                          highlight=False)
     else:
         result, _, _ = compute_plan(engine, period, policy=rules, capacity=month_capacity, seed=seed,
                                     tracking_uri=tracking)
@@ -852,11 +853,40 @@ def explain(
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    report = enterprise_report(connect(db, create=False), enterprise_id.strip(), as_of=day)
+    engine = connect(db, create=False)
+    report = enterprise_report(engine, enterprise_id.strip(), as_of=day)
+    inspectors = _explain_inspectors(engine, report)
     if output_format == "json":
-        write_json(report.to_json(), None)
+        from scoring.exports import json_records, json_value
+
+        out = report.to_json()
+        if inspectors is not None:
+            out["inspectors"] = {**{k: json_value(v) for k, v in inspectors.items() if k != "visits"},
+                                 "visits": json_records(inspectors["visits"])}
+        write_json(out, None)
         return
     _print_report(report)
+    if inspectors is not None:
+        visits = inspectors["visits"]
+        shown = visits.assign(inspected_on=visits["inspected_on"].dt.strftime("%Y-%m-%d"),
+                              team_stringency=visits["team_stringency"].map(lambda v: "" if v != v else f"{v:.2f}"))
+        _print_frame("Who inspected (执法人员) and how strict they are (stringency, 1 = typical)",
+                     shown[["inspected_on", "kind", "names", "team_stringency", "hazards_found"]])
+        mean = inspectors["mean_team_stringency"]
+        if mean == mean:
+            console.print(f"inspectors' contribution: {inspectors['hazards_found']} hazards found by teams of mean "
+                          f"stringency {mean:.2f}; typical teams would have found about "
+                          f"{inspectors['typical_team_hazards']:.1f}", highlight=False)
+
+
+def _explain_inspectors(engine, report) -> dict | None:
+    """Who inspected the enterprise in the three years before the report's date, with their stringency
+    (features.visits.enterprise_inspectors); None when the database records no team."""
+    from features.store import load_tables
+    from features.visits import enterprise_inspectors
+
+    frames = load_tables(engine, ["enterprises", "inspections", "hazards", "inspectors", "inspection_inspectors"])
+    return enterprise_inspectors(frames, report.enterprise["enterprise_id"], report.as_of)
 
 
 def _print_report(report) -> None:

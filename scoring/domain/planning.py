@@ -219,6 +219,8 @@ class Plan:
     records the digest)."""
     teams: pd.DataFrame | None = field(default=None, compare=False)
     """The inspector draw (:func:`draw_inspectors`, :attr:`InspectorDraw.teams`), when a roster was given."""
+    ranked_by: str = field(default="the expected_hazards given, else the probability", compare=False)
+    """What ranked the risk-based visits (said by the caller that computed it, e.g. the expected-finds model)."""
 
     def to_frame(self) -> pd.DataFrame:
         return self.items

@@ -172,10 +172,12 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
         result = _with_team_finds(result, finds, start, policy)
     run_id = source_run_id(limits)
     source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
-    source += "; risk-based visits ranked by " + (
+    import dataclasses
+
+    result = dataclasses.replace(result, ranked_by=(
         f"expected finds (model {finds.name} version {finds.version})" if finds is not None
         else "the adverse-outcome probability" + (" (no expected-finds champion registered)"
-                                                 if policy.planning.rank_by == "expected_finds" else ""))
+                                                 if policy.planning.rank_by == "expected_finds" else "")))
     return result, run_id, source
 
 
@@ -299,7 +301,8 @@ def generate_plan(engine: sa.Engine, period: str, *, by: str, policy, policy_has
         version = conn.execute(sa.select(plans.c.version).where(plans.c.plan_id == plan_id)).scalar_one()
         record_audit(conn, actor=actor, action="plan.generate", target_kind="plan", target_id=str(plan_id),
                      after={"period": result.period, "version": int(version), "seed": int(result.seed),
-                            "capacity": given, "n_items": len(result.items), "limits": source},
+                            "capacity": given, "n_items": len(result.items), "limits": source,
+                            "risk_ranked_by": result.ranked_by},
                      note=f"plan {result.period} version {version}")
         if given != default:
             record_audit(conn, actor=actor, action="plan.capacity", target_kind="plan", target_id=str(plan_id),

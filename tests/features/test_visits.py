@@ -43,3 +43,26 @@ def test_a_visit_without_a_recorded_team_has_no_stringency():
     no_team["inspections"] = no_team["inspections"].assign(inspectors=pd.NA)
     got = visit_examples(no_team, [pd.Timestamp("2023-04-01")], horizon_days=30, catalog=CATALOG)
     assert np.isnan(got.loc["I2", "team_stringency"])
+
+
+def test_who_inspected_an_enterprise_with_their_stringency_and_what_typical_teams_would_have_found():
+    from features.visits import enterprise_inspectors
+
+    data = world()
+    got = enterprise_inspectors(data, "E2", AS, shrinkage_strength=0.0)
+    visits = got["visits"]
+    # E2: I3 (C, stringency 1/3: found 1 where 3 were expected) then I2 (A, 1.5), newest first
+    assert list(visits["inspection_id"]) == ["I3", "I2"]
+    assert list(visits["inspectors"]) == ["C", "A"]
+    assert visits["team_stringency"].tolist() == pytest.approx([1 / 3, 1.5])
+    assert visits["hazards_found"].tolist() == [0, 2]  # the self-reported hazard is no visit's find
+    assert got["hazards_found"] == 2
+    assert got["mean_team_stringency"] == pytest.approx((1 / 3 + 1.5) / 2)
+    assert got["typical_team_hazards"] == pytest.approx(2 / ((1 / 3 + 1.5) / 2))
+    # only visits before the date, within the months asked for
+    assert enterprise_inspectors(data, "E2", pd.Timestamp("2023-04-15"))["visits"]["inspection_id"].tolist() == ["I2"]
+    assert enterprise_inspectors(data, "E2", AS, months=6)["visits"].empty
+    assert np.isnan(enterprise_inspectors(data, "E2", AS, months=6)["mean_team_stringency"])
+    without = {k: v for k, v in data.items() if k != "inspection_inspectors"}
+    without["inspections"] = without["inspections"].drop(columns="inspectors")
+    assert enterprise_inspectors(without, "E2", AS) is None  # no team recorded: nothing to say

@@ -114,10 +114,13 @@ def test_with_an_expected_finds_champion_the_plan_ranks_by_it_and_recomputes_fin
     assert policy.planning.rank_by == "expected_finds"  # the shipped policy file
 
     without = generate_plan(engine, PERIOD, by="李规划", policy=policy, tracking_uri=no_mlflow(tmp_path))
-    assert "ranked by the adverse-outcome probability (no expected-finds champion registered)" in \
-        without.limits_source
+    assert without.plan.ranked_by == "the adverse-outcome probability (no expected-finds champion registered)"
     made = generate_plan(engine, PERIOD, by="李规划", policy=policy, tracking_uri=uri)
-    assert f"ranked by expected finds (model {registry.FINDS_MODEL_NAME} version 7)" in made.limits_source
+    assert made.plan.ranked_by == f"expected finds (model {registry.FINDS_MODEL_NAME} version 7)"
+    from scoring.results.audit import audit_frame
+
+    logged = audit_frame(engine, action="plan.generate")
+    assert logged["after"].astype(str).str.contains("expected finds").sum() == 1
 
     items = made.plan.items
     risk = items[items["stages"].str.contains("risk")]

@@ -100,3 +100,16 @@ def test_cli_prints_every_visit_and_the_total(scored_world, db_url, tmp_path, ca
         main()
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "no column 'inspectors'" in err and "Traceback" not in err
+
+
+def test_explain_names_who_inspected_and_the_inspectors_contribution(scored_world, db_url):
+    _, tables, _ = scored_world
+    links = tables["inspection_inspectors"].merge(tables["inspections"], on="inspection_id")
+    eid = str(links.sort_values("inspected_on")["enterprise_id"].iloc[-1])
+    result = runner.invoke(app, ["explain", eid, "--as-of", str(AS_OF), "--format", "json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    inspectors = json.loads(result.stdout)["inspectors"]
+    assert inspectors["visits"] and all(v["names"] for v in inspectors["visits"])
+    assert inspectors["hazards_found"] == sum(v["hazards_found"] for v in inspectors["visits"])
+    table = runner.invoke(app, ["explain", eid, "--as-of", str(AS_OF), "--db", db_url])
+    assert table.exit_code == 0 and "inspectors' contribution" in table.stdout
