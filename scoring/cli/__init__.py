@@ -1175,6 +1175,8 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the draws and the training.")] = 1,
     history_months: Annotated[int, typer.Option("--history-months", min=24,
                               help="Months of today's practice simulated before the planner takes over.")] = 36,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Several seeds, e.g. 1,2,3,4: every arm's mean "
+                     "and range over them, and the targets (replaces --seed).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     policy: PolicyOption = None,
 ) -> None:
@@ -1189,6 +1191,37 @@ def simulate(
 
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
+    if seeds is not None:
+        try:
+            chosen = [int(part) for part in seeds.split(",") if part.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected whole numbers separated by commas, got {seeds!r}",
+                                     param_hint="--seeds") from None
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise typer.BadParameter(f"expected distinct seeds, got {seeds!r}", param_hint="--seeds")
+        from scoring.domain.simulate import across_seeds
+
+        rules = load_policy(policy)
+        results = {}
+        for one in chosen:
+            err_console.print(f"[dim]seed {one}[/]", highlight=False)
+            results[one] = closed_loop(rules, enterprises=enterprises, history_months=history_months,
+                                       months=months, seed=one,
+                                       progress=lambda message: err_console.print(f"[dim]{message}[/]",
+                                                                                  highlight=False))
+        combined = across_seeds(results)
+        if output_format == "json":
+            sys.stdout.write(json.dumps(combined, ensure_ascii=False, indent=2) + "\n")
+            return
+        import pandas as pd
+
+        rows = [{"arm": arm, **{metric: "" if entry is None else
+                                f"{entry['mean']:.3f} ({entry['min']:.3f}–{entry['max']:.3f})"
+                                for metric, entry in values.items()}} for arm, values in combined["arms"].items()]
+        _print_frame(f"Closed loop over seeds {', '.join(map(str, chosen))}: mean (min–max)", pd.DataFrame(rows))
+        for name, target in combined["targets"].items():
+            console.print(f"• {name}: {target['value']} → {target['met']}", highlight=False)
+        return
     result = closed_loop(load_policy(policy), enterprises=enterprises, history_months=history_months,
                          months=months, seed=seed,
                          progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
