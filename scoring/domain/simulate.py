@@ -8,7 +8,10 @@ for ``months`` months and counts what the visits find and the accidents that hap
 - ``risk_based`` — this package's pipeline each month: features → calibrated probability (the models
   engineer's estimator, ``models.train.make_model``) → :func:`~scoring.domain.tiers.assign_tiers` (with the arm's
   own tier history) → :func:`~scoring.domain.supervision.supervision_limits` → :func:`~scoring.domain.planning.plan_inspections`
-  with expected hazards per visit from a Poisson gradient-boosting regressor trained on the same history;
+  with expected finds per visit from the production expected-finds model (``models.expected_finds``, a typical
+  team) trained on the same history;
+- ``oracle`` — the same planner, caps and capacity, ranking by each enterprise's true hazards present (the
+  simulator's truth): the ceiling of what these caps allow when only *whom* is chosen;
 - ``random`` — the same capacity per department spent on enterprises drawn uniformly among those the caps,
   spacing and quiet period allow a counted visit (the same limits as the risk-based arm's);
 - ``equal_frequency`` — the same capacity, same limits, on the enterprises visited longest ago (never first);
@@ -69,18 +72,6 @@ def hazards_per_visit_targets(tables: Mapping[str, pd.DataFrame], index: pd.Mult
     totals = rows.groupby(["enterprise_id", "as_of"])[["visit", "found"]].sum()
     totals = totals.reindex(pd.MultiIndex.from_frame(keys), fill_value=0)
     return totals.rename(columns={"visit": "inspections", "found": "hazards"})
-
-
-def _fit_hazards_regressor(features: pd.DataFrame, targets: pd.DataFrame, seed: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    seen = targets["inspections"].to_numpy() > 0
-    X = features.loc[seen]
-    y = (targets["hazards"] / targets["inspections"]).to_numpy()[seen]
-    model = HistGradientBoostingRegressor(loss="poisson", learning_rate=0.05, max_iter=150, max_leaf_nodes=15,
-                                          min_samples_leaf=40, categorical_features="from_dtype",
-                                          random_state=seed)
-    return model.fit(X, y, sample_weight=targets["inspections"].to_numpy()[seen])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,13 +266,13 @@ def closed_loop(
 
     risk_model = clone(make_model(model_kind, training)).set_params(calibration_as_of=dates[-1]).fit(
         features.loc[known, columns], labels["label"][known].astype(int).to_numpy())
-    visit_horizon = 91
-    hazard_dates = [d for d in dates if d + pd.Timedelta(days=visit_horizon) < as_of] + [
-        as_of - pd.Timedelta(days=visit_horizon + 1)]
-    hazard_features = build_features(tables, sorted(set(hazard_dates)))
-    targets = hazards_per_visit_targets(tables, hazard_features.index, horizon_days=visit_horizon,
-                                        known_before=as_of)
-    hazards_model = _fit_hazards_regressor(hazard_features[columns], targets, seed)
+    # The production expected-finds model (models.expected_finds), as the nightly's plan uses it: trained on the
+    # visits of the history, predicting for a typical team; no simulation-only model.
+    from models.expected_finds import train_expected_finds
+
+    finds = train_expected_finds(tables, as_of, months=12, test_months=3, register=False,
+                                 params={"max_iter": min(200, training.boosting.max_iter)})
+    hazards_model = finds.model
 
     capacity = _capacity_like_today(tables, as_of, policy)
     say(f"capacity per month (today's counted visits): {dict(zip(capacity['department'], capacity['visits']))}")
@@ -310,7 +301,8 @@ def closed_loop(
                   "visit_kind": visit_kind, "monthly_capacity": int(capacity["visits"].sum())},
         capacity=capacity,
         model={"training_dates": [str(d.date()) for d in dates], "training_rows": int(known.sum()),
-               "hazards_training_rows": int((targets["inspections"] > 0).sum())},
+               "expected_finds_training_visits": int(finds.report["n_visits"]),
+               "expected_finds_backtest": finds.report["backtest"]},
     )
 
 
@@ -356,16 +348,20 @@ def _arm_orders(arm, sim, policy, risk_model, hazards_model, columns, capacity, 
 
     as_of = pd.Timestamp(sim.month)
     tables = sim.tables()
-    features = build_features(tables, [as_of])
+    everything = build_features(tables, [as_of])
     plannable = set(sim.enterprise_ids[sim.plannable])
-    features = features.loc[features.index.get_level_values("enterprise_id").isin(plannable), columns]
+    everything = everything.loc[everything.index.get_level_values("enterprise_id").isin(plannable)]
+    features = everything[columns]
     ids = features.index.get_level_values("enterprise_id").astype("str")
     scores = pd.DataFrame({"enterprise_id": ids, "probability": risk_model.predict_proba(features)[:, 1]})
     if arm == "oracle":  # the ceiling: the true stock of hazards present, under the same caps and capacity
         expected = sim.latent_hazards().reindex(ids).fillna(0.0)
         expected.index = ids
     else:
-        expected = pd.Series(hazards_model.predict(features), index=ids)
+        from models.expected_finds import expected_finds
+
+        expected = pd.Series(expected_finds(hazards_model, everything, kind=visit_kind,
+                                            team_size=policy.supervision.inspectors.min).to_numpy(), index=ids)
     past = pd.concat(history, ignore_index=True) if history else None
     tiers = assign_tiers(scores, tables, as_of=as_of, tiers=policy.tiers, overrides=policy.overrides,
                          history=past).tiers
