@@ -66,3 +66,23 @@ def test_who_inspected_an_enterprise_with_their_stringency_and_what_typical_team
     without = {k: v for k, v in data.items() if k != "inspection_inspectors"}
     without["inspections"] = without["inspections"].drop(columns="inspectors")
     assert enterprise_inspectors(without, "E2", AS) is None  # no team recorded: nothing to say
+
+
+def test_inspector_consistency_is_the_stringency_with_an_interval_and_flags():
+    from features.build import inspector_stringency
+    from features.visits import CONSISTENCY_COLUMNS, inspector_consistency
+
+    data = world()
+    for m in (0.0, 5.0):
+        got = inspector_consistency(data, AS, shrinkage_strength=m).set_index("inspector_id")
+        reference = inspector_stringency(data, [AS], shrinkage_strength=m)[AS]
+        assert got["stringency"].to_dict() == pytest.approx(reference.to_dict())  # the same definition
+    got = inspector_consistency(data, AS, shrinkage_strength=0.0).set_index("inspector_id")
+    assert list(got.reset_index().columns) == list(CONSISTENCY_COLUMNS)
+    # A: F 6, E 4 over 2 visits; C: F 1, E 3 (hand-worked in test_inspector_features)
+    assert got.loc["A", ["visits", "hazards_found", "hazards_expected"]].tolist() == [2, 6, 4]
+    assert got.loc["C", ["hazards_found", "hazards_expected"]].tolist() == [1, 3]
+    assert (got["low"] <= got["stringency"]).all() and (got["stringency"] <= got["high"]).all()
+    assert got.loc["C", "flag"] == "" and got.loc["A", "flag"] == ""  # two visits prove nothing at 95 %
+    assert inspector_consistency(data, AS, level=0.2).set_index("inspector_id").loc["C", "flag"] == "lenient"
+    assert inspector_consistency(data, pd.Timestamp("2020-01-01")).empty  # nothing known yet
