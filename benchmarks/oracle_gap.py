@@ -28,6 +28,8 @@ between worlds.
     .venv/bin/python benchmarks/oracle_gap.py                               # 20 000 × 5 years, seed 7
     .venv/bin/python benchmarks/oracle_gap.py --seeds 1,2,3,7 --json gap.json
     .venv/bin/python benchmarks/oracle_gap.py --enterprises 200000 --seeds 1 --no-truth-fits   # province scale
+    .venv/bin/python benchmarks/oracle_gap.py --seeds 1,2,3,4 --without-inspectors   # issue 16: the gaps without
+                                                                                     # the inspector features
 """
 
 from __future__ import annotations
@@ -140,9 +142,13 @@ def _truth_fit(features: pd.DataFrame, now: pd.Series, seed: int) -> pd.Series:
 
 
 def measure(n_enterprises: int, years: int, seed: int, start: date, config: TrainingConfig, labels_cfg,
-            truth_fits: bool = True) -> dict:
+            truth_fits: bool = True, inspectors: bool = True) -> dict:
     began = time.perf_counter()
     tables = generate_world(n_enterprises, years, seed, start=start)
+    if not inspectors:  # the same world with nobody recorded as inspecting: the inspector features are absent
+        tables = {name: frame for name, frame in tables.items()
+                  if name not in ("inspectors", "inspection_inspectors", "truth_inspectors")}
+        tables["inspections"] = tables["inspections"].drop(columns=["inspectors"], errors="ignore")
     day = pd.Timestamp(start.replace(year=start.year + years))
     horizon = int(labels_cfg["horizon_days"])
     options = {"horizon_days": horizon, "target": str(labels_cfg["target"]),
@@ -187,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-truth-fits", action="store_true",
                         help="skip the three truth-fit rungs (cross-fitted regressions: the slow part at province "
                              "scale)")
+    parser.add_argument("--without-inspectors", action="store_true",
+                        help="drop who inspected (issue 16's roster and links) from each world: the inspector "
+                             "features are then absent; compare the gaps with and without them")
     args = parser.parse_args(argv)
 
     mapping, source = read_policy_mapping(args.policy)
@@ -198,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         # slow a run down a hundredfold.
         with threadpool_limits(config.threads or None):
             result = measure(args.enterprises, args.years, seed, start, config, mapping["labels"],
-                             truth_fits=not args.no_truth_fits)
+                             truth_fits=not args.no_truth_fits, inspectors=not args.without_inspectors)
         results.append(result)
         print(f"seed {seed}: {result['test_rows']:,} test rows, {result['positives']:,} positive "
               f"({result['seconds']} s)", flush=True)

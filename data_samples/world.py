@@ -1178,6 +1178,19 @@ class WorldSimulator:
         )
         return as_canonical("enterprises", frame)
 
+    def latent_hazards(self) -> pd.Series:
+        """The truth an oracle would plan with: each enterprise's hazards present and not yet found now (general
+        and major), indexed by ``enterprise_id`` (``simulate``'s oracle arm; never a feature)."""
+        return pd.Series((self._latent_general + self._latent_major).astype(np.float64),
+                         index=pd.Index(self.enterprise_ids, name="enterprise_id"), name="latent_hazards")
+
+    def last_expected_accidents(self) -> float:
+        """Expected accidents (road traffic included) of the month last stepped, from the true accident
+        probabilities (noise-free: the sum of each operating enterprise's probability); NaN before any step."""
+        if not self._truth_chunks:
+            return float("nan")
+        return float(self._truth_chunks[-1]["accident_prob"].sum())
+
     def tables(self, *, consume: bool = False) -> dict[str, pd.DataFrame]:
         """Everything recorded by the bureau up to :attr:`horizon`, as canonical contract frames.
 

@@ -19,7 +19,7 @@ from features.build import DEFAULT_SHRINKAGE_STRENGTH, as_of_index, build_featur
 from features.catalog import INSPECTOR_WINDOW_DAYS, Feature
 from features.inspectors import inspection_teams
 
-__all__ = ["VISIT_COLUMNS", "visit_examples"]
+__all__ = ["CONSISTENCY_COLUMNS", "VISIT_COLUMNS", "enterprise_inspectors", "inspector_consistency", "visit_examples"]
 
 VISIT_COLUMNS = ("enterprise_id", "as_of", "inspected_on", "kind", "department", "team_size", "team_stringency",
                  "hazards_found", "major_hazards_found")
@@ -77,3 +77,110 @@ def visit_examples(data: Mapping[str, pd.DataFrame], as_of_dates: object, *, hor
     joined = joined.set_index("inspection_id").sort_values(["as_of", "inspected_on"], kind="stable")
     own = list(VISIT_COLUMNS)
     return joined[own + [c for c in features.columns if c not in own]]
+
+
+def enterprise_inspectors(data: Mapping[str, pd.DataFrame], enterprise_id: str, as_of: object, *,
+                          months: int = 36, shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH) -> dict:
+    """Who inspected one enterprise in the ``months`` before ``as_of``, and what that does to its record (for
+    ``riskgrade explain``): ``visits`` (one row per visit, newest first: ``inspection_id, inspected_on, kind,
+    inspectors`` — ``;``-joined ids —, ``names``, ``team_stringency``, each inspector's stringency as of ``as_of``
+    averaged, an inspector with no known visit counting 1 —, ``hazards_found``) and the totals: ``hazards_found``,
+    ``mean_team_stringency`` (weighted by visit) and ``typical_team_hazards`` (what typical teams, stringency 1,
+    would have found: ``hazards_found / mean_team_stringency``). ``None`` when the data record no team."""
+    teams = inspection_teams(data)
+    if teams is None:
+        return None
+    day = as_of_index(as_of)[0]
+    inspections = data["inspections"]
+    mine = inspections[(inspections["enterprise_id"].astype(str) == str(enterprise_id))
+                       & (inspections["inspected_on"] < day)
+                       & (inspections["inspected_on"] >= day - pd.DateOffset(months=months))]
+    hazards = data.get("hazards")
+    found = (hazards[hazards["inspection_id"].notna()].groupby("inspection_id").size()
+             if hazards is not None else pd.Series(dtype=float))
+    stringency = inspector_stringency(data, [day], window_days=INSPECTOR_WINDOW_DAYS,
+                                      shrinkage_strength=shrinkage_strength)
+    known = stringency[day] if len(stringency.columns) else pd.Series(dtype=float)
+    roster = data.get("inspectors")
+    names = ({} if roster is None or "name" not in roster
+             else dict(zip(roster["inspector_id"].astype(str), roster["name"], strict=True)))
+    members = teams[teams["inspection_id"].isin(mine["inspection_id"])]
+    by_visit = members.groupby("inspection_id", sort=False)["inspector_id"].agg(list)
+    rows = []
+    for visit in mine.sort_values("inspected_on", ascending=False).itertuples(index=False):
+        team = [str(i) for i in by_visit.get(visit.inspection_id, [])]
+        values = [float(known[i]) if i in known.index and known[i] == known[i] else 1.0 for i in team]
+        rows.append({"inspection_id": visit.inspection_id, "inspected_on": visit.inspected_on, "kind": visit.kind,
+                     "inspectors": ";".join(team), "names": ";".join(str(names.get(i) or i) for i in team),
+                     "team_stringency": float(np.mean(values)) if values else np.nan,
+                     "hazards_found": int(found.get(visit.inspection_id, 0))})
+    visits = pd.DataFrame(rows, columns=["inspection_id", "inspected_on", "kind", "inspectors", "names",
+                                         "team_stringency", "hazards_found"])
+    total = int(visits["hazards_found"].sum())
+    mean = float(visits["team_stringency"].mean()) if visits["team_stringency"].notna().any() else np.nan
+    return {"visits": visits, "hazards_found": total, "mean_team_stringency": mean,
+            "typical_team_hazards": total / mean if mean == mean and mean > 0 else np.nan}
+
+
+CONSISTENCY_COLUMNS = ("inspector_id", "name", "department", "visits", "hazards_found", "hazards_expected",
+                       "stringency", "low", "high", "flag")
+
+
+def inspector_consistency(data: Mapping[str, pd.DataFrame], as_of: object, *,
+                          window_days: int = INSPECTOR_WINDOW_DAYS,
+                          shrinkage_strength: float = DEFAULT_SHRINKAGE_STRENGTH,
+                          level: float = 0.95) -> pd.DataFrame:
+    """Each inspector's shrunk finding rate with its interval, for the bureau's review of enforcement quality
+    (执法质量评查): over the visits with a recorded team dated in ``[as_of - window_days, as_of)`` (and recorded
+    before ``as_of``), the hazards their visits found (``F``, linked by ``inspection_id`` and known before
+    ``as_of``), what the enterprises visited would yield (``E``: per visit its sector's hazards per team-recorded
+    visit), and ``stringency = (F + k) / (E + k)`` with ``k = m·E/n`` pseudo-hazards (``m`` the shrinkage
+    strength, ``n`` the visits) — :func:`features.build.inspector_stringency`'s definition. ``low``/``high``: the
+    ``level`` interval of the Gamma(F + k, E + k) posterior of the rate; ``flag``: ``lenient`` / ``strict`` when
+    the interval excludes 1, else empty. Sorted by stringency; an empty frame when no team is recorded."""
+    from scipy.stats import gamma
+
+    empty = pd.DataFrame(columns=list(CONSISTENCY_COLUMNS))
+    teams = inspection_teams(data)
+    hazards = data.get("hazards")
+    if teams is None or hazards is None:
+        return empty
+    day = as_of_index(as_of)[0]
+    inspections = data["inspections"]
+    known = inspections["recorded_on"] < day if "recorded_on" in inspections else True
+    visits = inspections[known & (inspections["inspected_on"] < day)
+                         & (inspections["inspected_on"] >= day - pd.Timedelta(days=window_days))]
+    visits = visits[visits["inspection_id"].isin(teams["inspection_id"])]
+    if visits.empty:
+        return empty
+    linked = hazards[hazards["inspection_id"].notna()]
+    if "recorded_on" in linked:
+        linked = linked[linked["recorded_on"] < day]
+    found = visits["inspection_id"].map(linked.groupby("inspection_id").size()).fillna(0.0).to_numpy()
+    sectors = data["enterprises"].drop_duplicates("enterprise_id").set_index("enterprise_id")["sector"]
+    sector = visits["enterprise_id"].map(sectors).fillna("").to_numpy()
+    per_visit = pd.DataFrame({"inspection_id": visits["inspection_id"].to_numpy(), "found": found,
+                              "sector": sector})
+    per_visit["expected"] = per_visit.groupby("sector")["found"].transform("mean")
+    members = teams.drop_duplicates().merge(per_visit, on="inspection_id")
+    sums = members.groupby("inspector_id").agg(visits=("inspection_id", "size"), hazards_found=("found", "sum"),
+                                               hazards_expected=("expected", "sum"))
+    k = shrinkage_strength * sums["hazards_expected"] / sums["visits"]
+    shape, rate = sums["hazards_found"] + k, sums["hazards_expected"] + k
+    out = sums.assign(stringency=np.where(rate > 0, shape / rate.where(rate > 0), 1.0))
+    tail = (1 - level) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["low"] = np.where(rate > 0, gamma.ppf(tail, np.maximum(shape, 1e-9)) / rate, np.nan)
+        out["high"] = np.where(rate > 0, gamma.ppf(1 - tail, np.maximum(shape, 1e-9)) / rate, np.nan)
+    out["flag"] = np.where(out["high"] < 1, "lenient", np.where(out["low"] > 1, "strict", ""))
+    roster = data.get("inspectors")
+    out = out.reset_index()
+    if roster is not None and len(roster):
+        info = roster.drop_duplicates("inspector_id").set_index(roster.drop_duplicates("inspector_id")[
+            "inspector_id"].astype(str))
+        out["name"] = out["inspector_id"].astype(str).map(info["name"] if "name" in info else pd.Series(dtype=str))
+        out["department"] = out["inspector_id"].astype(str).map(info["department"] if "department" in info
+                                                                else pd.Series(dtype=str))
+    else:
+        out["name"] = out["department"] = None
+    return out[list(CONSISTENCY_COLUMNS)].sort_values(["stringency", "inspector_id"], ignore_index=True)

@@ -1,4 +1,4 @@
-"""Expected finds: the hazards a visit by a given team finds at a given enterprise (issue 16, item 4 — started).
+"""Expected finds: the hazards a visit by a given team finds at a given enterprise (issue 16, item 4).
 
 :class:`ExpectedFindsRegressor` is a Poisson gradient-boosting regressor (scikit-learn
 ``HistGradientBoostingRegressor(loss="poisson")``) on the rows of :func:`features.visits.visit_examples`: the
@@ -7,13 +7,17 @@ its team (``team_stringency``, ``team_size``). Predicting for a typical team (st
 expected finds; for the team actually assigned, that team's. :func:`finds_backtest` compares models on a later
 time slice by Poisson deviance and by how well they rank the visits that found a major hazard.
 
-Not yet done (see the issue): MLflow logging and registration beside the risk model with its own gate, the nightly
-expected finds per enterprise, the plan ranking by them, and ``riskgrade plan score``.
+:func:`train_expected_finds` backtests, trains on every visit known before the as-of date, logs and registers the
+model in MLflow as ``riskgrade-expected-finds`` (beside the risk model, :mod:`models.registry`) and, when asked,
+lets it challenge that model's own champion on the same backtest (Poisson deviance, lower is better).
+:func:`expected_finds` predicts for enterprises' features and a team (default: a typical team, stringency 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.contract import INSPECTION_KINDS
 
-__all__ = ["ExpectedFindsRegressor", "TEAM_COLUMNS", "finds_backtest"]
+__all__ = ["ExpectedFindsRegressor", "FindsTraining", "TEAM_COLUMNS", "expected_finds", "finds_backtest",
+           "score_draft", "train_expected_finds", "training_dates", "visit_finds"]
 
 TEAM_COLUMNS = ("team_stringency", "team_size")
 _NOT_FEATURES = ("enterprise_id", "as_of", "inspected_on", "department", "hazards_found", "major_hazards_found")
@@ -102,3 +107,216 @@ def finds_backtest(visits: pd.DataFrame, split: pd.Timestamp, *, target: str = "
         rows.append({"model": name, "train_visits": len(train), "test_visits": len(test),
                      "poisson_deviance": mean_poisson_deviance(test[target], predicted), "major_auc": auc})
     return pd.DataFrame(rows).set_index("model")
+
+
+def expected_finds(model: ExpectedFindsRegressor, features: pd.DataFrame, *, kind: str = "routine",
+                   team_size: float | Sequence[float] = 2.0,
+                   team_stringency: float | Sequence[float] = 1.0) -> pd.Series:
+    """Expected hazards found by one visit of ``kind`` at each row of ``features`` (enterprises' point-in-time
+    features, :func:`features.build.build_features`, same index) by a team of ``team_size`` inspectors of mean
+    stringency ``team_stringency`` (scalars, or one value per row; default a typical team: stringency 1)."""
+    if kind not in INSPECTION_KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {', '.join(INSPECTION_KINDS)}")
+    frame = features.assign(kind=kind, team_size=np.asarray(team_size, dtype=float) * np.ones(len(features)),
+                            team_stringency=np.asarray(team_stringency, dtype=float) * np.ones(len(features)))
+    return pd.Series(model.predict(frame) if len(frame) else np.zeros(0), index=features.index,
+                     name="expected_finds")
+
+
+def training_dates(as_of: pd.Timestamp, *, horizon_days: int, months: int) -> pd.DatetimeIndex:
+    """The monthly as-of dates of the visits to learn from: the first days of the ``months`` months before
+    ``as_of`` whose visit window (``horizon_days``) closes by ``as_of`` — every outcome known on ``as_of``."""
+    as_of = pd.Timestamp(as_of).normalize()
+    last = (as_of - pd.Timedelta(days=horizon_days)).to_period("M").to_timestamp()
+    while last + pd.Timedelta(days=horizon_days) > as_of:
+        last -= pd.DateOffset(months=1)
+    return pd.date_range(end=last, periods=months, freq="MS")
+
+
+@dataclass
+class FindsTraining:
+    """What :func:`train_expected_finds` did: the final model, the backtest (with and without team, and the
+    champion's configuration on the same split), the report logged, the registered version and the promotion."""
+
+    model: ExpectedFindsRegressor
+    backtest: pd.DataFrame
+    report: dict[str, Any]
+    version: Any = None
+    promotion: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def train_expected_finds(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, *, horizon_days: int = 31,
+                         months: int = 24, test_months: int = 6, params: Mapping[str, Any] | None = None,
+                         tracking_uri: str | None = None, register: bool = True, promote: bool = False,
+                         progress: Callable[[str], None] | None = None) -> FindsTraining:
+    """Backtest (the last ``test_months`` of the ``months`` training dates held out), then fit on all of them,
+    log and register as ``riskgrade-expected-finds`` (``register``), and with ``promote`` move its champion alias
+    when the model beats the current champion's configuration re-fitted on the same split (Poisson deviance of
+    hazards found, lower is better). Only visits whose window closed before ``as_of`` are used."""
+    from features.visits import visit_examples
+
+    say = progress or (lambda message: None)
+    if not 0 < test_months < months:
+        raise ValueError(f"test_months must be between 1 and months - 1 ({months - 1}), got {test_months}")
+    as_of = pd.Timestamp(as_of).normalize()
+    dates = training_dates(as_of, horizon_days=horizon_days, months=months)
+    say(f"visits of {len(dates)} months {dates[0].date()} … {dates[-1].date()}")
+    visits = visit_examples(tables, dates, horizon_days=horizon_days)
+    if visits.empty:
+        raise ValueError(f"no visit recorded in the {months} months before {as_of.date()}: nothing to learn from")
+    split = dates[-test_months]
+    settings = dict(params or {})
+    models = {"with team": ExpectedFindsRegressor(**settings),
+              "without team": ExpectedFindsRegressor(use_team=False, **settings)}
+    champion = None
+    if promote:
+        from models import registry
+
+        try:
+            champion = registry.load_champion(tracking_uri, model_name=registry.FINDS_MODEL_NAME)
+        except Exception:  # noqa: BLE001 — no champion yet (or none loadable): the challenger needs no comparison
+            champion = None
+        if champion is not None:
+            from sklearn.base import clone
+
+            models["champion"] = clone(champion.model)
+    say(f"backtest: {int((visits['as_of'] < split).sum())} training, {int((visits['as_of'] >= split).sum())} "
+        f"test visits (split {split.date()})")
+    backtest = finds_backtest(visits, split, models=models)
+    say("fitting on every visit")
+    model = ExpectedFindsRegressor(**settings).fit(visits, visits["hazards_found"])
+    metrics = {f"{name.replace(' ', '_')}_{metric}": float(backtest.loc[name, metric])
+               for name in backtest.index for metric in ("poisson_deviance", "major_auc")}
+    report = {"as_of": as_of.date().isoformat(), "horizon_days": horizon_days, "months": months,
+              "test_months": test_months, "split": split.date().isoformat(), "n_visits": len(visits),
+              "backtest": backtest.reset_index().to_dict(orient="records"), "metrics": metrics}
+    result = FindsTraining(model=model, backtest=backtest, report=report)
+    if register:
+        from models import registry
+
+        version = registry.log_model_run(
+            model, kind="expected_finds", as_of=report["as_of"], params={**model.get_params(), "months": months,
+                                                                         "horizon_days": horizon_days},
+            metrics=metrics, report=report, input_example=visits.drop(columns=list(_NOT_FEATURES)),
+            tables={"backtest": backtest.reset_index()}, uri=tracking_uri, model_name=registry.FINDS_MODEL_NAME)
+        result.version = version
+        report["registered"] = {"name": version.name, "version": version.version}
+        if promote:
+            challenger_value = float(backtest.loc["with team", "poisson_deviance"])
+            champion_value = (float(backtest.loc["champion", "poisson_deviance"]) if "champion" in backtest.index
+                              else None)
+            result.promotion = registry.promote(version, challenger_value, champion_value,
+                                                metric="poisson_deviance", higher_is_better=False,
+                                                uri=tracking_uri)
+            report["promotion"] = result.promotion.to_dict()
+    return result
+
+
+def visit_finds(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp,
+                visits: pd.DataFrame, *, team_size: int = 2, features: pd.DataFrame | None = None) -> pd.Series:
+    """Expected hazards found by each visit of ``visits`` (``enterprise_id``, ``kind``; optional ``inspectors``,
+    ``;``-joined ids, and ``n_inspectors``) planned as of ``as_of``, from the enterprises' features as of that day
+    (``features``: :func:`features.build.build_features` of ``tables`` as of ``as_of``, computed when not given)
+    and the team: the mean stringency (:func:`features.build.inspector_stringency` as of ``as_of``; an inspector with
+    no known visit counts 1) of the inspectors named, else a typical team of ``n_inspectors`` (else ``team_size``).
+    Indexed like ``visits``; NaN for an enterprise without features on that day (not active)."""
+    from features.build import build_features, inspector_stringency
+    from features.catalog import INSPECTOR_WINDOW_DAYS
+
+    day = pd.Timestamp(as_of).normalize()
+    if features is None:
+        features = build_features(tables, [day])
+    own = features.xs(day, level="as_of") if isinstance(features.index, pd.MultiIndex) else features
+    own = own[~own.index.duplicated()]
+    eids = visits["enterprise_id"].astype(str)
+    known = eids.isin(own.index.astype(str))
+    rows = own.set_axis(own.index.astype(str)).reindex(eids.to_numpy())  # one row per visit (NaN: unknown)
+    size = (pd.to_numeric(visits["n_inspectors"], errors="coerce") if "n_inspectors" in visits
+            else pd.Series(np.nan, index=visits.index)).fillna(team_size).astype(float)
+    stringency = pd.Series(1.0, index=visits.index)
+    if "inspectors" in visits and visits["inspectors"].astype(str).str.len().gt(0).any():
+        table = inspector_stringency(tables, [day], window_days=INSPECTOR_WINDOW_DAYS)
+        known_s = table[day] if len(table.columns) else pd.Series(dtype=float)
+        for position, team in enumerate(visits["inspectors"].fillna("").astype(str)):
+            members = [m for m in team.split(";") if m and m != "nan"]
+            if members:
+                stringency.iloc[position] = float(np.mean([known_s.get(m, np.nan) if m in known_s.index
+                                                           else 1.0 for m in members]))
+                size.iloc[position] = float(len(members))
+    stringency = stringency.fillna(1.0)
+    out = pd.Series(np.nan, index=visits.index, name="expected_finds")
+    kinds = visits["kind"].astype(str)
+    for kind in kinds[known].unique():
+        if kind not in INSPECTION_KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {', '.join(INSPECTION_KINDS)}")
+        where = np.flatnonzero((known & (kinds == kind)).to_numpy())
+        block = rows.iloc[where]
+        out.iloc[where] = expected_finds(model, block, kind=kind, team_size=size.iloc[where].to_numpy(),
+                                         team_stringency=stringency.iloc[where].to_numpy()).to_numpy()
+    return out
+
+
+DRAFT_COLUMNS = ("enterprise_id", "date", "inspectors")
+"""The columns of a draft plan :func:`score_draft` scores (``kind`` optional, default routine)."""
+
+
+def score_draft(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame], draft: pd.DataFrame, *,
+                team_size: int = 2) -> pd.DataFrame:
+    """A draft plan a planner edited by hand (one row per visit: :data:`DRAFT_COLUMNS`, optional ``kind``), scored:
+    the draft with ``team_stringency`` and ``expected_finds`` (:func:`visit_finds` as of each visit's date: what is
+    known before that day). ``inspectors``: ``;``-separated ids of the roster, or names (resolved against the
+    roster when one inspector bears the name). Unknown enterprises or inspectors: :class:`ValueError` naming the
+    rows."""
+    from features.build import build_features
+    from features.inspectors import inspector_roster
+
+    missing = [c for c in DRAFT_COLUMNS if c not in draft.columns]
+    if missing:
+        raise ValueError(f"the draft plan has no column {missing[0]!r} (expected {', '.join(DRAFT_COLUMNS)}"
+                         f"; optional kind)")
+    frame = draft.reset_index(drop=True).copy()
+    frame["enterprise_id"] = frame["enterprise_id"].astype(str).str.strip()
+    days = pd.to_datetime(frame["date"], errors="coerce")
+    if days.isna().any():
+        raise ValueError(f"row {int(days.isna().idxmax()) + 2}: date {frame['date'][days.isna()].iloc[0]!r} is not "
+                         f"a date (YYYY-MM-DD)")
+    frame["date"] = days.dt.normalize()
+    frame["kind"] = (frame["kind"].fillna("").astype(str).str.strip().replace("", "routine") if "kind" in frame
+                     else "routine")
+    bad_kind = ~frame["kind"].isin(INSPECTION_KINDS)
+    if bad_kind.any():
+        raise ValueError(f"row {int(bad_kind.idxmax()) + 2}: kind {frame['kind'][bad_kind].iloc[0]!r}: expected one "
+                         f"of {', '.join(INSPECTION_KINDS)}")
+    known = set(tables["enterprises"]["enterprise_id"].astype(str))
+    unknown = ~frame["enterprise_id"].isin(known)
+    if unknown.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(unknown)[:5])
+        raise ValueError(f"unknown enterprise_id {frame['enterprise_id'][unknown].iloc[0]!r} (rows {rows})")
+    roster = inspector_roster(tables)
+    ids = set() if roster is None else set(roster["inspector_id"].astype(str))
+    by_name: dict[str, list[str]] = {}
+    if roster is not None and "name" in roster:
+        for iid, name in zip(roster["inspector_id"].astype(str), roster["name"], strict=True):
+            if isinstance(name, str):
+                by_name.setdefault(name.strip(), []).append(iid)
+    teams = []
+    for row, cell in enumerate(frame["inspectors"].fillna("").astype(str)):
+        team = []
+        for part in [p.strip() for p in cell.replace("、", ";").replace(",", ";").split(";") if p.strip()]:
+            if part in ids:
+                team.append(part)
+            elif len(by_name.get(part, ())) == 1:
+                team.append(by_name[part][0])
+            else:
+                why = "names several inspectors" if len(by_name.get(part, ())) > 1 else "is not in the roster"
+                raise ValueError(f"row {row + 2}: inspector {part!r} {why}")
+        teams.append(";".join(team))
+    frame["inspectors"] = teams
+    frame["expected_finds"] = np.nan
+    for day, group in frame.groupby("date", sort=True):
+        features = build_features(tables, [day])
+        frame.loc[group.index, "expected_finds"] = visit_finds(
+            model, tables, day, group[["enterprise_id", "kind", "inspectors"]], team_size=team_size,
+            features=features).to_numpy()
+    return frame

@@ -26,6 +26,7 @@ import pandas as pd
 from features.errors import NoChampionError
 
 MODEL_NAME = "riskgrade"
+FINDS_MODEL_NAME = "riskgrade-expected-finds"  # issue 16: hazards a visit by a given team finds (models.expected_finds)
 CHAMPION_ALIAS = "champion"
 EXPERIMENT = "riskgrade"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -107,8 +108,10 @@ def log_model_run(
     tables: Mapping[str, pd.DataFrame] = (),
     figures: Mapping[str, Any] = (),
     uri: str | None = None,
+    model_name: str = MODEL_NAME,
 ) -> RegisteredVersion:
-    """Log one trained model (parameters, metrics, report, tables, plots, the model) and register it.
+    """Log one trained model (parameters, metrics, report, tables, plots, the model) and register it as
+    ``model_name`` (the risk model, or :data:`FINDS_MODEL_NAME`: a regressor, logged with ``predict``).
 
     ``metrics`` is flattened to its numeric entries; ``report`` is logged whole as JSON; ``tables`` as CSV
     (the feature catalog, points table, …); ``figures`` are matplotlib figures.
@@ -116,7 +119,8 @@ def log_model_run(
     mlflow, resolved = _mlflow(uri)
 
     example = _plain_example(input_example)
-    signature = _signature(example)
+    regressor = model_name == FINDS_MODEL_NAME
+    signature = _signature(example, regressor=regressor)
     experiment_id = _experiment_id(mlflow, resolved)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} as of {as_of}") as run:
         mlflow.set_tags({"kind": kind, "as_of": as_of})
@@ -130,50 +134,52 @@ def log_model_run(
         info = mlflow.sklearn.log_model(
             model,
             name="model",
-            registered_model_name=MODEL_NAME,
+            registered_model_name=model_name,
             signature=signature,
             input_example=example,
             serialization_format="cloudpickle",
             pip_requirements=_pip_requirements(),
-            pyfunc_predict_fn="predict_proba",
+            pyfunc_predict_fn="predict" if regressor else "predict_proba",
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for key, value in {"kind": kind, "as_of": as_of, **{k: str(v) for k, v in _flat_numbers(metrics).items()}}.items():
-        client.set_model_version_tag(MODEL_NAME, version, key, str(value))
-    return RegisteredVersion(MODEL_NAME, version, run.info.run_id, kind)
+        client.set_model_version_tag(model_name, version, key, str(value))
+    return RegisteredVersion(model_name, version, run.info.run_id, kind)
 
 
-def champion_version(uri: str | None = None) -> RegisteredVersion | None:
-    """The version carrying the ``champion`` alias, or None."""
+def champion_version(uri: str | None = None, *, model_name: str = MODEL_NAME) -> RegisteredVersion | None:
+    """The version of ``model_name`` carrying the ``champion`` alias, or None."""
     mlflow, _ = _mlflow(uri)
     from mlflow.exceptions import MlflowException
 
     try:
-        found = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+        found = mlflow.MlflowClient().get_model_version_by_alias(model_name, CHAMPION_ALIAS)
     except MlflowException:
         return None
-    return RegisteredVersion(MODEL_NAME, str(found.version), found.run_id, found.tags.get("kind", ""))
+    return RegisteredVersion(model_name, str(found.version), found.run_id, found.tags.get("kind", ""))
 
 
-def load_champion(uri: str | None = None) -> ChampionModel:
-    """The champion model; :class:`~features.errors.NoChampionError` when no version carries the alias."""
+def load_champion(uri: str | None = None, *, model_name: str = MODEL_NAME) -> ChampionModel:
+    """The champion of ``model_name``; :class:`~features.errors.NoChampionError` when no version carries the
+    alias."""
     mlflow, resolved = _mlflow(uri)
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     try:
-        found = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+        found = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
     except MlflowException as exc:
+        command = "train-finds" if model_name == FINDS_MODEL_NAME else "train"
         raise NoChampionError(
-            f"no model {MODEL_NAME!r} carries the alias {CHAMPION_ALIAS!r} in {resolved}: "
-            "train one and promote it (riskgrade train --as-of DATE --promote)"
+            f"no model {model_name!r} carries the alias {CHAMPION_ALIAS!r} in {resolved}: "
+            f"train one and promote it (riskgrade {command} --as-of DATE --promote)"
         ) from exc
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")
+    model = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION_ALIAS}")
     tags = dict(found.tags)
     return ChampionModel(
         model=model,
-        name=MODEL_NAME,
+        name=model_name,
         version=str(found.version),
         run_id=found.run_id,
         kind=tags.get("kind", ""),
@@ -199,7 +205,7 @@ def promote(
     champion the challenger is promoted. Otherwise it must improve on the champion by at least
     ``min_improvement`` (lower is better when ``higher_is_better`` is False). The decision says why.
     """
-    current = champion_version(uri)
+    current = champion_version(uri, model_name=challenger.name)
     decision = decide_promotion(
         challenger.version,
         challenger_value,
@@ -212,8 +218,8 @@ def promote(
     if decision.promoted:
         mlflow, _ = _mlflow(uri)
         client = mlflow.MlflowClient()
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, challenger.version)
-        client.set_model_version_tag(MODEL_NAME, challenger.version, "promotion", decision.reason)
+        client.set_registered_model_alias(challenger.name, CHAMPION_ALIAS, challenger.version)
+        client.set_model_version_tag(challenger.name, challenger.version, "promotion", decision.reason)
     return decision
 
 
@@ -257,9 +263,9 @@ def decide_promotion(
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _signature(example: pd.DataFrame):
+def _signature(example: pd.DataFrame, *, regressor: bool = False):
     """Every feature optional (an absent table leaves its features empty), numbers as double, text as string;
-    the output is the two-column probability matrix of ``predict_proba``."""
+    the output is the two-column probability matrix of ``predict_proba`` (a regressor: one number per row)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -267,7 +273,7 @@ def _signature(example: pd.DataFrame):
         ColSpec("double" if pd.api.types.is_float_dtype(example[name]) else "string", name, required=False)
         for name in example.columns
     ])
-    outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2))])
+    outputs = Schema([TensorSpec(np.dtype("float64"), (-1,) if regressor else (-1, 2))])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

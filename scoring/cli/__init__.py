@@ -333,6 +333,65 @@ def train(
         write_json(json.loads(json.dumps(summary, default=str)), report, what="report", say=console.print)
 
 
+@app.command("train-finds")
+def train_finds(
+    as_of: Annotated[str, typer.Option("--as-of", help="Day of training, YYYY-MM-DD: only visits whose window "
+                                       "closed before it.")],
+    months: Annotated[int, typer.Option("--months", min=2, help="Months of visits to learn from.")] = 24,
+    test_months: Annotated[int, typer.Option("--test-months", min=1, help="Last months held out for the "
+                                             "backtest.")] = 6,
+    promote: Annotated[bool, typer.Option("--promote", help="Let the model challenge the expected-finds "
+                                          "champion (Poisson deviance on the same backtest).")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the metrics as JSON to FILE.json.")] = None,
+    db: DbOption = None,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Backtest, train, log to MLflow and optionally promote the expected-finds model (hazards a visit by a given
+    team finds; issue 16), registered as 'riskgrade-expected-finds' beside the risk model."""
+    import json
+
+    from features.db import connect, database_url
+    from features.store import load_tables
+    from models.expected_finds import train_expected_finds
+    from scoring.cli.guards import check_output
+
+    day = _parse_date(as_of, "--as-of")
+    if test_months >= months:
+        raise typer.BadParameter(f"must be less than --months ({months}), got {test_months}",
+                                 param_hint="--test-months")
+    check_output(report, "json", db_url=db, option="--report")
+    url = database_url(db)
+    engine = connect(url, create=False)
+    tables = load_tables(engine, _contract_tables())
+    try:
+        result = train_expected_finds(
+            tables, pd_timestamp(day), months=months, test_months=test_months,
+            tracking_uri=mlflow_uri or _default_mlflow_uri(url), promote=promote,
+            progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    backtest = result.backtest.reset_index()
+    for column in ("poisson_deviance", "major_auc"):
+        backtest[column] = backtest[column].map(lambda v: "" if v != v else f"{v:.4f}")
+    _print_frame(f"Expected finds: backtest as of {day} (split {result.report['split']})", backtest)
+    if result.version is not None:
+        console.print(f"registered model {result.version.name!r}: version {result.version.version}",
+                      highlight=False)
+    if result.promotion is not None:
+        console.print(("[green]promoted[/]: " if result.promotion.promoted else "[yellow]not promoted[/]: ")
+                      + result.promotion.reason, highlight=False)
+    if report is not None:
+        from scoring.exports import write_json
+
+        write_json(json.loads(json.dumps(result.report, default=str)), report, what="report", say=console.print)
+
+
+def pd_timestamp(day: date):
+    import pandas as pd
+
+    return pd.Timestamp(day)
+
+
 def _training_tables(engine, url: str, config):
     """``(tables, sample)`` of a stratified sample read partition by partition when the database holds more
     enterprises than ``[training] sample_enterprises``; ``(None, None)`` otherwise (the whole tables are read)."""
@@ -436,11 +495,68 @@ def plan(
                                policy_hash=hashed, capacity=month_capacity, seed=seed, tracking_uri=tracking)
         result = stored.plan
         err_console.print(f"plan {stored.plan_id} stored as version {stored.version} of {result.period}, a draft "
-                          f"(limits: {stored.limits_source})", highlight=False)
+                          f"(limits: {stored.limits_source}; risk-based visits ranked by {result.ranked_by})",
+                          highlight=False)
     else:
         result, _, _ = compute_plan(engine, period, policy=rules, capacity=month_capacity, seed=seed,
                                     tracking_uri=tracking)
     write_plan(result, output_format, out)
+
+
+@app.command("plan-score")
+def plan_score(
+    file: Annotated[Path, typer.Argument(help="Draft plan (CSV, UTF-8 or GBK): enterprise_id, date, inspectors "
+                                         "(ids or names, ';' or '、' between them); optional kind.")],
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    db: DbOption = None,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Expected finds of a draft plan a planner edited by hand: per visit (for its enterprise, date and
+    inspectors) and in total, from the expected-finds champion (riskgrade train-finds --promote)."""
+    import pandas as pd
+
+    from features.contract import TABLES
+    from features.db import connect, database_url
+    from features.store import load_tables
+    from models import registry
+    from models.expected_finds import score_draft
+
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{file}: {_os_error(exc)}") from None
+    import io
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030", errors="strict")
+    try:
+        draft = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UsageError(f"{file}: not a CSV file ({exc})") from None
+    url = database_url(db)
+    engine = connect(url, create=False)
+    champion = registry.load_champion(mlflow_uri or _default_mlflow_uri(url), model_name=registry.FINDS_MODEL_NAME)
+    tables = load_tables(engine, [t.name for t in TABLES])
+    try:
+        scored = score_draft(champion.model, tables, draft)
+    except ValueError as exc:
+        raise UsageError(f"{file}: {exc}") from None
+    total = float(scored["expected_finds"].sum(skipna=True))
+    if output_format == "json":
+        out = scored.assign(date=scored["date"].dt.strftime("%Y-%m-%d"))
+        records = json.loads(out.to_json(orient="records", force_ascii=False))
+        typer.echo(json.dumps({"model": {"name": champion.name, "version": champion.version}, "visits": records,
+                               "total_expected_finds": total, "n_visits": len(scored)}, ensure_ascii=False))
+        return
+    shown = scored.assign(date=scored["date"].dt.strftime("%Y-%m-%d"),
+                          expected_finds=scored["expected_finds"].map(lambda v: "" if v != v else f"{v:.3f}"))
+    _print_frame(f"Draft plan {file.name}: expected finds (model {champion.name} version {champion.version})",
+                 shown[["enterprise_id", "date", "kind", "inspectors", "expected_finds"]])
+    console.print(f"total expected finds: {total:.2f} over {len(scored)} visits", highlight=False)
 
 
 def _check_format(output_format: str, out: Path | None, what: str, db: str | None = None) -> None:
@@ -737,11 +853,40 @@ def explain(
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
     day = _parse_date(as_of, "--as-of") if as_of else None
-    report = enterprise_report(connect(db, create=False), enterprise_id.strip(), as_of=day)
+    engine = connect(db, create=False)
+    report = enterprise_report(engine, enterprise_id.strip(), as_of=day)
+    inspectors = _explain_inspectors(engine, report)
     if output_format == "json":
-        write_json(report.to_json(), None)
+        from scoring.exports import json_records, json_value
+
+        out = report.to_json()
+        if inspectors is not None:
+            out["inspectors"] = {**{k: json_value(v) for k, v in inspectors.items() if k != "visits"},
+                                 "visits": json_records(inspectors["visits"])}
+        write_json(out, None)
         return
     _print_report(report)
+    if inspectors is not None:
+        visits = inspectors["visits"]
+        shown = visits.assign(inspected_on=visits["inspected_on"].dt.strftime("%Y-%m-%d"),
+                              team_stringency=visits["team_stringency"].map(lambda v: "" if v != v else f"{v:.2f}"))
+        _print_frame("Who inspected (执法人员) and how strict they are (stringency, 1 = typical)",
+                     shown[["inspected_on", "kind", "names", "team_stringency", "hazards_found"]])
+        mean = inspectors["mean_team_stringency"]
+        if mean == mean:
+            console.print(f"inspectors' contribution: {inspectors['hazards_found']} hazards found by teams of mean "
+                          f"stringency {mean:.2f}; typical teams would have found about "
+                          f"{inspectors['typical_team_hazards']:.1f}", highlight=False)
+
+
+def _explain_inspectors(engine, report) -> dict | None:
+    """Who inspected the enterprise in the three years before the report's date, with their stringency
+    (features.visits.enterprise_inspectors); None when the database records no team."""
+    from features.store import load_tables
+    from features.visits import enterprise_inspectors
+
+    frames = load_tables(engine, ["enterprises", "inspections", "hazards", "inspectors", "inspection_inspectors"])
+    return enterprise_inspectors(frames, report.enterprise["enterprise_id"], report.as_of)
 
 
 def _print_report(report) -> None:
@@ -1030,6 +1175,8 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the draws and the training.")] = 1,
     history_months: Annotated[int, typer.Option("--history-months", min=24,
                               help="Months of today's practice simulated before the planner takes over.")] = 36,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Several seeds, e.g. 1,2,3,4: every arm's mean "
+                     "and range over them, and the targets (replaces --seed).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     policy: PolicyOption = None,
 ) -> None:
@@ -1044,6 +1191,37 @@ def simulate(
 
     if output_format not in ("table", "json"):
         raise typer.BadParameter(f"expected table or json, got {output_format!r}", param_hint="--format")
+    if seeds is not None:
+        try:
+            chosen = [int(part) for part in seeds.split(",") if part.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected whole numbers separated by commas, got {seeds!r}",
+                                     param_hint="--seeds") from None
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise typer.BadParameter(f"expected distinct seeds, got {seeds!r}", param_hint="--seeds")
+        from scoring.domain.simulate import across_seeds
+
+        rules = load_policy(policy)
+        results = {}
+        for one in chosen:
+            err_console.print(f"[dim]seed {one}[/]", highlight=False)
+            results[one] = closed_loop(rules, enterprises=enterprises, history_months=history_months,
+                                       months=months, seed=one,
+                                       progress=lambda message: err_console.print(f"[dim]{message}[/]",
+                                                                                  highlight=False))
+        combined = across_seeds(results)
+        if output_format == "json":
+            sys.stdout.write(json.dumps(combined, ensure_ascii=False, indent=2) + "\n")
+            return
+        import pandas as pd
+
+        rows = [{"arm": arm, **{metric: "" if entry is None else
+                                f"{entry['mean']:.3f} ({entry['min']:.3f}–{entry['max']:.3f})"
+                                for metric, entry in values.items()}} for arm, values in combined["arms"].items()]
+        _print_frame(f"Closed loop over seeds {', '.join(map(str, chosen))}: mean (min–max)", pd.DataFrame(rows))
+        for name, target in combined["targets"].items():
+            console.print(f"• {name}: {target['value']} → {target['met']}", highlight=False)
+        return
     result = closed_loop(load_policy(policy), enterprises=enterprises, history_months=history_months,
                          months=months, seed=seed,
                          progress=lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))

@@ -62,6 +62,7 @@ __all__ = [
     "pool_digest",
     "redraw",
     "InspectorDrawPolicy",
+    "choose_team",
     "InspectorDraw",
     "draw_inspectors",
     "eligible_inspectors",
@@ -69,6 +70,9 @@ __all__ = [
     "with_teams",
 ]
 
+
+RANK_BY = ("expected_finds", "probability")
+STAFF_FOCUSED_BY = ("random", "expected_finds")
 
 # ---------------------------------------------------------------------------------------------
 # Policy section [planning]
@@ -98,8 +102,14 @@ class InspectorDrawPolicy:
 
     avoid_repeat_days: int = 365  # 回避: nobody who inspected the same enterprise within this many days
     monthly_workload: int = 16  # visits one inspector may be given in a month's plan
+    # Focused (high-tier) visits: "random" (drawn like every visit) or "expected_finds" (the eligible team expected
+    # to find most: the most stringent inspectors, :func:`choose_team`). Random-stage visits are always drawn.
+    staff_focused_by: str = "random"
 
     def validate(self) -> None:
+        if self.staff_focused_by not in STAFF_FOCUSED_BY:
+            raise ValueError(("staff_focused_by", f"expected one of {', '.join(STAFF_FOCUSED_BY)}, got "
+                                                  f"{self.staff_focused_by!r}"))
         if self.avoid_repeat_days < 0:
             raise ValueError(("avoid_repeat_days", f"expected 0 or more days, got {self.avoid_repeat_days!r}"))
         if self.monthly_workload < 1:
@@ -118,8 +128,13 @@ class PlanningPolicy:
     sector_department: Mapping[str, str]
     capacity: Mapping[str, int]
     inspectors: InspectorDrawPolicy = field(default_factory=InspectorDrawPolicy)
+    # What ranks risk-based visits: "expected_finds" (the expected-finds champion, models.expected_finds, for a
+    # typical team; the adverse-outcome probability when no such champion is registered) or "probability".
+    rank_by: str = "probability"
 
     def validate(self) -> None:
+        if self.rank_by not in RANK_BY:
+            raise ValueError(("rank_by", f"expected one of {', '.join(RANK_BY)}, got {self.rank_by!r}"))
         for i, tier in enumerate(self.fill_tiers):
             if tier not in TIERS:
                 raise ValueError((f"fill_tiers[{i}]", f"expected one of {', '.join(TIERS)}, got {tier!r}"))
@@ -204,6 +219,8 @@ class Plan:
     records the digest)."""
     teams: pd.DataFrame | None = field(default=None, compare=False)
     """The inspector draw (:func:`draw_inspectors`, :attr:`InspectorDraw.teams`), when a roster was given."""
+    ranked_by: str = field(default="the expected_hazards given, else the probability", compare=False)
+    """What ranked the risk-based visits (said by the caller that computed it, e.g. the expected-finds model)."""
 
     def to_frame(self) -> pd.DataFrame:
         return self.items
@@ -681,13 +698,35 @@ def redraw_team(pools: Mapping[str, Sequence[str]], *, seed: int, period: str, e
     return team
 
 
+def choose_team(pools: Mapping[str, Sequence[str]], stringency: Mapping[str, float], *, k: int) -> list[str]:
+    """The team a focused visit gets when staffed by expected finds: from the same pools as the draw, first the
+    most stringent inspector of each department, then the most stringent of the rest (an inspector with no known
+    stringency counts 1; ties by inspector_id). Expected finds rise with the team's stringency
+    (:mod:`models.expected_finds`), so this is the eligible team expected to find most."""
+    def key(inspector: str) -> tuple[float, str]:
+        value = stringency.get(inspector, 1.0)
+        return (-(1.0 if value is None or value != value else float(value)), inspector)
+
+    team: list[str] = []
+    for department, pool in pools.items():
+        candidates = sorted((i for i in pool if i not in team), key=key)
+        if not candidates:
+            raise ValueError(f"department {department} has nobody left")
+        team.append(candidates[0])
+    rest = sorted({i for pool in pools.values() for i in pool} - set(team), key=key)
+    if k - len(team) > len(rest):
+        raise ValueError(f"the pools hold {len(rest) + len(team)} inspectors, the visit needs {k}")
+    return team + rest[:max(k - len(team), 0)]
+
+
 def _pool_lines(pools: Mapping[str, Sequence[str]]) -> list[str]:
     return [f"{department}|{inspector}" for department, pool in pools.items() for inspector in pool]
 
 
 def draw_inspectors(items: pd.DataFrame, roster: pd.DataFrame, *, period: str, seed: int,
                     policy: InspectorDrawPolicy, history: pd.DataFrame | None = None,
-                    conflicts: pd.DataFrame | None = None) -> InspectorDraw:
+                    conflicts: pd.DataFrame | None = None,
+                    stringency: Mapping[str, float] | None = None) -> InspectorDraw:
     """Draw the inspectors of every visit of a plan (the second random of 双随机), pure and seeded.
 
     ``items``: the plan's visits (``priority, enterprise_id, departments`` — ``;``-joined —, ``n_inspectors``),
@@ -699,7 +738,10 @@ def draw_inspectors(items: pd.DataFrame, roster: pd.DataFrame, *, period: str, s
     by 回避 (a visit to the enterprise within ``policy.avoid_repeat_days`` before the period, or a declared
     conflict) and have not reached ``policy.monthly_workload`` visits in this plan; :func:`redraw_team` draws
     ``n_inspectors`` of them (at least one per department). A visit whose pools cannot give that is left unstaffed
-    with the reason — never staffed with fewer, or with someone the rules exclude."""
+    with the reason — never staffed with fewer, or with someone the rules exclude.
+
+    With ``policy.staff_focused_by = "expected_finds"`` and each inspector's ``stringency`` given, a visit of
+    ``kind`` focused gets :func:`choose_team` from the same pools instead (same rules, deterministic)."""
     start, end = parse_period(period)
     period_text = start.strftime("%Y-%m")
     eligible = eligible_inspectors(roster, start, end)
@@ -723,7 +765,10 @@ def draw_inspectors(items: pd.DataFrame, roster: pd.DataFrame, *, period: str, s
                       f"{policy.avoid_repeat_days} days, workload {policy.monthly_workload}) 无可选派执法人员")
         elif len(members) < k:
             reason = (f"only {len(members)} eligible inspectors for a visit of {k} 可选派执法人员不足")
-        team = [] if reason else redraw_team(pools, seed=seed, period=period_text, enterprise_id=eid, k=k)
+        chosen = (policy.staff_focused_by == "expected_finds" and stringency is not None
+                  and getattr(item, "kind", "") == "focused")
+        team = [] if reason else (choose_team(pools, stringency, k=k) if chosen else
+                                  redraw_team(pools, seed=seed, period=period_text, enterprise_id=eid, k=k))
         for inspector in team:
             load[inspector] = load.get(inspector, 0) + 1
         pools_of[int(item.priority)] = pools

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -152,19 +153,105 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
     start, _ = parse_period(period)
     chosen = default_seed(period) if seed is None else int(seed)
     limits = tables.current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)  # (patchable in tests)
+    finds = _finds_ranking(engine, start, limits, policy, tracking_uri) if policy.planning.rank_by == \
+        "expected_finds" else None
     result = plan_inspections(limits, _capacity_mapping(capacity, policy), period,
-                              supervision=policy.supervision, planning=policy.planning, seed=chosen)
+                              supervision=policy.supervision, planning=policy.planning, seed=chosen,
+                              expected_hazards=None if finds is None else finds.typical)
     inputs = inspector_inputs(engine)
     if inputs is not None:
         from scoring.domain.planning import draw_inspectors, with_teams
 
         roster, history, conflicts = inputs
+        stringency = _stringency(engine, start, finds) if policy.planning.inspectors.staff_focused_by == \
+            "expected_finds" else None
         result = with_teams(result, draw_inspectors(result.items, roster, period=period, seed=chosen,
                                                     policy=policy.planning.inspectors, history=history,
-                                                    conflicts=conflicts))
+                                                    conflicts=conflicts, stringency=stringency))
+    if finds is not None:
+        result = _with_team_finds(result, finds, start, policy)
     run_id = source_run_id(limits)
     source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
+    import dataclasses
+
+    result = dataclasses.replace(result, ranked_by=(
+        f"expected finds (model {finds.name} version {finds.version})" if finds is not None
+        else "the adverse-outcome probability" + (" (no expected-finds champion registered)"
+                                                 if policy.planning.rank_by == "expected_finds" else "")))
     return result, run_id, source
+
+
+@dataclass(frozen=True)
+class _Finds:
+    model: Any
+    name: str
+    version: str
+    tables: Mapping[str, pd.DataFrame]
+    features: pd.DataFrame
+    typical: pd.Series  # expected finds of a visit by a typical team, per enterprise_id
+
+
+def _finds_ranking(engine: sa.Engine, start: pd.Timestamp, limits: pd.DataFrame, policy,
+                   tracking_uri: str | None) -> _Finds | None:
+    """The expected-finds champion's finds per enterprise for a typical team (``[supervision.inspectors] min``
+    inspectors of stringency 1; a focused visit for the high tier, routine otherwise), as of the period's first
+    day; None when no expected-finds champion is registered."""
+    from pathlib import Path
+
+    from features.build import build_features
+    from features.errors import NoChampionError
+    from features.store import load_tables
+    from models import registry
+    from models.expected_finds import visit_finds
+
+    uri = registry.tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
+            and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None  # no MLflow store: not created, and no champion in it
+    try:
+        champion = registry.load_champion(uri, model_name=registry.FINDS_MODEL_NAME)
+    except NoChampionError:
+        return None
+    from features.contract import TABLES
+
+    frames = load_tables(engine, [t.name for t in TABLES])
+    features = build_features(frames, [start])
+    visits = pd.DataFrame({"enterprise_id": limits["enterprise_id"].astype(str).to_numpy(),
+                           "kind": np.where(limits["final_tier"].astype(str) == "high", "focused", "routine")})
+    typical = visit_finds(champion.model, frames, start, visits, team_size=policy.supervision.inspectors.min,
+                          features=features)
+    return _Finds(champion.model, champion.name, champion.version, frames, features,
+                  pd.Series(typical.to_numpy(), index=visits["enterprise_id"], name="expected_hazards"))
+
+
+def _stringency(engine: sa.Engine, start: pd.Timestamp, finds: _Finds | None) -> dict[str, float]:
+    """Each inspector's stringency as of the period's first day (:func:`features.build.inspector_stringency`,
+    visits known before it), for staffing focused visits by expected finds."""
+    from features.build import inspector_stringency
+    from features.catalog import INSPECTOR_WINDOW_DAYS
+    from features.contract import TABLES
+    from features.store import load_tables
+
+    frames = finds.tables if finds is not None else load_tables(engine, [t.name for t in TABLES])
+    table = inspector_stringency(frames, [start], window_days=INSPECTOR_WINDOW_DAYS)
+    return {} if not len(table.columns) else {str(k): float(v) for k, v in table.iloc[:, 0].dropna().items()}
+
+
+def _with_team_finds(plan, finds: _Finds, start: pd.Timestamp, policy):
+    """The plan's items with ``expected_hazards`` recomputed for the team actually drawn (a visit left unstaffed,
+    or a plan without a roster: a typical team of the visit's size)."""
+    import dataclasses
+
+    from models.expected_finds import visit_finds
+
+    items = plan.items
+    if items.empty:
+        return plan
+    visits = items[["enterprise_id", "kind", "n_inspectors"]].assign(
+        inspectors=items["inspectors"] if "inspectors" in items else "")
+    expected = visit_finds(finds.model, finds.tables, start, visits, team_size=policy.supervision.inspectors.min,
+                           features=finds.features)
+    return dataclasses.replace(plan, items=items.assign(expected_hazards=expected.to_numpy()))
 
 
 @dataclass(frozen=True)
@@ -214,7 +301,8 @@ def generate_plan(engine: sa.Engine, period: str, *, by: str, policy, policy_has
         version = conn.execute(sa.select(plans.c.version).where(plans.c.plan_id == plan_id)).scalar_one()
         record_audit(conn, actor=actor, action="plan.generate", target_kind="plan", target_id=str(plan_id),
                      after={"period": result.period, "version": int(version), "seed": int(result.seed),
-                            "capacity": given, "n_items": len(result.items), "limits": source},
+                            "capacity": given, "n_items": len(result.items), "limits": source,
+                            "risk_ranked_by": result.ranked_by},
                      note=f"plan {result.period} version {version}")
         if given != default:
             record_audit(conn, actor=actor, action="plan.capacity", target_kind="plan", target_id=str(plan_id),

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from features.errors import PolicyError
 from scoring.domain.planning import (
     InspectorDrawPolicy,
+    choose_team,
     draw_inspectors,
     eligible_inspectors,
     pool_digest,
@@ -47,6 +48,7 @@ def worlds(draw):
         "enterprise_id": [f"E{draw(st.integers(0, 6))}" for _ in range(n_visits)],
         "departments": [draw(st.sampled_from(["应急", "住建", "应急;住建"])) for _ in range(n_visits)],
         "n_inspectors": [draw(st.integers(2, 3)) for _ in range(n_visits)],
+        "kind": [draw(st.sampled_from(["focused", "random", "routine"])) for _ in range(n_visits)],
     })
     history = pd.DataFrame({
         "enterprise_id": [f"E{draw(st.integers(0, 6))}" for _ in range(draw(st.integers(0, 10)))],
@@ -58,21 +60,23 @@ def worlds(draw):
                                                for _ in range(draw(st.integers(0, 3)))]})
     conflicts["enterprise_id"] = [f"E{draw(st.integers(0, 6))}" for _ in range(len(conflicts))]
     policy = InspectorDrawPolicy(avoid_repeat_days=draw(st.sampled_from([0, 30, 365])),
-                                 monthly_workload=draw(st.integers(1, 4)))
+                                 monthly_workload=draw(st.integers(1, 4)),
+                                 staff_focused_by=draw(st.sampled_from(["random", "expected_finds"])))
     seed = draw(st.integers(0, 2**31 - 1))
-    return roster, items, history, conflicts, policy, seed
+    stringency = {f"J{i:03d}": draw(st.floats(0.2, 3.0)) for i in range(n) if draw(st.booleans())}
+    return roster, items, history, conflicts, policy, seed, stringency
 
 
 def run(world):
-    roster, items, history, conflicts, policy, seed = world
+    roster, items, history, conflicts, policy, seed, stringency = world
     return draw_inspectors(items, roster, period=PERIOD, seed=seed, policy=policy, history=history,
-                           conflicts=conflicts)
+                           conflicts=conflicts, stringency=stringency)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds())
 def test_the_draw_never_breaks_a_rule(world):
-    roster, items, history, conflicts, policy, seed = world
+    roster, items, history, conflicts, policy, seed, stringency = world
     result = run(world)
     teams = result.teams
     assert list(teams["priority"]) == sorted(items["priority"])  # every visit: staffed or said why not
@@ -112,8 +116,12 @@ def test_same_seed_same_draw_and_an_auditor_redraws_each_visit_from_its_pool(wor
         pools = first.pools[visit.priority]
         assert pool_digest([f"{d}|{i}" for d, pool in pools.items() for i in pool]) == visit.pool_digest
         if not visit.unstaffed_reason:
-            again = redraw_team(pools, seed=visit.seed, period=PERIOD, enterprise_id=visit.enterprise_id,
-                                k=visit.n_inspectors)
+            kind = world[1].set_index("priority").at[visit.priority, "kind"]
+            if kind == "focused" and world[4].staff_focused_by == "expected_finds":  # chosen, not drawn
+                again = choose_team(pools, world[6], k=visit.n_inspectors)
+            else:  # drawn: random-stage visits always
+                again = redraw_team(pools, seed=visit.seed, period=PERIOD, enterprise_id=visit.enterprise_id,
+                                    k=visit.n_inspectors)
             assert ";".join(again) == visit.inspectors
 
 
@@ -183,3 +191,24 @@ def test_the_policy_section_is_validated():
     bad = {**mapping, "planning": {**mapping["planning"], "inspectors": {"avoid_days": 3}}}
     with pytest.raises(PolicyError, match=r"planning\.inspectors\.avoid_days: unknown key"):
         policy_from_mapping(bad)
+
+
+def test_staffed_by_expected_finds_a_focused_visit_gets_the_most_stringent_eligible_team_and_a_random_one_not():
+    items = pd.DataFrame({"priority": [1, 2], "enterprise_id": ["E1", "E2"], "departments": ["应急", "应急"],
+                          "n_inspectors": [2, 2], "kind": ["focused", "random"]})
+    stringency = {"J1": 0.5, "J2": 2.5, "J3": 1.7}
+    policy = InspectorDrawPolicy(staff_focused_by="expected_finds")
+    history = pd.DataFrame({"enterprise_id": ["E1"], "inspector_id": ["J2"],
+                            "inspected_on": [START - pd.Timedelta(days=30)]})  # 回避 holds for the chosen team too
+    teams = draw_inspectors(items, STAFF, period=PERIOD, seed=3, policy=policy, history=history,
+                            stringency=stringency).teams.set_index("priority")
+    assert teams.at[1, "inspectors"] == "J3;J1"
+    drawn = draw_inspectors(items, STAFF, period=PERIOD, seed=3, policy=InspectorDrawPolicy(), history=history,
+                            stringency=stringency).teams.set_index("priority")
+    assert teams.at[2, "inspectors"] == drawn.at[2, "inspectors"]  # the random-stage visit: the same draw
+    unknown = choose_team({"应急": ("J1", "J9")}, {"J1": 0.8}, k=2)  # no known stringency counts 1
+    assert unknown == ["J9", "J1"]
+    with pytest.raises(PolicyError, match="staff_focused_by: expected one of random, expected_finds"):
+        mapping, source = read_policy_mapping(None)
+        mapping["planning"]["inspectors"]["staff_focused_by"] = "seniority"
+        policy_from_mapping(mapping, source)

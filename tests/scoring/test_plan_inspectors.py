@@ -81,3 +81,61 @@ def test_same_seed_same_teams_and_another_seed_other_teams(planned, policy):
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(plan_teams)).scalar_one()
     assert stored == 3 * len(made.plan.teams)
+
+
+# --------------------------------------------------------------------------- ranking by expected finds (item 4)
+
+def test_with_an_expected_finds_champion_the_plan_ranks_by_it_and_recomputes_finds_for_the_team_drawn(
+        db_url, world_csv, tmp_path, policy, monkeypatch):
+    """(MLflow itself is exercised by tests/models/test_expected_finds.py: here the registry hands back a model
+    trained on the test database.)"""
+    from threadpoolctl import threadpool_limits
+
+    from features.contract import TABLES
+    from models import registry
+    from models.expected_finds import train_expected_finds, visit_finds
+
+    engine = import_world(db_url, world_csv)
+    run_nightly(engine, AS_OF, policy=policy, tracking_uri=no_mlflow(tmp_path))
+    full = load_tables(engine, [t.name for t in TABLES])
+    with threadpool_limits(1):
+        model = train_expected_finds(full, pd.Timestamp(AS_OF), months=12, test_months=3, params={"max_iter": 20},
+                                     register=False).model
+    store = tmp_path / "finds.db"
+    store.touch()
+    uri = f"sqlite:///{store}"
+
+    def load_champion(given=None, *, model_name=registry.MODEL_NAME):
+        assert given == uri and model_name == registry.FINDS_MODEL_NAME
+        return registry.ChampionModel(model=model, name=model_name, version="7", run_id="r", kind="expected_finds",
+                                      as_of=None)
+
+    monkeypatch.setattr(registry, "load_champion", load_champion)
+    assert policy.planning.rank_by == "expected_finds"  # the shipped policy file
+
+    without = generate_plan(engine, PERIOD, by="李规划", policy=policy, tracking_uri=no_mlflow(tmp_path))
+    assert without.plan.ranked_by == "the adverse-outcome probability (no expected-finds champion registered)"
+    made = generate_plan(engine, PERIOD, by="李规划", policy=policy, tracking_uri=uri)
+    assert made.plan.ranked_by == f"expected finds (model {registry.FINDS_MODEL_NAME} version 7)"
+    from scoring.results.audit import audit_frame
+
+    logged = audit_frame(engine, action="plan.generate")
+    assert logged["after"].astype(str).str.contains("expected finds").sum() == 1
+
+    items = made.plan.items
+    risk = items[items["stages"].str.contains("risk")]
+    assert len(risk) > 0
+    start = pd.Timestamp(AS_OF)
+    # each visit's stored figure is the model's finds for the team actually drawn ...
+    expected = visit_finds(model, full, start, items[["enterprise_id", "kind", "n_inspectors", "inspectors"]])
+    assert items["expected_hazards"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert not items["expected_hazards"].equals(without.plan.items["expected_hazards"])
+    # ... and the risk-based visits were chosen in the order of the finds of a typical team, per department
+    typical = visit_finds(model, full, start, risk[["enterprise_id", "kind"]].assign(n_inspectors=2))
+    for _, group in risk.assign(typical=typical.to_numpy()).groupby("departments"):
+        ordered = group.sort_values("priority")["typical"].to_numpy()
+        assert (ordered[:-1] >= ordered[1:] - 1e-12).all()
+    stored = plan_detail(engine, made.plan_id).items.sort_values("priority")
+    assert stored["expected_hazards"].to_numpy() == pytest.approx(items.sort_values("priority")[
+        "expected_hazards"].to_numpy())
+    engine.dispose()
