@@ -663,6 +663,10 @@ class TableValidator:
         #: Contract columns this file gives a value for (absent optional columns are left alone on upsert).
         self.columns_present = tuple(c for c in self.spec.column_names if c in names or c in fills)
         self._seen = _SeenKeys()
+        #: Columns of kinds with few distinct values (a file's own key is not hashed), hashed per distinct value
+        #: by :func:`_row_hashes`; numbers and free text are joined.
+        self._few_distinct = frozenset(c.name for c in self.spec.columns
+                                       if c.kind in ("id", "category", "date", "bool"))
         #: Columns whose bad values hold back the cell, not the row (optional values and ``x_*`` extras).
         self._cell_level = frozenset(
             [c.name for c in self.spec.columns if not c.holds_row] + list(self.extra_columns))
@@ -779,7 +783,8 @@ class TableValidator:
             return duplicate, identical, first_line
         k = keys[has].to_numpy(dtype=object)
         lines = index.to_numpy()[has].astype("int64")
-        content = _row_hashes(cells[has].drop(columns=[c for c in self.key_columns if c in cells.columns]))
+        content = _row_hashes(cells[has].drop(columns=[c for c in self.key_columns if c in cells.columns]),
+                              self._few_distinct)
         h1, h2 = (pd.util.hash_array(k, hash_key=hk, categorize=False) for hk in _HASH_KEYS)
 
         codes, uniques = pd.factorize(k)
@@ -928,15 +933,39 @@ def _sql_table(table: str) -> sa.Table:
     return _TRUTH_SQL if table == TRUTH_TABLE.name else CONTRACT_TABLES[table]
 
 
-def _row_hashes(cells: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each row's cells (factorising each column first: fast on low-cardinality text)."""
+def _row_hashes(cells: pd.DataFrame, few: frozenset[str] = frozenset()) -> np.ndarray:
+    """A 64-bit hash of each row's cells. Columns in ``few`` (kinds with few distinct values in a chunk:
+    references, codes, dates, flags) are hashed per distinct value; the others are joined into one text per row, hashed once. The
+    joining is one-to-one (a backslash is doubled, the separator written ``\\s``, a missing cell ``\\N``),
+    so rows differing in any cell hash alike only by a 64-bit collision."""
     combined = np.zeros(len(cells), np.uint64)
+    parts = []
     for name in cells.columns:
+        if name not in few:
+            parts.append(_escaped(cells[name]))
+            continue
         codes, uniques = pd.factorize(cells[name])
         hashes = pd.util.hash_array(np.asarray(uniques, dtype=object), categorize=False)
         column = np.where(codes >= 0, hashes[codes] if len(hashes) else 0, np.uint64(0x9E3779B97F4A7C15))
         combined = (combined * np.uint64(1_000_003)) ^ column.astype(np.uint64)
+    if parts:
+        rows = pyarrow.compute.binary_join_element_wise(*parts, pyarrow.scalar(_SEPARATOR, pyarrow.large_string()))
+        combined = (combined * np.uint64(1_000_003)) ^ pd.util.hash_array(rows.to_numpy(zero_copy_only=False),
+                                                                           categorize=False)
     return combined
+
+
+def _escaped(cells: pd.Series) -> pyarrow.Array:
+    """``cells`` as Arrow text for :func:`_row_hashes`' joining: backslash doubled, separator ``\\s``, missing
+    ``\\N``."""
+    text = pyarrow.array(cells, from_pandas=True).cast(pyarrow.large_string())
+    for char, escaped in (("\\", "\\\\"), (_SEPARATOR, "\\s")):
+        if pyarrow.compute.any(pyarrow.compute.match_substring(text, char)).as_py():
+            text = pyarrow.compute.replace_substring(text, char, escaped)
+    return pyarrow.compute.fill_null(text, "\\N")
+
+
+_SEPARATOR = "\x1f"  # between a row's cells in :func:`_row_hashes`
 
 
 def _visible(text):

@@ -101,3 +101,18 @@ def test_vectorised_uscc_checks_agree_with_the_standard_one(codes):
     series = pd.Series(codes, dtype="str")
     expected = [True if code is None else is_valid_uscc(code) for code in codes]
     assert validate._valid_usccs(series).tolist() == expected
+
+
+_HASH_CELLS = st.one_of(st.none(), st.lists(st.sampled_from(["a", "\\", "\x1f", "s", "N", " "]), max_size=3).map("".join))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(_HASH_CELLS, _HASH_CELLS, _HASH_CELLS), min_size=1, max_size=8), st.booleans())
+def test_row_hashes_are_equal_exactly_for_equal_rows(rows, first_few):
+    """The joined text of a row's cells is one-to-one: a backslash, the separator or the text ``\\N`` in a cell
+    cannot make two different rows hash alike (nor a missing cell equal an empty or any other one)."""
+    frame = pd.DataFrame({name: pd.Series([row[i] for row in rows], dtype="str") for i, name in enumerate("abc")})
+    hashes = validate._row_hashes(frame, frozenset({"a"} if first_few else ()))
+    for i, left in enumerate(rows):
+        for j, right in enumerate(rows):
+            assert (hashes[i] == hashes[j]) == (left == right), (left, right)
