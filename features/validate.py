@@ -77,6 +77,7 @@ from features.uscc import USCC_CHARSET, USCC_LENGTH, USCC_WEIGHTS, uscc_check_ch
 
 __all__ = [
     "BOOL_WORDS",
+    "parse_dates",
     "ISSUE_COLUMNS",
     "ROW_CHECKS",
     "RULES",
@@ -441,7 +442,7 @@ _DATE_FORMS = re.compile(
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # serial 1 = 1900-01-01, counting Excel's phantom 1900-02-29
 
 
-def _parse_date(cells: pd.Series, column: Column) -> _Parsed:
+def _parse_date(cells: pd.Series, column: Column | None) -> _Parsed:
     """ISO dates first (vectorised); only the cells that are not ISO are tried against the other forms:
     ``2025/3/5``, ``2025.3.5``, ``2025年3月5日`` (each with an optional time), ``20250305`` and Excel serial
     numbers (5 digits, the fraction a time of day). A time of day is dropped."""
@@ -456,6 +457,15 @@ def _parse_date(cells: pd.Series, column: Column) -> _Parsed:
     values = pd.Series(day[codes], index=cells.index, dtype="datetime64[ns]")  # code -1 (missing): NaT
     bad = pd.Series(np.append(~fine, False)[codes], index=cells.index)
     return _Parsed(values, bad, "bad_date", _DATE_REASON.format)
+
+
+def parse_dates(cells: pd.Series) -> pd.Series:
+    """Text cells as days by the contract's date forms (see :func:`_parse_date`: ISO, ``2025/3/5``, ``2025.3.5``,
+    ``2025年3月5日``, ``20250305``, an Excel serial); NaT where a cell is missing, fits none or is out of range.
+    For files other than the contract tables (a planner's draft plan) that should read dates as the import does."""
+    text = cells.map(lambda v: None if pd.isna(v) else str(v)).astype("str")
+    parsed = _parse_date(text, None)
+    return parsed.values.where(~parsed.bad)
 
 
 def _factorized(cells: pd.Series) -> tuple[np.ndarray, pd.Series]:

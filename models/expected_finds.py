@@ -270,6 +270,7 @@ def score_draft(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame
     rows."""
     from features.build import build_features
     from features.inspectors import inspector_roster
+    from features.validate import parse_dates
 
     missing = [c for c in DRAFT_COLUMNS if c not in draft.columns]
     if missing:
@@ -277,7 +278,7 @@ def score_draft(model: ExpectedFindsRegressor, tables: Mapping[str, pd.DataFrame
                          f"; optional kind)")
     frame = draft.reset_index(drop=True).copy()
     frame["enterprise_id"] = frame["enterprise_id"].astype(str).str.strip()
-    days = pd.to_datetime(frame["date"], errors="coerce")
+    days = parse_dates(frame["date"])  # the forms the import reads (2025-01-15, 2025/1/15, 2025年1月15日, …)
     if days.isna().any():
         raise ValueError(f"row {int(days.isna().idxmax()) + 2}: date {frame['date'][days.isna()].iloc[0]!r} is not "
                          f"a date (YYYY-MM-DD)")

@@ -66,6 +66,14 @@ def test_the_draft_is_scored_per_visit_for_the_team_named(scored_world):
     assert not score_draft(model, tables, swapped)["expected_finds"].equals(scored["expected_finds"])
 
 
+def test_dates_are_read_in_the_forms_the_import_reads(scored_world):
+    _, tables, model = scored_world
+    draft = _draft(tables)
+    chinese = draft.assign(date=["2025年1月15日", "2025/1/15", "2025.1.15", "20250115", "45672", "2025年1月20日"])
+    assert score_draft(model, tables, chinese)["expected_finds"].equals(
+        score_draft(model, tables, draft)["expected_finds"])
+
+
 def test_unknown_enterprises_inspectors_and_dates_are_refused_with_the_row(scored_world):
     _, tables, model = scored_world
     draft = _draft(tables)
