@@ -481,6 +481,14 @@ def fuzz(n_cases: int, db: str, seed_value: int, pg_url: str, progress_every: in
             for engine in outcome.engines:
                 engine.dispose()
             check(case, target, outcome, url)
+        except BaseException:
+            # Hypothesis replays the shrunk case last: the copy left is the smallest failing one
+            failed = Path(tempfile.gettempdir()) / "riskgrade-fuzz-failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            if directory.exists():
+                shutil.copytree(directory, failed)
+            print(f"  a failing case's files: {failed}", file=sys.stderr, flush=True)
+            raise
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         tally["cases"] += 1

@@ -225,7 +225,7 @@ def _validate_file(source: Source, validator: TableValidator, chunk_rows: int,
         if source.table == "enterprises":  # for a clearer reason on the events of a quarantined enterprise
             refused = result.issues[result.issues["line"].isin(result.quarantined_lines)]
             for key, line in zip(refused["row_key"], refused["line"]):
-                if key is not None:
+                if isinstance(key, str):  # a row without a readable id has a missing key (None or NaN)
                     quarantined_enterprises.setdefault(key, int(line))
         yield result
 

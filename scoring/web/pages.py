@@ -106,7 +106,9 @@ def select_options(values, selected: str | None) -> Markup:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+    # auto_reload off: the templates ship with the package, and checking each one's mtime on every render cost
+    # a third of a list page's server time under load (a stat releases and re-takes the interpreter lock)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, auto_reload=False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["csrf_field"] = jinja2.pass_context(_csrf_field)
     env.globals["select_options"] = select_options
@@ -132,8 +134,15 @@ def settings(request: Request):
     return request.app.state.settings
 
 
+def _get_paths(app) -> frozenset[str]:
+    paths = getattr(app.state, "get_paths", None)
+    if paths is None:  # the routes are fixed once the app serves
+        paths = app.state.get_paths = frozenset(r.path for r in app_routes(app) if "GET" in r.methods)
+    return paths
+
+
 def _nav(request: Request, account) -> list[NavLink]:
-    paths = {r.path for r in app_routes(request.app) if "GET" in r.methods}
+    paths = _get_paths(request.app)
     shown = []
     for link in NAV:
         if link.path not in paths:
