@@ -909,10 +909,35 @@ class _PostgresWriter(_Writer):
         self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
         self.cursor.execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")  # the index builds
 
+        self._primary_keys: dict[str, str] = {}  # tables bulk loaded without their primary key -> its name
+
     def _claim(self, table: str) -> None:
         # Conflicts with itself and with every other writer, not with readers; held until commit or rollback.
         quote = self.dialect.identifier_preparer.quote
         self.conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN SHARE ROW EXCLUSIVE MODE"))
+
+    def begin(self, table: str, rows_hint: int | None = None) -> None:
+        """Into an empty table the primary key goes too, and is built again by one sort at :meth:`end`: every
+        row COPY writes is new and the file's duplicates are already out (see :mod:`features.validate`), and
+        inserting random text keys into its index one by one was most of a first import's server time."""
+        super().begin(table, rows_hint)
+        if not self.bulk_loading(table):
+            return
+        name = self.conn.execute(sa.text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) AND contype = 'p'"),
+            {"t": self.dialect.identifier_preparer.quote(table)}).scalar()
+        if name is not None:
+            quote = self.dialect.identifier_preparer.quote
+            self.conn.execute(sa.text(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}"))
+            self._primary_keys[table] = name
+
+    def end(self, table: str) -> None:
+        name = self._primary_keys.pop(table, None)
+        if name is not None:
+            quote = self.dialect.identifier_preparer.quote
+            keys = ", ".join(quote(k) for k in key_columns(table))
+            self.conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} PRIMARY KEY ({keys})"))
+        super().end(table)
 
     def upsert(self, table: str, frame: pd.DataFrame) -> None:
         quote = self.dialect.identifier_preparer.quote

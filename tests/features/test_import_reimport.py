@@ -113,6 +113,10 @@ def test_a_bulk_load_leaves_every_index_in_place(engine, monkeypatch, staged):
 
     inspector = sa.inspect(engine)
     assert {name: {i["name"] for i in inspector.get_indexes(name)} for name in expected} == expected
+    # PostgreSQL bulk loads without the primary key and builds it again at the end: it must be back, whole
+    keys = {name: tuple(c.name for c in table.primary_key.columns)
+            for name, table in {**CONTRACT_TABLES, "truth": truth}.items()}
+    assert {name: tuple(inspector.get_pk_constraint(name)["constrained_columns"]) for name in keys} == keys
     assert summary.loaded > 19_000 and summary.quarantined == 0
     stored = {name: len(frame) for name, frame in load_tables(engine, [*CONTRACT_TABLES, "truth"]).items()}
     assert stored == {item.table: item.loaded for item in summary.tables}
