@@ -98,8 +98,6 @@ def test_with_a_champion_every_row_holds_the_typical_teams_expected_finds(engine
                                                                   typical["routine_hazards"]), rtol=1e-9)
     np.testing.assert_allclose(rows["expected_major_hazards"], np.where(
         high, typical["focused_major_hazards"], typical["routine_major_hazards"]), rtol=1e-9)
-    stricter = typical_team_finds(FindsModel(model, "m", "1"), features, team_size=3)
-    assert stricter["routine_hazards"].sum() != pytest.approx(typical["routine_hazards"].sum())  # size matters
 
     # shown where a planner reads it: explain (table and JSON) and the ranked list's export
     eid = rows.index[0]
