@@ -342,7 +342,11 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     from features.contract import SECTOR_BY_CODE
     from scoring.domain.supervision import MODES
 
-    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on")]
+    # not the stored expected finds: the plan ranks by the expected-finds champion's figures as of the period's
+    # first day when policy says so (scoring.results.plans.compute_plan), else by probability — a limits column
+    # named expected_hazards would take over that ranking (scoring.domain.planning._expected)
+    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on",
+                                                                     *_FINDS_COLUMNS)]
     frame = scores_frame(engine, run["as_of"], columns=names)
     frame = frame.rename(columns={"rank": "list_rank", "score_rank": "rank", "next_allowed_visit": "next_routine_on",
                                   "model_version": "model"})
@@ -363,6 +367,9 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     frame["max_inspectors"] = policy.supervision.inspectors.max
     frame["run_id"] = int(run["run_id"])
     return frame
+
+
+_FINDS_COLUMNS = ("expected_hazards", "expected_major_hazards", "finds_model_version")
 
 
 def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_uri: str | None) -> pd.DataFrame:

@@ -122,6 +122,12 @@ def test_without_an_expected_finds_model_the_run_succeeds_and_says_so(engine, db
     rows = scores_frame(engine, AS_OF)
     assert rows["expected_hazards"].isna().all() and rows["expected_major_hazards"].isna().all()
     assert rows["finds_model_version"].isna().all()
+    # the plan reads the stored limits: without these columns it ranks by probability, as before (with a champion
+    # it recomputes the finds as of the period's first day), never by an empty expected_hazards column
+    from scoring.results.tables import current_limits
+
+    limits = current_limits(engine, AS_OF, policy)
+    assert len(limits) == len(rows) and "expected_hazards" not in limits and "probability" in limits
     shown = runner.invoke(app, ["explain", rows["enterprise_id"].iloc[0], "--db", db_url])
     assert shown.exit_code == 0 and "no expected-finds model was registered" in shown.output
 
