@@ -716,7 +716,9 @@ def nightly(
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
     Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
-    model the policy's expert card is used, with a warning. An --as-of more than [nightly] max_future_days after
+    model the policy's expert card is used, with a warning. With an expected-finds champion (riskgrade train-finds
+    --promote) each enterprise's expected hazards for a typical team are stored too; without one they are left
+    empty, with a warning. An --as-of more than [nightly] max_future_days after
     today is refused (exit 2) unless --allow-future. With --dask the same run is computed by the cluster's workers,
     partition by partition, and made current in one transaction.
     """

@@ -73,14 +73,16 @@ from scoring.results.tables import (
 from scoring.domain.tiers import TIERS
 
 __all__ = [
+    "FINDS_COLUMNS",
     "STAGES",
+    "TYPICAL_KIND",
+    "FindsModel",
     "NightlyResult",
     "NightlyRun",
     "RunContext",
     "ScoringModel",
     "compute_nightly",
     "data_watermark",
-    "FindsModel",
     "expert_card_model",
     "hysteresis_history",
     "list_rank",
@@ -260,7 +262,6 @@ def typical_team_finds(finds: FindsModel, features: pd.DataFrame, *, team_size: 
         out[f"{kind}_major_hazards"] = (np.minimum(np.asarray(finds.model.predict_major(visit), dtype=float), total)
                                         if major and len(visit) else np.full(len(total), np.nan))
     return pd.DataFrame(out).astype({"enterprise_id": "str"})
-
 
 
 def score_enterprises(model, features: pd.DataFrame, n_reasons: int = 3) -> pd.DataFrame:
