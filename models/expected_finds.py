@@ -10,7 +10,9 @@ time slice by Poisson deviance and by how well they rank the visits that found a
 :func:`train_expected_finds` backtests, trains on every visit known before the as-of date, logs and registers the
 model in MLflow as ``riskgrade-expected-finds`` (beside the risk model, :mod:`models.registry`) and, when asked,
 lets it challenge that model's own champion on the same backtest (Poisson deviance, lower is better).
-:func:`expected_finds` predicts for enterprises' features and a team (default: a typical team, stringency 1).
+:func:`expected_finds` predicts for enterprises' features and a team (default: a typical team, stringency 1);
+a model fitted with the major hazards too (``fit(..., major=...)``, what :func:`train_expected_finds` registers)
+predicts those as well (``level="major"``).
 """
 
 from __future__ import annotations
@@ -66,12 +68,19 @@ class ExpectedFindsRegressor(RegressorMixin, BaseEstimator):
                     if name in X else np.full(len(X), np.nan)
         return np.column_stack([columns[n] for n in self.feature_names_in_]) if columns else np.zeros((len(X), 0))
 
-    def fit(self, X: pd.DataFrame, y: Sequence[float]) -> ExpectedFindsRegressor:
+    def fit(self, X: pd.DataFrame, y: Sequence[float], *, major: Sequence[float] | None = None
+            ) -> ExpectedFindsRegressor:
+        """Fit to the hazards ``y`` the visits of ``X`` found (every level); with ``major`` (the major hazards
+        among them, same visits), also a second booster of the same settings for :meth:`predict_major`."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError("ExpectedFindsRegressor takes the DataFrame of features.visits.visit_examples")
         y = np.asarray(y, dtype=float)
         if (y < 0).any() or not np.isfinite(y).all():
             raise ValueError("expected finds are fitted to counts >= 0")
+        if major is not None:
+            major = np.asarray(major, dtype=float)
+            if major.shape != y.shape or (major < 0).any() or not np.isfinite(major).all() or (major > y).any():
+                raise ValueError("major: one count >= 0 per visit, at most the hazards that visit found")
         numeric = [c for c in X.columns if c not in _NOT_FEATURES and c != "kind" and c not in TEAM_COLUMNS
                    and pd.api.types.is_numeric_dtype(X[c])]
         self.feature_names_in_ = np.array(numeric + [f"kind={k}" for k in INSPECTION_KINDS]
@@ -80,7 +89,10 @@ class ExpectedFindsRegressor(RegressorMixin, BaseEstimator):
             loss="poisson", learning_rate=self.learning_rate, max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, random_state=self.random_state)
-        self.model_.fit(self._matrix(X), y)
+        matrix = self._matrix(X)
+        self.model_.fit(matrix, y)
+        if major is not None:
+            self.major_model_ = HistGradientBoostingRegressor(**self.model_.get_params()).fit(matrix, major)
         self.n_features_in_ = len(self.feature_names_in_)
         return self
 
@@ -88,6 +100,20 @@ class ExpectedFindsRegressor(RegressorMixin, BaseEstimator):
         """Expected hazards found by each visit (> 0)."""
         check_is_fitted(self, "model_")
         return self.model_.predict(self._matrix(X))
+
+    @property
+    def predicts_major(self) -> bool:
+        """Whether the model was fitted with the major hazards too (:meth:`predict_major`)."""
+        return hasattr(self, "major_model_")
+
+    def predict_major(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected major hazards (重大隐患) found by each visit (> 0); :class:`ValueError` for a model fitted
+        without ``major``."""
+        check_is_fitted(self, "model_")
+        if not self.predicts_major:
+            raise ValueError("this expected-finds model was fitted without the major hazards (fit(..., major=...)):"
+                             " it predicts hazards of every level only")
+        return self.major_model_.predict(self._matrix(X))
 
 
 def finds_backtest(visits: pd.DataFrame, split: pd.Timestamp, *, target: str = "hazards_found",
@@ -111,16 +137,21 @@ def finds_backtest(visits: pd.DataFrame, split: pd.Timestamp, *, target: str = "
 
 def expected_finds(model: ExpectedFindsRegressor, features: pd.DataFrame, *, kind: str = "routine",
                    team_size: float | Sequence[float] = 2.0,
-                   team_stringency: float | Sequence[float] = 1.0) -> pd.Series:
+                   team_stringency: float | Sequence[float] = 1.0, level: str = "all") -> pd.Series:
     """Expected hazards found by one visit of ``kind`` at each row of ``features`` (enterprises' point-in-time
     features, :func:`features.build.build_features`, same index) by a team of ``team_size`` inspectors of mean
-    stringency ``team_stringency`` (scalars, or one value per row; default a typical team: stringency 1)."""
+    stringency ``team_stringency`` (scalars, or one value per row; default a typical team: stringency 1).
+    ``level``: ``all`` (hazards of every level) or ``major`` (major hazards only: a model fitted with them,
+    :meth:`ExpectedFindsRegressor.predict_major`)."""
     if kind not in INSPECTION_KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(INSPECTION_KINDS)}")
+    if level not in ("all", "major"):
+        raise ValueError(f"level {level!r}: expected all or major")
     frame = features.assign(kind=kind, team_size=np.asarray(team_size, dtype=float) * np.ones(len(features)),
                             team_stringency=np.asarray(team_stringency, dtype=float) * np.ones(len(features)))
-    return pd.Series(model.predict(frame) if len(frame) else np.zeros(0), index=features.index,
-                     name="expected_finds")
+    predict = model.predict if level == "all" else model.predict_major
+    return pd.Series(predict(frame) if len(frame) else np.zeros(0), index=features.index,
+                     name="expected_finds" if level == "all" else "expected_major_finds")
 
 
 def training_dates(as_of: pd.Timestamp, *, horizon_days: int, months: int) -> pd.DatetimeIndex:
@@ -149,11 +180,14 @@ class FindsTraining:
 def train_expected_finds(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, *, horizon_days: int = 31,
                          months: int = 24, test_months: int = 6, params: Mapping[str, Any] | None = None,
                          tracking_uri: str | None = None, register: bool = True, promote: bool = False,
+                         with_major: bool | None = None,
                          progress: Callable[[str], None] | None = None) -> FindsTraining:
     """Backtest (the last ``test_months`` of the ``months`` training dates held out), then fit on all of them,
     log and register as ``riskgrade-expected-finds`` (``register``), and with ``promote`` move its champion alias
     when the model beats the current champion's configuration re-fitted on the same split (Poisson deviance of
-    hazards found, lower is better). Only visits whose window closed before ``as_of`` are used."""
+    hazards found, lower is better). Only visits whose window closed before ``as_of`` are used. ``with_major``
+    (default: ``register``): the final model also learns the major hazards found (``predict_major``: what the
+    nightly stores per enterprise beside the total); the backtest and the gate judge the total only."""
     from features.visits import visit_examples
 
     say = progress or (lambda message: None)
@@ -184,8 +218,10 @@ def train_expected_finds(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
     say(f"backtest: {int((visits['as_of'] < split).sum())} training, {int((visits['as_of'] >= split).sum())} "
         f"test visits (split {split.date()})")
     backtest = finds_backtest(visits, split, models=models)
-    say("fitting on every visit")
-    model = ExpectedFindsRegressor(**settings).fit(visits, visits["hazards_found"])
+    with_major = register if with_major is None else with_major
+    say("fitting on every visit" + (" (hazards of every level, and major hazards)" if with_major else ""))
+    model = ExpectedFindsRegressor(**settings).fit(visits, visits["hazards_found"],
+                                                   major=visits["major_hazards_found"] if with_major else None)
     metrics = {f"{name.replace(' ', '_')}_{metric}": float(backtest.loc[name, metric])
                for name in backtest.index for metric in ("poisson_deviance", "major_auc")}
     report = {"as_of": as_of.date().isoformat(), "horizon_days": horizon_days, "months": months,

@@ -13,6 +13,9 @@ champion, computes the figures with the pure functions of :mod:`scoring.domain.m
 ``backtest``   the champion's backtest: headline metrics, calibration and capture (lift) curves;
 ``capture``    accidents and major hazards after an earlier run, by the tier that run gave the enterprise;
 ``fairness``   tier rates and error rates by township, sector and size band, with large gaps flagged;
+``inspectors`` inspector consistency (执法质量评查): each inspector's shrunk finding rate with its interval, the
+               lenient and strict ones flagged (:func:`features.visits.inspector_consistency`; absent, with a line
+               saying why, when the data record no inspectors);
 ``changes``    what moved since the previous monitoring run;
 ``notes``      definitions and caveats.
 
@@ -84,7 +87,7 @@ __all__ = [
 ]
 
 SECTIONS: tuple[str, ...] = ("summary", "tiers", "migration", "stability", "backtest", "capture", "fairness",
-                             "changes", "notes")
+                             "inspectors", "changes", "notes")
 """The ids of the report's sections, in order."""
 
 REFERENCE_ARTIFACT = "monitoring/reference.json"
@@ -404,6 +407,7 @@ def build_report(
                             f"{run.get('model_version')}, source {run.get('model_source')}).")
     evaluated = _outcomes(report, engine, tables, labels, settings)
     _fairness(report, tables, scores, evaluated, settings)
+    _inspectors(report, tables, settings)
 
     report.metrics = report_metrics(report)
     earlier = previous_monitoring(engine, day)
@@ -519,6 +523,34 @@ def _fairness(report: MonitoringReport, tables, scores: pd.DataFrame, evaluated:
     report.tables["fairness"] = fairness_table(scores[["enterprise_id", "final_tier"]], evaluated, groups, settings)
 
 
+def _inspectors(report: MonitoringReport, tables, settings: MonitoringSettings) -> None:
+    """Each inspector's shrunk finding rate and its interval over the visits of the feature window before the run's
+    date (:func:`features.visits.inspector_consistency`, strength and level from the policy's ``[monitoring]``);
+    without any, ``facts["inspectors_absent"]`` says why."""
+    from features.catalog import INSPECTOR_WINDOW_DAYS
+    from features.inspectors import inspection_teams
+    from features.visits import inspector_consistency
+
+    if inspection_teams(tables) is None:
+        report.facts["inspectors_absent"] = (
+            "数据中没有执法人员记录 (the data record no inspectors: no inspection_inspectors table and no "
+            "inspections.inspectors column), so inspector consistency cannot be shown.")
+        return
+    table = inspector_consistency(tables, report.as_of, window_days=INSPECTOR_WINDOW_DAYS,
+                                  shrinkage_strength=settings.inspector_shrinkage_strength,
+                                  level=settings.inspector_level)
+    if table.empty:
+        report.facts["inspectors_absent"] = (
+            f"{INSPECTOR_WINDOW_DAYS} 天内没有记录检查人员的检查 (no inspection with a recorded team in the "
+            f"{INSPECTOR_WINDOW_DAYS} days before {report.as_of}, or no hazards table), so inspector consistency "
+            f"cannot be shown.")
+        return
+    report.tables["inspectors"] = table
+    report.facts["inspectors"] = {"n": len(table), "lenient": int((table["flag"] == "lenient").sum()),
+                                  "strict": int((table["flag"] == "strict").sum()),
+                                  "window_days": INSPECTOR_WINDOW_DAYS}
+
+
 def _model_label(run: Mapping[str, Any]) -> str:
     if run.get("model_source") == "champion":
         return f"{run.get('model_name')} v{run.get('model_version')} ({run.get('model_kind')})"[:64]
@@ -619,6 +651,14 @@ def report_metrics(report: MonitoringReport) -> pd.DataFrame:
                 rows.append(_metric("fairness", name, getattr(r, name), group_by=by, group_value=group))
             rows.append(_metric("fairness", "flagged", float(r.flagged), group_by=by, group_value=group,
                                 band="flagged" if r.flagged else "", detail=r.flags or None))
+    inspectors = report.tables.get("inspectors")
+    if inspectors is not None:
+        for key in ("n", "lenient", "strict"):
+            rows.append(_metric("inspectors", f"n_{key}" if key != "n" else "n", report.facts["inspectors"][key]))
+        for r in inspectors.itertuples(index=False):
+            rows.append(_metric("inspectors", "stringency", r.stringency, group_by="inspector",
+                                group_value=r.inspector_id, band=r.flag,
+                                detail=f"{r.low:.3f}–{r.high:.3f}" if r.low == r.low else None))
     return pd.DataFrame(rows, columns=["section", "metric", "feature", "group_by", "group_value", "value", "band",
                                        "detail"])
 
@@ -1092,6 +1132,32 @@ def _fairness_html(report: MonitoringReport) -> str:
     return "".join(parts)
 
 
+_FLAG_ZH = {"lenient": "偏松 lenient", "strict": "偏严 strict", "": ""}
+
+
+def _inspectors_html(report: MonitoringReport) -> str:
+    table = report.tables.get("inspectors")
+    if table is None:
+        return f"<p>{_e(report.facts.get('inspectors_absent', ''))}</p>"
+    facts, s = report.facts["inspectors"], report.settings
+    text = (f"<p>每名执法人员在 {report.as_of} 之前 {facts['window_days']} 天内参与的检查：发现隐患数与所查企业按行业"
+            f"平均应发现数之比（发现率，1 = 平均水平），以 {s.inspector_shrinkage_strength:g} 次检查的伪计数向 1 收缩；"
+            f"区间为 {s.inspector_level:.0%} 区间。区间整体低于 1 标为偏松，整体高于 1 标为偏严，供执法质量评查"
+            f"（案卷评查）参考，不是对个人的结论。 Each inspector's hazards found relative to what the enterprises "
+            f"visited would yield (1 = average), shrunk to 1; flagged lenient / strict when the "
+            f"{s.inspector_level:.0%} interval excludes 1. {facts['n']:,} inspectors: {facts['lenient']:,} lenient, "
+            f"{facts['strict']:,} strict.</p>")
+    shown = table.assign(flag=table["flag"].map(_FLAG_ZH).fillna(table["flag"]))
+    headers = {"inspector_id": "执法人员编号 inspector", "name": "姓名 name", "department": "部门 department",
+               "visits": "检查次数 visits", "hazards_found": "发现隐患 found",
+               "hazards_expected": "应发现 expected", "stringency": "收缩发现率 shrunk rate",
+               "low": "区间下限 low", "high": "区间上限 high", "flag": "提示 flag"}
+    formats = {"visits": "int", "hazards_found": "int", "hazards_expected": "num", "stringency": "num",
+               "low": "num", "high": "num"}
+    return text + _table(shown[list(headers)], formats, headers=headers,
+                         row_class=["flagged" if f else "" for f in table["flag"]])
+
+
 def _changes_html(report: MonitoringReport) -> str:
     if report.changes is None:
         return "<p>这是第一次监测，没有可比较的上次结果。 First monitoring run: nothing to compare with yet.</p>"
@@ -1161,6 +1227,7 @@ def render_html(report: MonitoringReport) -> str:
         _section("backtest", "冠军模型回测 Champion backtest", _backtest_html(report)),
         _section("capture", "高风险层捕获的事故与重大隐患 Events captured by the high tier", _capture_html(report)),
         _section("fairness", "公平性检查 Fairness check", _fairness_html(report)),
+        _section("inspectors", "执法人员一致性 Inspector consistency", _inspectors_html(report)),
         _section("changes", "与上次监测相比 Changes since the previous monitoring run", _changes_html(report)),
         _section("notes", "说明 Notes", _notes_html(report)),
     ]

@@ -716,7 +716,9 @@ def nightly(
     """Score every enterprise as of a date and store scores, tiers, reasons and limits (one transaction).
 
     Re-running a date replaces its results; a second run at the same time is refused (exit 6). Without a champion
-    model the policy's expert card is used, with a warning. An --as-of more than [nightly] max_future_days after
+    model the policy's expert card is used, with a warning. With an expected-finds champion (riskgrade train-finds
+    --promote) each enterprise's expected hazards for a typical team are stored too; without one they are left
+    empty, with a warning. An --as-of more than [nightly] max_future_days after
     today is refused (exit 2) unless --allow-future. With --dask the same run is computed by the cluster's workers,
     partition by partition, and made current in one transaction.
     """
@@ -922,6 +924,7 @@ def _print_report(report) -> None:
                       f"({c['class_basis'] or c['cap_class']}) · visits used {c['visits_used']} · next allowed visit "
                       f"{day(c['next_allowed_visit'])} · floor due {day(c['floor_due_on'])} · follow-up due "
                       f"{day(c['followup_due_on'])} · open major hazards {c['open_major_hazards']}", highlight=False)
+        console.print(f"[bold]expected finds 预计发现隐患[/] {expected_finds_text(c)}", highlight=False)
     if len(report.manual_overrides):
         _print_frame("Manual overrides in force", report.manual_overrides[
             ["override_id", "tier", "reason", "created_by", "valid_from", "valid_until"]])
@@ -944,6 +947,20 @@ def _print_report(report) -> None:
 
 
 _EVENT_ROWS = 25
+
+
+def expected_finds_text(row) -> str:
+    """The stored expected finds of one visit by a typical team (scoring.results.batch.typical_team_finds), or why
+    there are none."""
+    total, major = row.get("expected_hazards"), row.get("expected_major_hazards")
+    if total is None or total != total:
+        return ("— (no expected-finds model was registered for this run: riskgrade train-finds --as-of DATE "
+                "--promote)")
+    kind = "focused" if row.get("final_tier") == "high" else "routine"
+    text = f"{total:.2f} hazards per {kind} visit by a typical team"
+    if major is not None and major == major:
+        text += f" (general 一般 {max(total - major, 0.0):.2f}, major 重大 {major:.2f})"
+    return text + f" · {row.get('finds_model_version') or ''}".rstrip(" ·")
 
 
 def _hazards_by_day(hazards, as_of):

@@ -112,6 +112,11 @@ class MonitoringSettings:
     error_rate_gap: float = 0.15
     # An earlier run is used for realised outcomes once at least this many days of its window have passed.
     min_outcome_days: int = 30
+    # Inspector consistency (执法质量评查): each inspector's finding rate shrunk with this strength — the feature
+    # engine's (features.build.DEFAULT_SHRINKAGE_STRENGTH), so that the rate shown is the stringency the features
+    # use — and flagged lenient / strict when its interval at this level excludes 1.
+    inspector_shrinkage_strength: float = 5.0
+    inspector_level: float = 0.95
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2:
@@ -126,6 +131,11 @@ class MonitoringSettings:
             raise ValueError(("size_band_edges", "expected increasing bounds"))
         if self.tier_rate_ratio <= 1:
             raise ValueError(("tier_rate_ratio", f"expected a ratio above 1, got {self.tier_rate_ratio}"))
+        if self.inspector_shrinkage_strength < 0:
+            raise ValueError(("inspector_shrinkage_strength",
+                              f"expected a number >= 0, got {self.inspector_shrinkage_strength}"))
+        if not 0 < self.inspector_level < 1:
+            raise ValueError(("inspector_level", f"expected a level between 0 and 1, got {self.inspector_level}"))
 
 
 # ---------------------------------------------------------------------------------------------

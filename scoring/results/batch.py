@@ -9,8 +9,12 @@
               ``recorded_on`` per table).
 ``features``  point-in-time features as of the date (:func:`features.build_features`).
 ``model``     the MLflow ``champion`` (:func:`models.registry.load_champion`); without one, the policy file's
-              expert card, with a warning stored on the run and shown by the CLI.
-``score``     calibrated probability, points and the top 3 reasons (:func:`models.explain.score_frame`).
+              expert card, with a warning stored on the run and shown by the CLI. Also the expected-finds champion
+              (``riskgrade-expected-finds``, :func:`load_finds_model`) when one is registered; without one the run
+              succeeds, its expected-finds columns stay NULL and a warning says so.
+``score``     calibrated probability, points and the top 3 reasons (:func:`models.explain.score_frame`); with an
+              expected-finds champion, each enterprise's expected finds for a typical team
+              (:func:`typical_team_finds`).
 ``tiers``     tiers with hysteresis from the stored previous run and the manual overrides active at the date
               (:func:`scoring.domain.tiers.assign_tiers`; overrides past their expiry are first marked expired in the
               audit trail — its own small transaction, idempotent).
@@ -69,7 +73,10 @@ from scoring.results.tables import (
 from scoring.domain.tiers import TIERS
 
 __all__ = [
+    "FINDS_COLUMNS",
     "STAGES",
+    "TYPICAL_KIND",
+    "FindsModel",
     "NightlyResult",
     "NightlyRun",
     "RunContext",
@@ -79,6 +86,7 @@ __all__ = [
     "expert_card_model",
     "hysteresis_history",
     "list_rank",
+    "load_finds_model",
     "load_policy_and_hash",
     "load_scoring_model",
     "mark_succeeded",
@@ -89,6 +97,7 @@ __all__ = [
     "score_enterprises",
     "tier_change_rows",
     "tier_enterprises",
+    "typical_team_finds",
 ]
 
 STAGES: tuple[str, ...] = ("lock", "load", "features", "model", "score", "tiers", "limits", "write")
@@ -168,9 +177,91 @@ def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any],
     return expert_card_model(expert_card, features, warning=warning)
 
 
+@dataclass(frozen=True)
+class FindsModel:
+    """The expected-finds champion (:mod:`models.expected_finds`) a run stores each enterprise's expected finds
+    with, and where it came from."""
+
+    model: Any
+    name: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        """What every stored row records as ``finds_model_version`` (at most 64 characters)."""
+        return f"{self.name} v{self.version}"[:64]
+
+
+def load_finds_model(tracking_uri: str | None) -> tuple[FindsModel | None, list[str]]:
+    """``(model, warnings)``: the expected-finds champion (``riskgrade-expected-finds``) when one is registered,
+    else None and a warning saying that the run stores no expected finds. A champion trained without the major
+    hazards (before they were learned) is used for the total, with a warning that the major ones stay NULL.
+
+    As for the risk model, a champion that exists but cannot be loaded is an error (the run fails and says why);
+    an SQLite tracking store that does not exist is not created."""
+    from models.registry import FINDS_MODEL_NAME
+    from models.registry import tracking_uri as resolve
+
+    uri = resolve(tracking_uri)
+    advice = "train and promote one: riskgrade train-finds --as-of DATE --promote"
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
+            and not Path(uri.removeprefix("sqlite:///")).exists():
+        reason = f"no MLflow store at {uri}"
+    else:
+        from models import registry
+
+        try:
+            champion = registry.load_champion(uri, model_name=FINDS_MODEL_NAME)
+        except NoChampionError:
+            reason = f"no model {FINDS_MODEL_NAME!r} carries the 'champion' alias in {uri}"
+        else:
+            model = FindsModel(champion.model, champion.name, str(champion.version))
+            if getattr(champion.model, "predicts_major", False):
+                return model, []
+            return model, [f"the expected-finds champion ({model.label}) was trained without the major hazards: "
+                           f"expected major hazards not stored (NULL); retrain it: riskgrade train-finds --as-of "
+                           f"DATE --promote"]
+    return None, [f"{reason}: expected finds per enterprise not stored (expected_hazards and "
+                  f"expected_major_hazards NULL); {advice}"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure steps
 # ---------------------------------------------------------------------------------------------
+
+
+TYPICAL_KIND = {"high": "focused"}
+"""The kind of the typical visit by final tier (any other tier: ``routine``), as the plan ranks visits
+(:func:`scoring.results.plans.compute_plan`)."""
+
+FINDS_COLUMNS: tuple[str, ...] = ("routine_hazards", "routine_major_hazards", "focused_hazards",
+                                  "focused_major_hazards")
+
+
+def typical_team_finds(finds: FindsModel, features: pd.DataFrame, *, team_size: int) -> pd.DataFrame:
+    """Expected finds of one visit at each enterprise of ``features`` (one as-of date) by a **typical team**:
+    ``team_size`` inspectors (the policy's ``[supervision.inspectors] min``, as the plan staffs a visit) of mean
+    stringency 1. Stringency is each inspector's finding rate relative to what the enterprises visited would yield,
+    shrunk to 1 (:func:`features.build.inspector_stringency`), so 1 is the average inspector of the bureau: the same
+    typical team for every department (a department whose inspectors are all strict or all lenient is not told
+    apart here; the plan recomputes the finds for the team actually drawn).
+
+    One row per enterprise: ``enterprise_id`` and :data:`FINDS_COLUMNS`, hazards of every level and the major ones
+    among them, for a routine and for a focused visit (the final tier, known later, picks one:
+    :data:`TYPICAL_KIND`). The major count is capped at the total (two boosters, fitted apart); NaN when the model
+    was fitted without the major hazards."""
+    ids = features.index.get_level_values("enterprise_id").astype("str")
+    out = {"enterprise_id": np.asarray(ids, dtype=object)}
+    major = bool(getattr(finds.model, "predicts_major", False))
+    # one copy of the features for the four predictions (models.expected_finds.expected_finds makes one each)
+    visit = features.assign(kind="routine", team_size=float(team_size), team_stringency=1.0)
+    for kind in ("routine", "focused"):
+        visit["kind"] = kind
+        total = np.asarray(finds.model.predict(visit), dtype=float) if len(visit) else np.zeros(0)
+        out[f"{kind}_hazards"] = total
+        out[f"{kind}_major_hazards"] = (np.minimum(np.asarray(finds.model.predict_major(visit), dtype=float), total)
+                                        if major and len(visit) else np.full(len(total), np.nan))
+    return pd.DataFrame(out).astype({"enterprise_id": "str"})
 
 
 def score_enterprises(model, features: pd.DataFrame, n_reasons: int = 3) -> pd.DataFrame:
@@ -310,11 +401,14 @@ def tier_enterprises(scores: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *
 
 
 def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, as_of,
-                previous: pd.DataFrame, model_label: str, rank: np.ndarray | None = None) -> pd.DataFrame:
+                previous: pd.DataFrame, model_label: str, rank: np.ndarray | None = None,
+                finds: pd.DataFrame | None = None, finds_label: str | None = None) -> pd.DataFrame:
     """The ``scores_history`` rows of one run (without ``run_id``), ordered by rank.
 
     ``rank``: the ranked-list positions in ``limits``' row order when ``limits`` are one partition (from
-    :func:`list_rank` over every enterprise); default: :func:`list_rank` of ``limits``."""
+    :func:`list_rank` over every enterprise); default: :func:`list_rank` of ``limits``. ``finds``: the enterprises'
+    :func:`typical_team_finds` (from the model ``finds_label``), of which each row keeps the visit its final tier
+    calls for (:data:`TYPICAL_KIND`); None: the expected-finds columns are NULL."""
     day = pd.Timestamp(as_of).normalize()
     frame = limits.copy()
     reasons = scores.set_index("enterprise_id")["reasons"]
@@ -332,6 +426,15 @@ def output_rows(scores: pd.DataFrame, limits: pd.DataFrame, tables: Mapping[str,
     frame["last_model_high_on"] = carried.where(frame["model_tier"] != "high", day)
     frame["as_of"] = day
     frame["model_version"] = model_label
+    frame["expected_hazards"] = frame["expected_major_hazards"] = np.nan
+    frame["finds_model_version"] = None
+    if finds is not None:
+        typical = finds.set_index("enterprise_id").reindex(frame["enterprise_id"].astype(str).to_numpy())
+        kind = frame["final_tier"].map(TYPICAL_KIND).fillna("routine").to_numpy()
+        for column, suffix in (("expected_hazards", "hazards"), ("expected_major_hazards", "major_hazards")):
+            frame[column] = np.where(kind == "focused", typical[f"focused_{suffix}"].to_numpy(dtype=float),
+                                     typical[f"routine_{suffix}"].to_numpy(dtype=float))
+        frame["finds_model_version"] = np.where(np.isnan(frame["expected_hazards"].to_numpy()), None, finds_label)
     if "points" not in frame:
         frame["points"] = np.nan
     out = frame[[c for c in SCORE_COLUMNS if c != "run_id"]]
@@ -353,15 +456,19 @@ def run_counts(scores: pd.DataFrame, changes: pd.DataFrame) -> dict[str, int]:
 
 def compute_nightly(features: pd.DataFrame, model: ScoringModel, tables: Mapping[str, pd.DataFrame], *, as_of,
                     policy, previous: pd.DataFrame | None = None, manual: pd.DataFrame | None = None,
-                    n_reasons: int = 3) -> NightlyResult:
-    """The whole pure middle of a run: features → scores and reasons → tiers → limits → output rows and changes."""
+                    n_reasons: int = 3, finds: FindsModel | None = None) -> NightlyResult:
+    """The whole pure middle of a run: features → scores and reasons (and, with ``finds``, expected finds for a
+    typical team) → tiers → limits → output rows and changes."""
     from scoring.domain.supervision import supervision_limits
 
     previous = previous if previous is not None else pd.DataFrame()
     scores = score_enterprises(model.model, features, n_reasons)
+    typical = None if finds is None else typical_team_finds(finds, features,
+                                                            team_size=policy.supervision.inspectors.min)
     tiers = tier_enterprises(scores, tables, as_of=as_of, policy=policy, previous=previous, manual=manual)
     limits = supervision_limits(tiers.tiers, tables, as_of=pd.Timestamp(as_of).normalize(), policy=policy.supervision)
-    output = output_rows(scores, limits, tables, as_of=as_of, previous=previous, model_label=model.label)
+    output = output_rows(scores, limits, tables, as_of=as_of, previous=previous, model_label=model.label,
+                         finds=typical, finds_label=None if finds is None else finds.label)
     changes = tier_change_rows(output, previous)
     return NightlyResult(output, changes, tiers.cutoffs, run_counts(output, changes))
 
@@ -576,13 +683,17 @@ def _compute(engine, day, policy, tracking_uri, tables, n_reasons, lock, timings
         s.detail = f"{len(features):,} enterprises × {features.shape[1]} features"
     with stage("model", "loading the champion model") as s:
         model = load_scoring_model(tracking_uri, policy.expert_card, features)
-        s.detail = model.label
-        if model.warning:
-            warnings.append(model.warning)
-            say("model", "warning", model.warning)
+        finds, finds_warnings = load_finds_model(tracking_uri)
+        s.detail = model.label + ("" if finds is None else f"; expected finds {finds.label}")
+        for warning in ([model.warning] if model.warning else []) + finds_warnings:
+            warnings.append(warning)
+            say("model", "warning", warning)
     with stage("score", "scoring and explaining") as s:
         scores = score_enterprises(model.model, features, n_reasons)
-        s.detail = f"mean probability {scores['probability'].mean():.4f}"
+        typical = None if finds is None else typical_team_finds(finds, features,
+                                                                team_size=policy.supervision.inspectors.min)
+        s.detail = f"mean probability {scores['probability'].mean():.4f}" + (
+            "" if typical is None else f", mean expected finds {typical['routine_hazards'].mean():.2f}")
     with stage("tiers", "tiers, vetoes, hysteresis and manual overrides") as s:
         previous = previous_tiers(engine, day)
         expire_overrides(engine, day.date())
@@ -593,7 +704,8 @@ def _compute(engine, day, policy, tracking_uri, tables, n_reasons, lock, timings
         from scoring.domain.supervision import supervision_limits
 
         limits = supervision_limits(tiers.tiers, tables, as_of=day, policy=policy.supervision)
-        output = output_rows(scores, limits, tables, as_of=day, previous=previous, model_label=model.label)
+        output = output_rows(scores, limits, tables, as_of=day, previous=previous, model_label=model.label,
+                             finds=typical, finds_label=None if finds is None else finds.label)
         changes = tier_change_rows(output, previous)
         s.detail = f"{len(changes):,} tier changes since the previous run" if not previous.empty else \
             "first run: no previous tiers"

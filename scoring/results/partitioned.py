@@ -70,6 +70,7 @@ from features.errors import DataError, UsageError
 from scoring.results.batch import (
     CHANGE_COLUMNS,
     SCORE_COLUMNS,
+    FindsModel,
     NightlyRun,
     RunContext,
     ScoringModel,
@@ -77,6 +78,7 @@ from scoring.results.batch import (
     _bulk_insert,
     data_watermark,
     list_rank,
+    load_finds_model,
     load_scoring_model,
     mark_succeeded,
     output_rows,
@@ -85,6 +87,7 @@ from scoring.results.batch import (
     score_enterprises,
     tier_change_rows,
     tier_enterprises,
+    typical_team_finds,
 )
 from scoring.results.lock import DEFAULT_STALE_AFTER
 from scoring.results.tables import (
@@ -180,6 +183,10 @@ def _previous_as_of(previous) -> pd.Timestamp | None:
 
 def _score(model: ScoringModel, features: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
     return score_enterprises(model.model, features, n_reasons)
+
+
+def _typical(finds: FindsModel | None, features: pd.DataFrame, team_size: int) -> pd.DataFrame | None:
+    return None if finds is None else typical_team_finds(finds, features, team_size=team_size)
 
 
 def _probabilities(scores: pd.DataFrame) -> np.ndarray:
@@ -283,10 +290,11 @@ class _Rows:
     counts: dict[str, int]
 
 
-def _rows(scores: pd.DataFrame, decided: _Decided, tables: Mapping[str, pd.DataFrame], rank: np.ndarray, *,
-          as_of: pd.Timestamp, model_label: str, previous_as_of: pd.Timestamp | None) -> _Rows:
+def _rows(scores: pd.DataFrame, decided: _Decided, tables: Mapping[str, pd.DataFrame], rank: np.ndarray,
+          finds: pd.DataFrame | None = None, *, as_of: pd.Timestamp, model_label: str,
+          previous_as_of: pd.Timestamp | None, finds_label: str | None = None) -> _Rows:
     output = output_rows(scores, decided.limits, tables, as_of=as_of, previous=decided.previous,
-                         model_label=model_label, rank=rank)
+                         model_label=model_label, rank=rank, finds=finds, finds_label=finds_label)
     changes = tier_change_rows(output, decided.previous, previous_as_of=previous_as_of)
     return _Rows(output, changes, run_counts(output, changes))
 
@@ -350,7 +358,7 @@ def _add_up(counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
 def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, previous=None,
                          manual: pd.DataFrame | None = None, n_reasons: int = 3,
                          stage: Callable[[str, str], Any] | None = None,
-                         release_features: bool = False) -> PartitionedResult:
+                         release_features: bool = False, finds: FindsModel | None = None) -> PartitionedResult:
     """The pure middle of a run (:func:`scoring.results.batch.compute_nightly`) on the partitions of ``built``
     (:func:`features.dask_build.build_features_dask` as of one date), on the cluster of ``client``.
 
@@ -360,7 +368,8 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     ``stage(name, message)``: a context manager timing each stage (``score``, ``tiers``, ``limits``).
     ``release_features``: free the partitions' features and input frames on the workers once scored (the caller
     needs them no more: across the global steps a worker then holds only what the decisions read,
-    :func:`_decision_tables`, and the results).
+    :func:`_decision_tables`, and the results). ``finds``: the expected-finds champion, whose typical-team finds
+    each partition stores (:func:`scoring.results.batch.typical_team_finds`).
     """
     stage = stage or (lambda name, message: nullcontext())
     day = pd.Timestamp(as_of).normalize()
@@ -370,6 +379,9 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
     with stage("score", "scoring and explaining") as timed:
         model_future = client.scatter(model, broadcast=True, hash=False)
         scores = client.map(_score, [model_future] * n, built.frames, n_reasons=n_reasons, pure=False)
+        finds_future = None if finds is None else client.scatter(finds, broadcast=True, hash=False)
+        typical = client.map(_typical, [finds_future] * n, built.frames,
+                             team_size=policy.supervision.inspectors.min, pure=False)
         summary = client.gather(client.map(_score_summary, scores, pure=False))
         scored = sum(s[0] for s in summary)
         _detail(timed, f"mean probability {sum(s[1] for s in summary) / max(scored, 1):.4f}")
@@ -394,8 +406,9 @@ def compute_nightly_dask(client, built, model: ScoringModel, *, as_of, policy, p
         keys = client.map(_list_keys, decided, pure=False)
         positions = client.submit(_global_list_ranks, keys, pure=False)
         ranks = [client.submit(_pick, positions, i, pure=False) for i in range(n)]
-        rows = client.map(_rows, scores, decided, tables, ranks, as_of=day, model_label=model.label,
-                          previous_as_of=previous_as_of, pure=False)
+        rows = client.map(_rows, scores, decided, tables, ranks, typical, as_of=day, model_label=model.label,
+                          previous_as_of=previous_as_of, finds_label=None if finds is None else finds.label,
+                          pure=False)
         counts = _add_up(client.gather(client.map(_counts_of, rows, pure=False)))
         from scoring.domain.tiers import combine_cutoff_tables
 
@@ -587,21 +600,26 @@ def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int
                       across: tuple[Any, np.ndarray], cluster_counts: pd.Series, summary: _Summary, *,
                       day: pd.Timestamp, policy, previous, manual: pd.DataFrame | None, n_reasons: int,
                       previous_as_of: pd.Timestamp | None, url: str, run_id: int, chunk_rows: int,
-                      checkpoint) -> tuple[dict[str, int], pd.DataFrame, dict[str, int]]:
+                      checkpoint, finds: FindsModel | None = None
+                      ) -> tuple[dict[str, int], pd.DataFrame, dict[str, int]]:
     """Third pass, all per partition: the frames and features again (the worker's local copies, else read and
-    built again), scored with the reasons, tiers, limits, the output rows — their ranked-list position is set when
-    they move out of the staging table — staged by COPY."""
+    built again), scored with the reasons (and the typical team's expected finds), tiers, limits, the output rows —
+    their ranked-list position is set when they move out of the staging table — staged by COPY."""
     parts = plan.tables_of(key_range, summary)
     features = plan.kept(key_range, "features")
-    scores = _score(model, plan.features(parts, totals) if features is None else features, n_reasons)
+    if features is None:
+        features = plan.features(parts, totals)
+    scores = _score(model, features, n_reasons)
+    typical = _typical(finds, features, policy.supervision.inspectors.min)
     tables = _decision_tables(parts)
     del parts, features
     if len(scores) != len(across[1]):
         raise DataError(f"key range {key_range} scored {len(scores):,} enterprises, then {len(across[1]):,}")
     decided = _limit(_tier(scores, tables, across, cluster_counts, key_range=key_range, as_of=day, policy=policy,
                            previous=previous, manual=manual), tables, as_of=day, policy=policy)
-    rows = _rows(scores, decided, tables, np.zeros(len(decided.limits), dtype=np.int64), as_of=day,
-                 model_label=model.label, previous_as_of=previous_as_of)
+    rows = _rows(scores, decided, tables, np.zeros(len(decided.limits), dtype=np.int64), typical, as_of=day,
+                 model_label=model.label, previous_as_of=previous_as_of,
+                 finds_label=None if finds is None else finds.label)
     _stage_partition(rows, partition, url=url, run_id=run_id, chunk_rows=chunk_rows, checkpoint=checkpoint)
     plan.forget(key_range)
     return rows.counts, decided.cutoff_table, _final_counts(decided)
@@ -813,12 +831,14 @@ def run_nightly_dask(
         with run.stage("model", "loading the champion model") as s:
             head = client.submit(_feature_head, plan, key_ranges[0], totals, pure=False).result()
             model = load_scoring_model(tracking_uri, run.policy.expert_card, head)
-            s.detail = model.label
-            if model.warning:
-                run.warnings.append(model.warning)
-                run.say("model", "warning", model.warning)
+            finds, finds_warnings = load_finds_model(tracking_uri)
+            s.detail = model.label + ("" if finds is None else f"; expected finds {finds.label}")
+            for warning in ([model.warning] if model.warning else []) + finds_warnings:
+                run.warnings.append(warning)
+                run.say("model", "warning", warning)
         with run.stage("features", f"building features as of {run.day.date()} and scoring, per partition") as s:
             model_future = client.scatter(model, broadcast=True, hash=False)
+            finds_future = None if finds is None else client.scatter(finds, broadcast=True, hash=False)
             probabilities = client.map(_partition_probabilities, [plan] * n, key_ranges, summaries, totals=totals,
                                        model=model_future, pure=False)
             sizes = client.gather(client.map(len, probabilities, pure=False))
@@ -844,7 +864,7 @@ def run_nightly_dask(
                                      previous=previous, manual=manual_future, n_reasons=n_reasons,
                                      previous_as_of=None if previous_day is None else pd.Timestamp(previous_day),
                                      url=url, run_id=run.run_id, chunk_rows=chunk_rows, checkpoint=checkpoint,
-                                     pure=False) for i in range(n)]
+                                     finds=finds_future, pure=False) for i in range(n)]
             parts = client.gather(decided)
             counts = _add_up([p[0] for p in parts])
             from scoring.domain.tiers import combine_cutoff_tables

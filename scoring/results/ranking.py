@@ -74,11 +74,13 @@ __all__ = [
 
 RANK_COLUMNS: tuple[str, ...] = (
     "rank", "enterprise_id", "name", "township", "sector", "score", "points", "tier", "override", "reasons", "mode",
-    "yearly_cap", "visits_used", "next_allowed_visit",
+    "yearly_cap", "visits_used", "next_allowed_visit", "expected_hazards", "expected_major_hazards",
 )
 """Columns of the ranked list, in order: ``score`` is the calibrated probability, ``tier`` the final tier,
 ``override`` the override cause (vetoes, hysteresis hold, manual override; empty when none), ``reasons`` the top
-reasons (bilingual), ``next_allowed_visit`` the first day a counted visit is allowed."""
+reasons (bilingual), ``next_allowed_visit`` the first day a counted visit is allowed, ``expected_hazards`` /
+``expected_major_hazards`` the hazards (every level / major) one visit by a typical team is expected to find
+(empty when the run had no expected-finds model)."""
 
 PAGE_COLUMNS: tuple[str, ...] = (*RANK_COLUMNS, "veto", "override_codes", "from_tier")
 """Columns of a page of the list (:func:`list_page`): :data:`RANK_COLUMNS`, then ``veto`` (a one-vote veto holds),
@@ -339,7 +341,8 @@ def _order_by(sort: str, descending: bool, *, unindexed: bool = False) -> list:
 
 
 _LIST_SOURCE = ["rank", "enterprise_id", "name", "township", "sector", "probability", "points", "final_tier",
-                "override_cause", "reasons", "mode", "yearly_cap", "visits_used", "next_allowed_visit"]
+                "override_cause", "reasons", "mode", "yearly_cap", "visits_used", "next_allowed_visit",
+                "expected_hazards", "expected_major_hazards"]
 _RENAMED = {"probability": "score", "final_tier": "tier", "override_cause": "override"}
 
 

@@ -131,22 +131,26 @@ def create_scoring_tables(engine: sa.Engine) -> None:
 
 def _upgrade_output_tables(engine: sa.Engine) -> None:
     """Databases made before the workbench: the ranked list's indexes on ``scores_history`` and the plan columns
-    ``version``, ``status``, ``approved_by``, ``approved_at`` (older plans numbered per period, as drafts), in one
-    transaction."""
+    ``version``, ``status``, ``approved_by``, ``approved_at`` (older plans numbered per period, as drafts); made
+    before issue 16: the expected-finds columns of ``scores_history`` (``expected_hazards``,
+    ``expected_major_hazards``, ``finds_model_version``; NULL in older runs' rows) — in one transaction."""
     inspector = sa.inspect(engine)
     missing_indexes = []
     for table in (scores_history, plans):
         have_indexes = {i["name"] for i in inspector.get_indexes(table.name)}
         missing_indexes += [i for i in table.indexes if i.name not in have_indexes]
-    have_columns = {c["name"] for c in inspector.get_columns(plans.name)}
-    missing_columns = [c for c in plans.columns if c.name not in have_columns]
+    missing_columns = []  # (table, column): every added column is nullable
+    for table in (plans, scores_history):
+        have_columns = {c["name"] for c in inspector.get_columns(table.name)}
+        missing_columns += [(table, c) for c in table.columns if c.name not in have_columns]
     if not missing_indexes and not missing_columns:
         return
     with engine.begin() as conn:
         quote = conn.dialect.identifier_preparer.quote
-        for column in missing_columns:
-            conn.execute(sa.text(f"ALTER TABLE {quote(plans.name)} ADD COLUMN {quote(column.name)} "
+        for table, column in missing_columns:
+            conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
                                  f"{column.type.compile(dialect=conn.dialect)}"))
+        missing_columns = [c for t, c in missing_columns if t is plans]
         if "version" in {c.name for c in missing_columns}:
             conn.execute(sa.text(
                 "UPDATE plans SET version = numbered.n FROM (SELECT plan_id, row_number() OVER "
@@ -338,7 +342,11 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     from features.contract import SECTOR_BY_CODE
     from scoring.domain.supervision import MODES
 
-    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on")]
+    # not the stored expected finds: the plan ranks by the expected-finds champion's figures as of the period's
+    # first day when policy says so (scoring.results.plans.compute_plan), else by probability — a limits column
+    # named expected_hazards would take over that ranking (scoring.domain.planning._expected)
+    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on",
+                                                                     *_FINDS_COLUMNS)]
     frame = scores_frame(engine, run["as_of"], columns=names)
     frame = frame.rename(columns={"rank": "list_rank", "score_rank": "rank", "next_allowed_visit": "next_routine_on",
                                   "model_version": "model"})
@@ -359,6 +367,9 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     frame["max_inspectors"] = policy.supervision.inspectors.max
     frame["run_id"] = int(run["run_id"])
     return frame
+
+
+_FINDS_COLUMNS = ("expected_hazards", "expected_major_hazards", "finds_model_version")
 
 
 def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_uri: str | None) -> pd.DataFrame:
@@ -468,6 +479,11 @@ scores_history = sa.Table(
     sa.Column("followup_due_on", sa.Date, nullable=True),
     sa.Column("followup_department", sa.Text, nullable=True),
     sa.Column("last_model_high_on", sa.Date, nullable=True),  # hysteresis: the last run whose model tier was high
+    # expected finds of one visit by a typical team (scoring.results.batch.typical_team_finds): hazards of every
+    # level and the major ones among them; NULL when no expected-finds champion is registered (issue 16, item 4)
+    sa.Column("expected_hazards", sa.Float, nullable=True),
+    sa.Column("expected_major_hazards", sa.Float, nullable=True),
+    sa.Column("finds_model_version", sa.String(64), nullable=True),  # the expected-finds model behind them
     sa.Index("ix_scores_history_enterprise_as_of", "enterprise_id", "as_of"),
     # the ranked list's sort keys and filters (scoring.results.ranking.SORT_KEYS), each with its tie-breakers and
     # ending in enterprise_id, so that a page of keys is read from the index alone (deep OFFSETs stay cheap)

@@ -95,6 +95,27 @@ def test_trained_registered_beside_the_risk_model_and_gated_on_the_same_backtest
     assert strict.mean() > typical.mean()
     with pytest.raises(ValueError, match="kind 'raid'"):
         expected_finds(champion.model, features, kind="raid")
+    # the registered model learnt the major hazards too (what the nightly stores beside the total)
+    assert champion.model.predicts_major
+    major = expected_finds(champion.model, features, level="major")
+    assert (major > 0).all() and major.mean() < typical.mean()
+    with pytest.raises(ValueError, match="level 'minor'"):
+        expected_finds(champion.model, features, level="minor")
+
+
+def test_major_hazards_are_learnt_only_when_given(visits):
+    with threadpool_limits(1):
+        total = ExpectedFindsRegressor(max_iter=20).fit(visits, visits["hazards_found"])
+        both = ExpectedFindsRegressor(max_iter=20).fit(visits, visits["hazards_found"],
+                                                       major=visits["major_hazards_found"])
+    assert not total.predicts_major and both.predicts_major
+    with pytest.raises(ValueError, match="fitted without the major hazards"):
+        total.predict_major(visits)
+    np.testing.assert_allclose(both.predict(visits), total.predict(visits))  # the total model is unchanged
+    assert both.predict_major(visits).mean() == pytest.approx(visits["major_hazards_found"].mean(), rel=0.2)
+    with pytest.raises(ValueError, match="at most the hazards that visit found"):
+        ExpectedFindsRegressor(max_iter=5).fit(visits, visits["hazards_found"],
+                                               major=visits["hazards_found"] + 1)
 
 
 def test_training_refuses_a_test_slice_as_long_as_the_history(small_world):

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from features.errors import BatchLockedError, DataError
+from features.errors import BatchLockedError, DataError, NoChampionError
 from scoring.results.batch import (
     hysteresis_history,
     list_rank,
@@ -106,8 +106,9 @@ def test_rerun_of_a_date_gives_the_same_rows_without_duplicates(engine, uri, pol
 def test_without_a_champion_the_expert_card_scores_and_the_run_says_so(engine, uri, policy):
     run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=uri)
     assert run.model_source == "expert_card" and run.model.startswith("expert card (policy ")
-    assert len(run.warnings) == 1 and "no MLflow store at" in run.warnings[0]
+    assert len(run.warnings) == 2 and "no MLflow store at" in run.warnings[0]
     assert "scored with the expert card" in run.warnings[0] and "riskgrade train" in run.warnings[0]
+    assert "expected finds per enterprise not stored" in run.warnings[1]  # nor an expected-finds model
     stored = latest_run(engine, AS_OF)
     assert stored["model_source"] == "expert_card" and "expert card" in stored["warning"]
     rows = _rows(engine)
@@ -129,7 +130,9 @@ def test_the_champion_is_used_when_there_is_one(engine, tmp_path, policy, monkey
 
     seen = {}
 
-    def load_champion(uri=None):
+    def load_champion(uri=None, *, model_name=models.registry.MODEL_NAME):
+        if model_name == models.registry.FINDS_MODEL_NAME:
+            raise NoChampionError("no expected-finds champion")
         seen["uri"] = uri
         card = ExpertCard(rules=rules).fit(pd.DataFrame({f: [0.0] for f in rules.features}))  # columns by name
         return ChampionModel(model=card, name="riskgrade", version="7", run_id="r", kind="expert", as_of="2024-06-01")
@@ -137,7 +140,8 @@ def test_the_champion_is_used_when_there_is_one(engine, tmp_path, policy, monkey
     monkeypatch.setattr(models.registry, "load_champion", load_champion)
     run = run_nightly(engine, AS_OF, policy=policy, tracking_uri=f"sqlite:///{store}")
     assert seen["uri"] == f"sqlite:///{store}"
-    assert (run.model_source, run.model, run.warnings) == ("champion", "riskgrade v7 (expert)", [])
+    assert (run.model_source, run.model) == ("champion", "riskgrade v7 (expert)")
+    assert len(run.warnings) == 1 and "'riskgrade-expected-finds' carries" in run.warnings[0]
     assert latest_run(engine)["model_version"] == "7"
 
 

@@ -3,8 +3,9 @@
 One small world (the batch tests' 240 enterprises, 3 years) and one local cluster of 2 worker processes for the
 whole module. From a Parquet export: scores, tiers (quota cut-offs with ties, vetoes including the sector
 cluster, hysteresis, manual overrides), limits and the ranked list equal ``compute_nightly`` for 1, 3 and 7
-partitions. On PostgreSQL: ``run_nightly_dask`` stores the same rows as ``run_nightly``; a worker killed while
-staging leaves the previous results and marks the run failed; a re-run succeeds.
+partitions, and so do the expected finds for a typical team of an expected-finds champion (issue 16, item 4).
+On PostgreSQL: ``run_nightly_dask`` stores the same rows as ``run_nightly`` (expected finds included); a worker
+killed while staging leaves the previous results and marks the run failed; a re-run succeeds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from features.build import build_features
 from features.db import connect
 from features.partitions import DatabaseSource, KeyRanges, ParquetSource, export_parquet
 from features.store import load_tables
-from scoring.results.batch import compute_nightly, expert_card_model, run_nightly
+from scoring.results.batch import FindsModel, compute_nightly, expert_card_model, run_nightly
 from scoring.results.tables import add_override, batch_runs, runs_frame, scores_frame, tier_changes
 
 from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
@@ -78,8 +79,46 @@ def _manual(ids: list[str]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def single_machine(sqlite_url, tight_policy):
-    """compute_nightly as of EARLIER (the previous run) and as of AS_OF with it and the manual overrides."""
+def finds(sqlite_url):
+    """An expected-finds model (hazards and major hazards) trained on the world, as the registry would hand it."""
+    from threadpoolctl import threadpool_limits
+
+    from features.contract import TABLES
+    from models.expected_finds import train_expected_finds
+    from models.registry import FINDS_MODEL_NAME
+
+    tables = load_tables(connect(sqlite_url), [t.name for t in TABLES])
+    with threadpool_limits(1):
+        model = train_expected_finds(tables, pd.Timestamp(AS_OF), months=12, test_months=3,
+                                     params={"max_iter": 20}, register=False, with_major=True).model
+    return FindsModel(model, FINDS_MODEL_NAME, "4")
+
+
+@pytest.fixture(scope="module")
+def finds_uri(finds, tmp_path_factory):
+    """A tracking store whose registry has no risk champion (the expert card scores) and ``finds`` as the
+    expected-finds champion, for the whole module (MLflow itself: tests/models/test_expected_finds.py)."""
+    from features.errors import NoChampionError
+    from models import registry
+
+    store = tmp_path_factory.mktemp("finds-mlflow") / "mlflow.db"
+    store.touch()
+
+    def load_champion(uri=None, *, model_name=registry.MODEL_NAME):
+        if model_name == registry.FINDS_MODEL_NAME:
+            return registry.ChampionModel(model=finds.model, name=model_name, version=finds.version, run_id="r",
+                                          kind="expected_finds", as_of=None)
+        raise NoChampionError(f"no model {model_name!r} carries the alias 'champion'")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "load_champion", load_champion)
+        yield f"sqlite:///{store}"
+
+
+@pytest.fixture(scope="module")
+def single_machine(sqlite_url, tight_policy, finds):
+    """compute_nightly as of EARLIER (the previous run) and as of AS_OF with it, the manual overrides and the
+    expected-finds model."""
     tables = load_tables(connect(sqlite_url))
     features = build_features(tables, [pd.Timestamp(EARLIER)])
     model = expert_card_model(tight_policy.expert_card, features)
@@ -90,7 +129,8 @@ def single_machine(sqlite_url, tight_policy):
     manual = _manual([earlier.scores["enterprise_id"].iloc[-1], vetoed[0], earlier.scores["enterprise_id"].iloc[-2]])
     features = build_features(tables, [pd.Timestamp(AS_OF)])
     result = compute_nightly(features, model, tables, as_of=AS_OF, policy=tight_policy, previous=previous,
-                             manual=manual)
+                             manual=manual, finds=finds)
+    assert result.scores["expected_hazards"].notna().all()
     return model, previous, manual, result
 
 
@@ -99,8 +139,9 @@ def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     features are sums added in another order), everything else exactly."""
     assert list(got.columns) == list(expected.columns)
     assert got["enterprise_id"].tolist() == expected["enterprise_id"].tolist()
-    floats = ["probability", "points"]
-    np.testing.assert_allclose(got[floats].to_numpy(float), expected[floats].to_numpy(float), rtol=1e-9, atol=0)
+    floats = ["probability", "points", "expected_hazards", "expected_major_hazards"]
+    np.testing.assert_allclose(got[floats].to_numpy(float), expected[floats].to_numpy(float), rtol=1e-9, atol=0,
+                               equal_nan=True)
     others = [c for c in expected.columns if c not in floats and c != "reasons"]
     pd.testing.assert_frame_equal(got[others].reset_index(drop=True), expected[others].reset_index(drop=True),
                                   check_dtype=False)
@@ -117,7 +158,7 @@ def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("n", PARTITIONS)
 def test_scores_tiers_limits_and_ranked_list_equal_the_single_machine(client, parquet_dir, tight_policy,
-                                                                     single_machine, n):
+                                                                     single_machine, finds, n):
     from features.dask_build import build_features_dask
     from scoring.results.partitioned import compute_nightly_dask
 
@@ -125,7 +166,7 @@ def test_scores_tiers_limits_and_ranked_list_equal_the_single_machine(client, pa
     built = build_features_dask(client, ParquetSource(str(parquet_dir)), [AS_OF], partitions=n)
 
     got = compute_nightly_dask(client, built, model, as_of=AS_OF, policy=tight_policy, previous=previous,
-                               manual=manual)
+                               manual=manual, finds=finds)
 
     assert len(got.rows) == n
     assert_same_rows(got.scores(), expected.scores)
@@ -156,7 +197,8 @@ def test_the_global_step_cuts_through_a_tied_block_split_across_partitions(polic
     assert [len(r) for r in ranks] == [3, 5, 12] and np.concatenate(ranks)[[0, 1, 3]].tolist() == [2, 1, 2]
 
 
-def test_uneven_partitions_and_an_empty_one_change_nothing(client, parquet_dir, tight_policy, single_machine):
+def test_uneven_partitions_and_an_empty_one_change_nothing(client, parquet_dir, tight_policy, single_machine,
+                                                           finds):
     from features.dask_build import build_features_dask
     from scoring.results.partitioned import compute_nightly_dask
 
@@ -166,7 +208,7 @@ def test_uneven_partitions_and_an_empty_one_change_nothing(client, parquet_dir, 
 
     built = build_features_dask(client, ParquetSource(str(parquet_dir)), [AS_OF], partitions=ranges)
     got = compute_nightly_dask(client, built, model, as_of=AS_OF, policy=tight_policy, previous=previous,
-                               manual=manual)
+                               manual=manual, finds=finds)
 
     assert_same_rows(got.scores(), expected.scores)
     assert got.counts == expected.counts
@@ -184,10 +226,11 @@ def pg_url(world_csv, module_pg_url):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def pg(pg_url, tight_policy, tmp_path_factory):
-    """The single-machine nightly as of EARLIER and AS_OF (with a manual override), and its stored rows."""
+def pg(pg_url, tight_policy, finds_uri):
+    """The single-machine nightly as of EARLIER and AS_OF (with a manual override and the expected-finds
+    champion), and its stored rows."""
     engine = connect(pg_url)
-    uri = no_mlflow(tmp_path_factory.mktemp("mlflow"))
+    uri = finds_uri
     run_nightly(engine, EARLIER, policy=tight_policy, tracking_uri=uri)
     target = scores_frame(engine, EARLIER).query("final_tier == 'general'")["enterprise_id"].iloc[0]
     add_override(engine, enterprise_id=target, tier="high", reason="夜间违规生产", by="王科长",
@@ -220,6 +263,8 @@ def test_the_nightly_on_dask_stores_what_the_single_machine_stores(client, pg, p
 
     got_scores, got_changes = _stored(engine)
     assert_same_rows(got_scores, scores)
+    assert got_scores["expected_hazards"].notna().all() and got_scores["expected_major_hazards"].notna().all()
+    assert set(got_scores["finds_model_version"]) == {"riskgrade-expected-finds v4"}
     pd.testing.assert_frame_equal(got_changes, changes)
     assert "manual" in ",".join(got_scores["override_codes"].fillna("")) and len(changes) > 0
     assert run.counts == single.counts and run.previous_as_of == EARLIER
