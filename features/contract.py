@@ -215,6 +215,8 @@ class TableSpec:
     description: str = ""
     checks: tuple[str, ...] = field(default=())  # names of row checks in features.validate
     key_with: tuple[str, ...] = ()  # further key columns: a link table's key is the pair of ids it links
+    belongs_to: str | None = None  # a table without enterprise_id whose rows belong, by ``key``, to a row of this
+    # table (a link to its inspection): a partitioned read splits it with that table
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -229,8 +231,15 @@ class TableSpec:
     def per_enterprise(self) -> bool:
         """Whether every row belongs to one enterprise (has ``enterprise_id``, so the import gives it the
         enterprise's ``enterprise_key`` and a partitioned read splits it by key range). The inspectors' roster
-        and the inspection-inspector links are not: they are read whole."""
+        and the inspection-inspector links are not."""
         return "enterprise_id" in self.column_names
+
+    @property
+    def split_by_key_range(self) -> bool:
+        """Whether a partitioned read splits the table by ranges of ``enterprise_key``: its rows carry the
+        enterprise, or belong to rows that do (the links, through their inspection). Only the inspectors'
+        roster is read whole by every partition: it grows with the departments' staff, not with the events."""
+        return self.per_enterprise or self.belongs_to is not None
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -446,6 +455,7 @@ TABLES: tuple[TableSpec, ...] = (
         "inspection_inspectors",
         key="inspection_id",
         key_with=("inspector_id",),
+        belongs_to="inspections",
         zh=("检查人员记录", "检查人员明细", "检查执法人员"),
         has_recorded_on=False,
         description="Who made each inspection: one row per (inspection, inspector).",

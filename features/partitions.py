@@ -1,15 +1,16 @@
 """Enterprise-keyed tables split by ranges of ``enterprise_key`` (DESIGN.md §11): the data of a partitioned build.
 
-Every contract table carries ``enterprise_key`` (:data:`features.contract.ENTERPRISE_KEY`), so one list of key
-ranges splits all of them the same way (co-partitioned): partition ``i`` holds the enterprises whose key is in
-``[bounds[i], bounds[i + 1])`` and every event of those enterprises, and nothing else — an event is never moved
-to another partition (no shuffle). The ranges (:class:`KeyRanges`) are cut where each partition gets about as
+Every table of an enterprise's rows carries ``enterprise_key`` (:data:`features.contract.ENTERPRISE_KEY`), so one
+list of key ranges splits all of them the same way (co-partitioned): partition ``i`` holds the enterprises whose
+key is in ``[bounds[i], bounds[i + 1])`` and every event of those enterprises, and nothing else — an event is never
+moved to another partition (no shuffle). The inspection–inspector links go with their inspection
+(:attr:`features.contract.TableSpec.belongs_to`); only the inspectors' roster is read whole by every partition. The ranges (:class:`KeyRanges`) are cut where each partition gets about as
 many enterprises.
 
 Two sources read one partition at a time (both picklable, so that a Dask worker reads its own partitions):
 
 - :class:`DatabaseSource`: the database by URL, one ``SELECT ... WHERE enterprise_key >= low AND enterprise_key
-  < high`` per table (:func:`features.store.load_tables` with ``key_range``);
+  < high`` per table, the links through their inspections (:func:`features.store.load_tables` with ``key_range``);
 - :class:`ParquetSource`: a Parquet dataset written by :func:`export_parquet` (``riskgrade export-parquet DIR``),
   one directory per table, files sorted by ``enterprise_key``, read with the range as a filter (row groups outside
   it are skipped).
@@ -55,7 +56,8 @@ __all__ = [
 MANIFEST = "_riskgrade.json"
 """The file naming a Parquet dataset's tables and extras (written last: a dataset without it is incomplete)."""
 
-_FORMAT = 1
+_FORMAT = 2
+"""2: the inspection–inspector links carry their inspection's ``enterprise_key`` and are split by it (1: whole)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,10 +285,13 @@ class ParquetSource:
 
     def _read(self, table: str, key_range: tuple[int, int]) -> pd.DataFrame:
         low, high = key_range
-        rows = [(ENTERPRISE_KEY, ">=", low), (ENTERPRISE_KEY, "<", high)] if TABLE_BY_NAME[table].per_enterprise \
-            else None  # the inspectors' roster and links: whole, in every partition
+        spec = TABLE_BY_NAME[table]
+        rows = [(ENTERPRISE_KEY, ">=", low), (ENTERPRISE_KEY, "<", high)] if spec.split_by_key_range \
+            else None  # the inspectors' roster: whole, in every partition
         arrow = pq.read_table(Path(self.directory) / table, filters=rows)
         frame = arrow.to_pandas()
+        if not spec.per_enterprise and ENTERPRISE_KEY in frame.columns:  # the links' key, written for this read only
+            frame = frame.drop(columns=ENTERPRISE_KEY)
         return frame.sort_values(list(key_columns(table)), kind="stable").reset_index(drop=True)
 
 
@@ -326,8 +331,12 @@ def export_parquet(url: str, directory: str | Path, *, enterprises_per_file: int
         for name, frame in frames.items():
             if not len(frame) and name != "enterprises":
                 continue
-            if not TABLE_BY_NAME[name].per_enterprise and i > 0:  # read whole by every partition: written once
+            spec = TABLE_BY_NAME[name]
+            if not spec.split_by_key_range and i > 0:  # read whole by every partition: written once
                 continue
+            if spec.belongs_to is not None:  # each row with its parent's key, so that a read can filter on it
+                parent = frames[spec.belongs_to][[spec.key, ENTERPRISE_KEY]]
+                frame = frame.merge(parent, on=spec.key, how="inner", validate="many_to_one")
             ordered = frame.sort_values(ENTERPRISE_KEY, kind="stable") if ENTERPRISE_KEY in frame.columns else frame
             folder = staging / name
             folder.mkdir(parents=True, exist_ok=True)

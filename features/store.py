@@ -62,19 +62,20 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
     """
     names = _table_names(tables)
     keyed = _tables_with_keys(engine, names)
-    where = ""
+    filters = dict.fromkeys(names, "")
     if key_range is not None:
-        unkeyed = [name for name in names if name not in keyed and sa.inspect(engine).has_table(name)
-                   and spec_for(name).per_enterprise]
+        parents = {spec_for(name).belongs_to for name in names} - {None}
+        keyed |= _tables_with_keys(engine, parents)
+        unkeyed = [name for name in sorted({*names, *parents}) if name not in keyed
+                   and sa.inspect(engine).has_table(name) and spec_for(name).per_enterprise]
         if unkeyed:
             raise DataError(f"table {unkeyed[0]!r} has no {ENTERPRISE_KEY} column: it cannot be read by key range "
                             "(import the data again with this version to number the enterprises)")
-        low, high = (int(k) for k in key_range)
-        where = f" WHERE {_quote(ENTERPRISE_KEY)} >= {low} AND {_quote(ENTERPRISE_KEY)} < {high}"
+        filters = {name: _key_range_filter(name, key_range) for name in names}
     out = {}
     with _adbc_connection(engine) as adbc:
         for name in names:
-            rows = where if spec_for(name).per_enterprise else ""  # the roster and links: read whole
+            rows = filters[name]
             frame = _read_adbc(adbc, name, name in keyed, rows) if adbc is not None else None
             if frame is None:
                 frame = _read_sqlalchemy(engine, name, name in keyed, rows)
@@ -82,6 +83,20 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
                 continue
             out[name] = _canonical(name, frame, extra_kinds)
     return out
+
+
+def _key_range_filter(table: str, key_range: tuple[int, int]) -> str:
+    """The ``WHERE`` clause reading ``table``'s rows of the enterprises keyed in ``[low, high)``: on the table's own
+    key, or through the table its rows belong to (the links, through their inspection); none for the roster."""
+    low, high = (int(k) for k in key_range)
+    in_range = f"{_quote(ENTERPRISE_KEY)} >= {low} AND {_quote(ENTERPRISE_KEY)} < {high}"
+    spec = spec_for(table)
+    if spec.per_enterprise:
+        return f" WHERE {in_range}"
+    if spec.belongs_to is not None:
+        key = _quote(spec.key)
+        return f" WHERE {key} IN (SELECT {key} FROM {_quote(spec.belongs_to)} WHERE {in_range})"
+    return ""
 
 
 def _tables_with_keys(engine: sa.Engine, names: Iterable[str]) -> set[str]:

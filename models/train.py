@@ -628,11 +628,13 @@ def sample_training_tables(source, size: int, *, seed: int, enterprises_per_read
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
     for i, key_range in enumerate(ranges):
         for name, frame in source.read(key_range, names, kinds).items():
-            if not TABLE_BY_NAME[name].per_enterprise:  # the inspectors' roster and links: read whole each time
+            spec = TABLE_BY_NAME[name]
+            if not spec.split_by_key_range:  # the inspectors' roster: read whole each time
                 if i == 0:
                     parts[name].append(frame)
                 continue
-            parts[name].append(frame if chosen is None else frame.loc[frame[ENTERPRISE_KEY].isin(chosen)])
+            sampled = chosen is not None and spec.per_enterprise  # (the links follow their inspections, below)
+            parts[name].append(frame.loc[frame[ENTERPRISE_KEY].isin(chosen)] if sampled else frame)
     tables = {name: pd.concat(frames, ignore_index=True).sort_values(list(key_columns(name)), kind="stable")
               .reset_index(drop=True) for name, frames in parts.items()}
     links, inspections = tables.get("inspection_inspectors"), tables.get("inspections")

@@ -628,15 +628,15 @@ def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int
 
 def combine_watermarks(parts: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The data watermark of the whole dataset from the partitions' (:func:`scoring.results.batch.data_watermark`):
-    rows added up — but for the tables every partition reads whole (the inspectors' roster and links), counted
-    once —, the latest ``recorded_on`` of all; tables without a row anywhere left out, as the single-machine load
-    leaves them out."""
+    rows added up — but for the table every partition reads whole (the inspectors' roster), counted once —, the
+    latest ``recorded_on`` of all; tables without a row anywhere left out, as the single-machine load leaves them
+    out."""
     from features.contract import TABLE_BY_NAME
 
     out: dict[str, dict[str, Any]] = {}
     for part in parts:
         for name, entry in part.items():
-            whole = name in TABLE_BY_NAME and not TABLE_BY_NAME[name].per_enterprise
+            whole = name in TABLE_BY_NAME and not TABLE_BY_NAME[name].split_by_key_range
             total = out.setdefault(name, {"rows": 0})
             total["rows"] = int(entry["rows"]) if whole else total["rows"] + int(entry["rows"])
             latest = entry.get("max_recorded_on")
