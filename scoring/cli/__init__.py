@@ -778,10 +778,18 @@ _RANK_WIDTHS = {"override": 30, "reasons": 36, "name": 14, "township": 8}
 
 
 def _rank_flat(frame):
-    """The ranked list for CSV and Excel: reasons as one bilingual text cell (as the workbench exports it)."""
+    """The ranked list for Excel: reasons as one bilingual text cell (as the workbench exports it)."""
     from scoring.results.ranking import export_frame
 
     return export_frame(frame)
+
+
+def _write_rank_csv(rows, out, say) -> None:
+    """The ranked list's CSV, from the database's rows as the workbench writes it (the same bytes)."""
+    from scoring.exports import write_csv_rows
+    from scoring.results.ranking import RANK_COLUMNS, export_rows
+
+    write_csv_rows(RANK_COLUMNS, export_rows(rows), out, what="ranked list", say=say)
 
 
 @app.command()
@@ -810,8 +818,8 @@ def rank(
 ) -> None:
     """The ranked list planners read: highest risk first (final tier, then calibrated probability)."""
     from features.db import connect
-    from scoring.exports import write_csv, write_json, write_xlsx
-    from scoring.results.ranking import ranked_list
+    from scoring.exports import write_json, write_xlsx
+    from scoring.results.ranking import list_frame, ranked_rows
 
     _check_format(output_format, out, "list", db)
     tier = tier.strip() if tier is not None else None
@@ -819,9 +827,13 @@ def rank(
         raise typer.BadParameter(f"expected high, general or low, got {tier!r}", param_hint="--tier")
     day = _parse_date(as_of.strip(), "--as-of") if as_of else None
     engine = connect(db, create=False)
-    run, frame = ranked_list(engine, as_of=day, tier=tier, township=township, sector=sector, top=top,
-                             search=search, changed=changed, override=override, sort=sort, descending=descending)
+    run, rows = ranked_rows(engine, as_of=day, tier=tier, township=township, sector=sector, top=top,
+                            search=search, changed=changed, override=override, sort=sort, descending=descending)
     say = err_console.print
+    if output_format == "csv":
+        _write_rank_csv(rows, out, say)
+        return
+    frame = list_frame(rows)
     if output_format == "table":
         filters = ", ".join(f"{k} {v}" for k, v in (("tier", tier), ("township", township), ("sector", sector),
                                                      ("search", search), ("changed", changed or None),
@@ -830,9 +842,7 @@ def rank(
                      + (f"; {filters}" if filters else "") + f"): {len(frame):,} enterprises",
                      _rank_display(frame), max_width=_RANK_WIDTHS)
         if out is not None:
-            write_csv(_rank_flat(frame), out, what="ranked list", say=say)
-    elif output_format == "csv":
-        write_csv(_rank_flat(frame), out, what="ranked list", say=say)
+            _write_rank_csv(rows, out, say)
     elif output_format == "json":
         write_json(frame, out, what="ranked list", say=say)
     else:

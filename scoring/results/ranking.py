@@ -62,6 +62,9 @@ __all__ = [
     "enterprise_report",
     "find_enterprise",
     "export_frame",
+    "export_rows",
+    "list_frame",
+    "ranked_rows",
     "in_scope",
     "list_conditions",
     "list_page",
@@ -366,6 +369,19 @@ def ranked_list(engine: sa.Engine, *, as_of: date | str | None = None, tier: str
     Filters: see :class:`ListFilter`; ``sort`` one of :data:`SORT_KEYS`; ``townships`` the account's scope
     (None: all). Without ``as_of``: the latest run not after ``today`` (:func:`resolve_run`).
     """
+    run, rows = ranked_rows(engine, as_of=as_of, tier=tier, township=township, sector=sector, top=top,
+                            search=search, changed=changed, override=override, sort=sort, descending=descending,
+                            townships=townships, today=today)
+    return run, list_frame(rows)
+
+
+def ranked_rows(engine: sa.Engine, *, as_of: date | str | None = None, tier: str | None = None,
+                township: str | None = None, sector: str | None = None, top: int | None = None,
+                search: str | None = None, changed: bool = False, override: str | None = None,
+                sort: str = "rank", descending: bool = False, townships: Collection[str] | None = None,
+                today: date | None = None) -> tuple[dict, list]:
+    """:func:`ranked_list` as the rows the database gave, before any frame is built (:func:`list_frame` makes
+    the list of them, :func:`export_rows` the exported rows)."""
     if top is not None and top < 1:
         raise DataError(f"top must be at least 1, got {top}")
     filters = ListFilter(tier=tier, township=township, sector=sector, search=search, changed=changed,
@@ -378,7 +394,27 @@ def ranked_list(engine: sa.Engine, *, as_of: date | str | None = None, tier: str
         query = query.limit(top)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return run, _list_frame(rows, _LIST_SOURCE)[list(RANK_COLUMNS)].reset_index(drop=True)
+    return run, rows
+
+
+def list_frame(rows) -> pd.DataFrame:
+    """The ranked list (:data:`RANK_COLUMNS`) of :func:`ranked_rows`' rows."""
+    return _list_frame(rows, _LIST_SOURCE)[list(RANK_COLUMNS)].reset_index(drop=True)
+
+
+_REASONS_AT = _LIST_SOURCE.index("reasons")  # (the source's columns are RANK_COLUMNS before renaming)
+
+
+def export_rows(rows) -> list[tuple]:
+    """:func:`ranked_rows`' rows as :func:`export_frame` has them (:data:`RANK_COLUMNS`, reasons as one text
+    cell, dates as ISO text), for :func:`scoring.exports.write_csv_rows`."""
+    out = []
+    for row in rows:
+        cells = list(row)
+        reasons = cells[_REASONS_AT]
+        cells[_REASONS_AT] = reasons_text(reasons if isinstance(reasons, list) else [])
+        out.append(tuple(cells))
+    return out
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ writers of :mod:`scoring.exports`, and page helpers shared by the ranked-list, e
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 from fastapi.responses import Response
 
-from scoring.exports import write_csv, write_xlsx
+from scoring.exports import write_csv, write_csv_rows, write_xlsx
 
-__all__ = ["CSV_TYPE", "XLSX_TYPE", "csv_download", "enterprise_href", "xlsx_download"]
+__all__ = ["CSV_TYPE", "XLSX_TYPE", "csv_download", "csv_rows_download", "enterprise_href", "xlsx_download"]
 
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -28,15 +29,25 @@ def csv_download(frame: pd.DataFrame, filename: str) -> Response:
     """``frame`` as the CSV file ``riskgrade … --format csv --out FILE`` writes (UTF-8 with a byte-order mark)."""
     buffer = io.BytesIO()
     write_csv(frame, buffer)
-    return Response(buffer.getvalue(), media_type=CSV_TYPE,
-                    headers={"Content-Disposition": _disposition(filename), "Cache-Control": "no-store"})
+    return _attachment(buffer.getvalue(), CSV_TYPE, filename)
+
+
+def csv_rows_download(columns: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
+    """Rows as the CSV file the CLI writes of them (:func:`scoring.exports.write_csv_rows`)."""
+    buffer = io.BytesIO()
+    write_csv_rows(columns, rows, buffer)
+    return _attachment(buffer.getvalue(), CSV_TYPE, filename)
 
 
 def xlsx_download(sheets: Mapping[str, pd.DataFrame], filename: str) -> Response:
     """``sheets`` as the workbook ``riskgrade … --format xlsx --out FILE`` writes."""
     buffer = io.BytesIO()
     write_xlsx(sheets, buffer)
-    return Response(buffer.getvalue(), media_type=XLSX_TYPE,
+    return _attachment(buffer.getvalue(), XLSX_TYPE, filename)
+
+
+def _attachment(content: bytes, media_type: str, filename: str) -> Response:
+    return Response(content, media_type=media_type,
                     headers={"Content-Disposition": _disposition(filename), "Cache-Control": "no-store"})
 
 

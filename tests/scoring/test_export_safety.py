@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import io
 import shutil
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -17,7 +19,14 @@ from typer.testing import CliRunner
 
 from features.errors import OutputError
 from scoring.cli import app
-from scoring.exports import FORMULA_TRIGGERS, neutralise_formulas, write_csv, write_json, write_xlsx
+from scoring.exports import (
+    FORMULA_TRIGGERS,
+    neutralise_formulas,
+    write_csv,
+    write_csv_rows,
+    write_json,
+    write_xlsx,
+)
 
 from batch_world import AS_OF, import_world, no_mlflow, world_csv  # noqa: F401  (world_csv is a fixture)
 
@@ -57,6 +66,30 @@ def test_no_cell_starts_a_formula_and_the_text_is_kept(text):
     else:
         assert not text.startswith(FORMULA_TRIGGERS) or pd.to_numeric(text, errors="coerce") == pd.to_numeric(
             text, errors="coerce")  # untouched only when it is a plain number
+
+
+_ROW = st.tuples(
+    st.none() | st.text(max_size=10),  # text, formula-like, quotes, newlines and all
+    st.none() | st.floats(allow_infinity=False),  # a nullable REAL (NaN written empty)
+    st.none() | st.integers(-10**12, 10**12),  # a nullable INTEGER
+    st.none() | st.dates(date(1900, 1, 1), date(2200, 12, 31)).map(date.isoformat),  # a DATE, as ISO text
+)
+
+
+@given(st.lists(_ROW, max_size=8))
+def test_the_row_writer_writes_the_file_the_frame_writer_writes(rows):
+    """The ranked list's CSV is written from the database's rows, the other exports from frames: one file."""
+    columns = ["text", "real", "integer", "day"]
+    frame = pd.DataFrame({
+        "text": pd.Series([r[0] for r in rows], dtype=object),
+        "real": pd.Series([np.nan if r[1] is None else r[1] for r in rows], dtype=float),
+        "integer": pd.Series([pd.NA if r[2] is None else r[2] for r in rows], dtype="Int64"),
+        "day": pd.Series(np.array([r[3] for r in rows], dtype="datetime64[D]"), dtype="datetime64[ns]"),
+    })
+    from_frame, from_rows = io.BytesIO(), io.BytesIO()
+    write_csv(frame, from_frame)
+    write_csv_rows(columns, rows, from_rows)
+    assert from_rows.getvalue() == from_frame.getvalue()
 
 
 def _assert_no_formula(path: Path, expected: str) -> None:
@@ -127,6 +160,13 @@ def test_rank_csv_and_xlsx_are_neutralised(evil_world, tmp_path):
     xlsx = tmp_path / "rank.xlsx"
     _cli("rank", "--db", url, "--format", "xlsx", "--out", str(xlsx))
     _assert_no_formula(xlsx, EVIL["E000001"])
+
+    from features.db import connect
+    from scoring.results.ranking import export_frame, ranked_list
+
+    by_frame = tmp_path / "frame.csv"  # the rows written as the frame of the same list would be
+    write_csv(export_frame(ranked_list(connect(url, create=False))[1]), by_frame)
+    assert out.read_bytes() == by_frame.read_bytes()
 
 
 def test_plan_csv_and_xlsx_are_neutralised(evil_world, tmp_path):

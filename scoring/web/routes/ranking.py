@@ -19,15 +19,18 @@ from features.errors import DataError
 from scoring.domain.tiers import TIERS
 from scoring.results.ranking import (
     OVERRIDE_KINDS,
+    RANK_COLUMNS,
     ListFilter,
     export_frame,
+    export_rows,
+    list_frame,
     list_page,
-    ranked_list,
+    ranked_rows,
     resolve_run,
     run_townships,
 )
 from scoring.web.auth import Account, require
-from scoring.web.downloads import csv_download, enterprise_href, xlsx_download
+from scoring.web.downloads import csv_rows_download, enterprise_href, xlsx_download
 from scoring.web.pages import engine, fmt_dt, fmt_num, render, settings, tier_zh
 
 router = APIRouter()
@@ -176,28 +179,28 @@ def ranked_list_page(request: Request, account: Account = Depends(require("viewe
     return render(request, "list.html", context, status_code=400 if problem else 200)
 
 
-def _export(request: Request, account: Account):
+def _export(request: Request, account: Account) -> tuple[dict, list]:
+    """The run and the rows of the ranked list under the request's filter and the account's scope."""
     from fastapi import HTTPException
 
     wanted, problem = ListRequest.from_query(request)
     filters = wanted.filters()
     try:
-        run, frame = ranked_list(engine(request), tier=filters.tier, township=filters.township,
-                                 sector=filters.sector, search=filters.search, changed=filters.changed,
-                                 override=filters.override, sort=wanted.sort, descending=wanted.desc,
-                                 townships=account.townships, today=_today(request))
+        return ranked_rows(engine(request), tier=filters.tier, township=filters.township, sector=filters.sector,
+                           search=filters.search, changed=filters.changed, override=filters.override,
+                           sort=wanted.sort, descending=wanted.desc, townships=account.townships,
+                           today=_today(request))
     except DataError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    return run, export_frame(frame)
 
 
 @router.get("/list/export.csv")
 def export_csv(request: Request, account: Account = Depends(require("viewer"))):
-    run, frame = _export(request, account)
-    return csv_download(frame, f"风险清单-ranked-list-{run['as_of']}.csv")
+    run, rows = _export(request, account)
+    return csv_rows_download(RANK_COLUMNS, export_rows(rows), f"风险清单-ranked-list-{run['as_of']}.csv")
 
 
 @router.get("/list/export.xlsx")
 def export_xlsx(request: Request, account: Account = Depends(require("viewer"))):
-    run, frame = _export(request, account)
-    return xlsx_download({"ranked list": frame}, f"风险清单-ranked-list-{run['as_of']}.xlsx")
+    run, rows = _export(request, account)
+    return xlsx_download({"ranked list": export_frame(list_frame(rows))}, f"风险清单-ranked-list-{run['as_of']}.xlsx")
