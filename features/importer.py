@@ -65,7 +65,7 @@ from features.contract import ENTERPRISE_KEY, TABLE_BY_NAME
 from features.errors import DataError, RiskgradeError
 from features.inspectors import RosterBook, stored_roster
 from features.db import serialise, write_transaction
-from features.schema import CONTRACT_TABLES, create_schema, metadata, quarantine, truth
+from features.schema import CONTRACT_TABLES, create_schema, dialect_indexes, metadata, quarantine, truth
 from features.sources import Source, find_sources, read_chunks, read_raw
 from features.validate import (
     ChunkResult,
@@ -687,7 +687,7 @@ class _Writer:
         """Before the first chunk of ``table``'s file (``rows_hint``: about how many rows it has, if known)."""
         self._claim(table)
         if self._is_empty(table):
-            indexes = _secondary_indexes(table)
+            indexes = _secondary_indexes(table, self.dialect)
             for index in indexes:
                 self.conn.execute(sa.schema.DropIndex(index, if_exists=True))
             self._bulk[table] = indexes
@@ -961,11 +961,12 @@ _SQLITE_IMPORT_CACHE_KIB = 262_144  # 256 MB page cache while importing
 _PG_INDEX_BUILD_MEMORY = "256MB"
 
 
-def _secondary_indexes(table: str) -> tuple[sa.Index, ...]:
-    """The indexes of ``table`` besides its primary key (the key stays: the upsert and the duplicate check of
-    the database rest on it)."""
+def _secondary_indexes(table: str, dialect: sa.Dialect) -> tuple[sa.Index, ...]:
+    """The indexes of ``table`` besides its primary key that this database has (the key stays: the upsert and
+    the duplicate check of the database rest on it)."""
     sql_table = CONTRACT_TABLES.get(table, truth if table == truth.name else None)
-    return tuple(sorted(sql_table.indexes, key=lambda index: index.name)) if sql_table is not None else ()
+    return tuple(sorted(dialect_indexes(sql_table, dialect), key=lambda index: index.name)) \
+        if sql_table is not None else ()
 
 
 def _csv_bytes(frame: pd.DataFrame) -> memoryview:

@@ -6,6 +6,7 @@ Later layers (the scoring outputs) add their tables to the same :data:`metadata`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -47,11 +48,26 @@ def _contract_table(spec: TableSpec) -> sa.Table:
             indexes.append(sa.Index("ux_enterprises_enterprise_key", ENTERPRISE_KEY, unique=True))
         else:
             indexes.append(sa.Index(f"ix_{spec.name}_enterprise_id", "enterprise_id"))
+            indexes.append(sa.Index(_key_range_index(spec.name), ENTERPRISE_KEY).ddl_if(dialect="postgresql"))
     return sa.Table(spec.name, metadata, *columns, *indexes, comment=spec.description)
+
+
+def _key_range_index(table: str) -> str:
+    """The index a partitioned read of ``table`` by ``enterprise_key`` range goes through (PostgreSQL only: the
+    Dask nightly's database; without it every partition's read scans the whole table, so that reading all the
+    partitions grows with the square of the enterprises)."""
+    return f"ix_{table}_enterprise_key"
+
+
+def dialect_indexes(table: sa.Table, dialect: sa.Dialect) -> tuple[sa.Index, ...]:
+    """``table``'s indexes that the database of ``dialect`` has (the key-range indexes only on PostgreSQL)."""
+    return tuple(index for index in table.indexes
+                 if dialect.name == "postgresql" or index.name not in _KEY_RANGE_INDEXES)
 
 
 CONTRACT_TABLES: dict[str, sa.Table] = {spec.name: _contract_table(spec) for spec in TABLES}
 _KEYED_TABLES = tuple(spec.name for spec in TABLES if spec.per_enterprise)  # those carrying enterprise_key
+_KEY_RANGE_INDEXES = {_key_range_index(name): name for name in _KEYED_TABLES if name != "enterprises"}  # → table
 
 truth = sa.Table(
     TRUTH_TABLE.name,
@@ -81,7 +97,7 @@ quarantine = sa.Table(
 
 def create_schema(engine: sa.Engine) -> None:
     """Create every table that does not exist yet, and bring older contract tables up to date (idempotent)."""
-    create_tables(engine, upgrade=_add_enterprise_keys)
+    create_tables(engine, upgrade=_upgrade)
 
 
 def create_tables(engine: sa.Engine, tables: Sequence[sa.Table] | None = None, *,
@@ -93,7 +109,7 @@ def create_tables(engine: sa.Engine, tables: Sequence[sa.Table] | None = None, *
     from features.db import serialise, write_transaction
 
     wanted = list(metadata.sorted_tables if tables is None else tables)
-    if _complete(sa.inspect(engine), wanted, upgrade is not None):
+    if _complete(engine, wanted, upgrade is not None):
         return
     with write_transaction(engine, what="creating the tables") as conn:
         serialise(conn, "schema", what="creating the tables")
@@ -102,12 +118,25 @@ def create_tables(engine: sa.Engine, tables: Sequence[sa.Table] | None = None, *
             upgrade(conn)
 
 
-def _complete(inspector: sa.Inspector, tables: Sequence[sa.Table], keyed: bool) -> bool:
+def _complete(engine: sa.Engine, tables: Sequence[sa.Table], keyed: bool) -> bool:
+    inspector = sa.inspect(engine)
     existing = set(inspector.get_table_names())
     if not {t.name for t in tables} <= existing:
         return False
-    return not keyed or all(ENTERPRISE_KEY in {c["name"] for c in inspector.get_columns(name)}
-                            for name in _KEYED_TABLES)
+    if not keyed:
+        return True
+    if not all(ENTERPRISE_KEY in {c["name"] for c in inspector.get_columns(name)} for name in _KEYED_TABLES):
+        return False
+    return engine.dialect.name != "postgresql" or not _missing_key_range_indexes(engine)
+
+
+def _missing_key_range_indexes(bind: sa.Engine | sa.Connection) -> set[str]:
+    """The key-range indexes a PostgreSQL database made before them lacks (one catalogue query)."""
+    with bind.connect() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind) as conn:
+        present = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                                           " AND indexname = ANY(:names)"), {"names": sorted(_KEY_RANGE_INDEXES)})
+                      .scalars())
+    return set(_KEY_RANGE_INDEXES) - present
 
 
 def _add_enterprise_keys(conn: sa.Connection) -> None:
@@ -133,3 +162,19 @@ def _add_enterprise_keys(conn: sa.Connection) -> None:
             conn.execute(sa.text(
                 f"UPDATE {quote(name)} SET {key} = (SELECT e.{key} FROM enterprises AS e "
                 f"WHERE e.enterprise_id = {quote(name)}.enterprise_id)"))
+
+
+def _add_key_range_indexes(conn: sa.Connection) -> None:
+    """PostgreSQL databases made before the key-range indexes: build them (once, in the caller's transaction)."""
+    if conn.dialect.name != "postgresql":
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    for index in sorted(_missing_key_range_indexes(conn)):
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {quote(_KEY_RANGE_INDEXES[index])} "
+                             f"({quote(ENTERPRISE_KEY)})"))
+
+
+def _upgrade(conn: sa.Connection) -> None:
+    """Bring older contract tables up to date (see :func:`create_schema`)."""
+    _add_enterprise_keys(conn)
+    _add_key_range_indexes(conn)

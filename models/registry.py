@@ -160,6 +160,29 @@ def champion_version(uri: str | None = None, *, model_name: str = MODEL_NAME) ->
     return RegisteredVersion(model_name, str(found.version), found.run_id, found.tags.get("kind", ""))
 
 
+def store_exists(uri: str | None = None) -> bool:
+    """Whether the tracking store is there to read: an SQLite store's file exists (reading through MLflow would
+    create an empty one); any other store is taken to exist."""
+    resolved = tracking_uri(uri)
+    if resolved.startswith("sqlite:///") and resolved != "sqlite:///:memory:":
+        return Path(resolved.removeprefix("sqlite:///")).exists()
+    return True
+
+
+def registered_champion(uri: str | None = None, *, model_name: str = MODEL_NAME
+                        ) -> tuple[ChampionModel | None, str]:
+    """``(champion, "")``, or ``(None, why)`` when none is registered: no MLflow store at an SQLite path (which
+    is then not created) or no version of ``model_name`` carrying the alias. A champion that is registered but
+    cannot be loaded raises, as :func:`load_champion` does."""
+    resolved = tracking_uri(uri)
+    if not store_exists(resolved):
+        return None, f"no MLflow store at {resolved}"
+    try:
+        return load_champion(resolved, model_name=model_name), ""
+    except NoChampionError:
+        return None, f"no model {model_name!r} carries the {CHAMPION_ALIAS!r} alias in {resolved}"
+
+
 def load_champion(uri: str | None = None, *, model_name: str = MODEL_NAME) -> ChampionModel:
     """The champion of ``model_name``; :class:`~features.errors.NoChampionError` when no version carries the
     alias."""

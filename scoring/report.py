@@ -197,15 +197,6 @@ def log_reference(reference: Reference, run_id: str, uri: str | None = None) -> 
     client.log_dict(run_id, reference.to_json(), REFERENCE_ARTIFACT)
 
 
-def _mlflow_store_exists(uri: str | None) -> bool:
-    from models.registry import tracking_uri
-
-    resolved = tracking_uri(uri)
-    if resolved.startswith("sqlite:///") and resolved != "sqlite:///:memory:":
-        return Path(resolved.removeprefix("sqlite:///")).exists()
-    return True
-
-
 @dataclass
 class _Champion:
     version: str
@@ -230,9 +221,10 @@ class _Champion:
 
 
 def _champion(uri: str | None) -> _Champion | None:
-    if not _mlflow_store_exists(uri):
+    from models.registry import champion_version, store_exists
+
+    if not store_exists(uri):
         return None
-    from models.registry import champion_version
 
     found = champion_version(uri)
     if found is None:

@@ -58,7 +58,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.db import write_transaction
-from features.errors import DataError, NoChampionError
+from features.errors import DataError
 from scoring.results.lock import DEFAULT_STALE_AFTER, BatchLock
 from scoring.results.tables import (
     batch_runs,
@@ -155,22 +155,12 @@ def load_scoring_model(tracking_uri: str | None, expert_card: Mapping[str, Any],
     A champion that exists but cannot be loaded is an error, not a reason to fall back: the run fails and says why.
     An SQLite tracking store that does not exist is not created (no MLflow import, no empty ``mlflow.db``).
     """
-    from models.registry import tracking_uri as resolve
+    from models.registry import registered_champion
 
-    uri = resolve(tracking_uri)
-    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
-            and not Path(uri.removeprefix("sqlite:///")).exists():
-        reason = f"no MLflow store at {uri}"
-    else:
-        from models.registry import load_champion
-
-        try:
-            champion = load_champion(uri)
-        except NoChampionError:
-            reason = f"no model carries the 'champion' alias in {uri}"
-        else:
-            return ScoringModel(model=champion.model, name=champion.name, version=str(champion.version),
-                                kind=champion.kind or type(champion.model).__name__, source="champion")
+    champion, reason = registered_champion(tracking_uri)
+    if champion is not None:
+        return ScoringModel(model=champion.model, name=champion.name, version=str(champion.version),
+                            kind=champion.kind or type(champion.model).__name__, source="champion")
     warning = (f"{reason}: scored with the expert card of the policy file (points-based, uncalibrated prior "
                f"probability) instead of a trained champion. Train and promote one: riskgrade train --as-of DATE "
                f"--promote")
@@ -199,28 +189,17 @@ def load_finds_model(tracking_uri: str | None) -> tuple[FindsModel | None, list[
 
     As for the risk model, a champion that exists but cannot be loaded is an error (the run fails and says why);
     an SQLite tracking store that does not exist is not created."""
-    from models.registry import FINDS_MODEL_NAME
-    from models.registry import tracking_uri as resolve
+    from models.registry import FINDS_MODEL_NAME, registered_champion
 
-    uri = resolve(tracking_uri)
+    champion, reason = registered_champion(tracking_uri, model_name=FINDS_MODEL_NAME)
+    if champion is not None:
+        model = FindsModel(champion.model, champion.name, str(champion.version))
+        if getattr(champion.model, "predicts_major", False):
+            return model, []
+        return model, [f"the expected-finds champion ({model.label}) was trained without the major hazards: "
+                       f"expected major hazards not stored (NULL); retrain it: riskgrade train-finds --as-of "
+                       f"DATE --promote"]
     advice = "train and promote one: riskgrade train-finds --as-of DATE --promote"
-    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
-            and not Path(uri.removeprefix("sqlite:///")).exists():
-        reason = f"no MLflow store at {uri}"
-    else:
-        from models import registry
-
-        try:
-            champion = registry.load_champion(uri, model_name=FINDS_MODEL_NAME)
-        except NoChampionError:
-            reason = f"no model {FINDS_MODEL_NAME!r} carries the 'champion' alias in {uri}"
-        else:
-            model = FindsModel(champion.model, champion.name, str(champion.version))
-            if getattr(champion.model, "predicts_major", False):
-                return model, []
-            return model, [f"the expected-finds champion ({model.label}) was trained without the major hazards: "
-                           f"expected major hazards not stored (NULL); retrain it: riskgrade train-finds --as-of "
-                           f"DATE --promote"]
     return None, [f"{reason}: expected finds per enterprise not stored (expected_hazards and "
                   f"expected_major_hazards NULL); {advice}"]
 

@@ -196,23 +196,15 @@ def _finds_ranking(engine: sa.Engine, start: pd.Timestamp, limits: pd.DataFrame,
     """The expected-finds champion's finds per enterprise for a typical team (``[supervision.inspectors] min``
     inspectors of stringency 1; a focused visit for the high tier, routine otherwise), as of the period's first
     day; None when no expected-finds champion is registered."""
-    from pathlib import Path
-
     from features.build import build_features
-    from features.errors import NoChampionError
-    from features.store import load_tables
-    from models import registry
-    from models.expected_finds import visit_finds
-
-    uri = registry.tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:" \
-            and not Path(uri.removeprefix("sqlite:///")).exists():
-        return None  # no MLflow store: not created, and no champion in it
-    try:
-        champion = registry.load_champion(uri, model_name=registry.FINDS_MODEL_NAME)
-    except NoChampionError:
-        return None
     from features.contract import TABLES
+    from features.store import load_tables
+    from models.expected_finds import visit_finds
+    from models.registry import FINDS_MODEL_NAME, registered_champion
+
+    champion, _ = registered_champion(tracking_uri, model_name=FINDS_MODEL_NAME)
+    if champion is None:
+        return None
 
     frames = load_tables(engine, [t.name for t in TABLES])
     features = build_features(frames, [start])
