@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -481,6 +481,9 @@ class GroupTotals:
 
     dates: pd.DatetimeIndex
     sums: Mapping[TotalKey, pd.DataFrame]
+    # what every partition derives alike from the sums (each inspector's stringency): computed once per process
+    # that holds these totals, not once per partition (its size grows with the inspectors, so with N)
+    derived: dict[tuple, object] = field(default_factory=dict, compare=False, repr=False)
 
     def cells(self, key: TotalKey, labels: pd.Index) -> np.ndarray:
         """The sums for the groups ``labels`` (in that order), flat by (group, date); 0 for a group not seen."""
@@ -634,6 +637,15 @@ class FeatureContext:
             _, n_groups = self.group_of_enterprise(grouping)
             self._grids[grouping] = _full_grid(n_groups, self.as_of_days)
         return self._grids[grouping]
+
+    def derived(self, key: tuple, compute: Callable[[], object]) -> object:
+        """A value derived from the shared sums alone: with given totals, kept on them (see
+        :attr:`GroupTotals.derived`), else for this build."""
+        cache = self._given_totals.derived if self._given_totals is not None else self._cache
+        key = ("derived", *key)
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
 
     def _memo(self, key: tuple, compute: Callable[[], object]) -> object:
         if key not in self._cache:
@@ -1185,6 +1197,25 @@ def _positions_in(values: pd.Series, keys: pa.Array) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _stringency_from_sums(sector_found: pd.DataFrame, sector_visits: pd.DataFrame, inspector_found: pd.DataFrame,
+                          pair_visits: pd.DataFrame, m: float) -> pd.DataFrame:
+    """Each inspector's shrunk stringency (inspector id × as-of date) from the sums of :func:`_inspector_state`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (sector_found / sector_visits).where(sector_visits > 0, 0.0)
+    pairs = pair_visits[(pair_visits != 0).any(axis=1)]
+    split = pairs.index.str.split(_LABEL_JOIN, n=1)
+    pair_inspector = split.str[0]
+    pair_sector = pd.Index(split.str[1])
+    expected = (pairs * mean.reindex(pair_sector, fill_value=0.0).to_numpy()).groupby(pair_inspector).sum()
+    n_visits = pairs.groupby(pair_inspector).sum()
+    found_i = inspector_found.reindex(expected.index, fill_value=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if m == 0:
+            return (found_i / expected).where(expected > 0, 1.0)
+        pseudo = m * expected / n_visits
+        return ((found_i + pseudo) / (expected + pseudo)).where(expected > 0, 1.0)
+
+
 def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
     """The inspector sums as of every date, over visits known before it and dated in ``[a - window, a)`` whose
     team is recorded (``T``: those visits; a visit's sector is its enterprise's):
@@ -1254,24 +1285,14 @@ def _inspector_state(ctx: FeatureContext, window: int) -> InspectorState:
         sector_major = shared("major found", "sector", major_by_sector, sector_labels)
         sector_visits = shared("visits", "sector", visits_by_sector, sector_labels)
         inspector_found = shared("found", "inspector", found_by_inspector, inspector_ids)
-        pair_visits = shared("visits", "inspector × sector", visits_by_pair, pair_label)
+        visited = visits_by_pair.any(axis=1)  # the pairs seen: the others add nothing to any sum
+        pair_visits = shared("visits", "inspector × sector", visits_by_pair[visited], pair_label[visited])
 
         # Stringency of every inspector (of all partitions: the sums are global), as of each date.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = (sector_found / sector_visits).where(sector_visits > 0, 0.0)
-        pairs = pair_visits[(pair_visits != 0).any(axis=1)]
-        split = pairs.index.str.split(_LABEL_JOIN, n=1)
-        pair_inspector = split.str[0]
-        pair_sector = pd.Index(split.str[1])
-        expected = (pairs * mean.reindex(pair_sector, fill_value=0.0).to_numpy()).groupby(pair_inspector).sum()
-        n_visits = pairs.groupby(pair_inspector).sum()
-        found_i = inspector_found.reindex(expected.index, fill_value=0.0)
-        m = ctx.shrinkage_strength
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pseudo = m * expected / n_visits
-            stringency = ((found_i + pseudo) / (expected + pseudo)).where(expected > 0, 1.0)
-            if m == 0:
-                stringency = (found_i / expected).where(expected > 0, 1.0)
+        stringency = ctx.derived(
+            ("inspector stringency", window, ctx.shrinkage_strength),
+            lambda: _stringency_from_sums(sector_found, sector_visits, inspector_found, pair_visits,
+                                          ctx.shrinkage_strength))
 
         # Per row: the enterprise's team-recorded visits, their teams' stringency and finds.
         n_rows = grid.n_rows
