@@ -512,13 +512,9 @@ def _worker_folder(token: str, worker=None) -> Path | None:
     a worker or without a token)."""
     if not token:
         return None
+    worker = worker if worker is not None else _current_worker()
     if worker is None:
-        try:
-            from distributed import get_worker
-
-            worker = get_worker()
-        except (ImportError, ValueError):
-            return None
+        return None
     return Path(worker.local_directory) / f"riskgrade-nightly-{token}"
 
 
@@ -575,21 +571,23 @@ def _combine_clusters(summaries: Sequence[_Summary]) -> pd.Series:
     return _add_counts([s.clusters for s in summaries])
 
 
-def _watermark_of(summary: _Summary) -> dict:
-    return summary.watermark
+def _placement_of(summary: _Summary) -> tuple[dict, str | None]:
+    return summary.watermark, summary.worker
 
 
-def _worker_address() -> str | None:
+def _current_worker():
+    """The Dask worker running this task (None outside one)."""
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        return get_worker()
     except (ImportError, ValueError):
         return None
 
 
-def _where(summary: _Summary) -> str | None:
-    return summary.worker
+def _worker_address() -> str | None:
+    worker = _current_worker()
+    return None if worker is None else worker.address
 
 
 def _feature_head(plan: _Rebuild, key_range: tuple[int, int], totals) -> pd.DataFrame:
@@ -837,18 +835,15 @@ def run_nightly_dask(
             plan = client.scatter(_rebuild_plan(client, source, run.day, ranges, token), broadcast=True, hash=False)
             summaries = client.map(_summarise, [plan] * len(key_ranges), key_ranges, day=run.day,
                                    policy=run.policy, pure=False)
-            # the reduced sums (about 2 MB at 200k) go once to every worker, not fetched again by each task
-            totals = client.scatter(client.submit(_combine_totals, summaries, pure=False).result(),
-                                    broadcast=True, hash=False)
-            cluster_counts = client.scatter(client.submit(_combine_clusters, summaries, pure=False).result(),
-                                            broadcast=True, hash=False)
-            watermark = combine_watermarks(client.gather(client.map(_watermark_of, summaries, pure=False)))
+            totals = client.submit(_combine_totals, summaries, pure=False)
+            cluster_counts = client.submit(_combine_clusters, summaries, pure=False)
+            placed = client.gather(client.map(_placement_of, summaries, pure=False))
+            watermark = combine_watermarks([entry for entry, _ in placed])
             # the later passes go where the first pass kept the partition's tables: the scheduler cannot see those
             # local copies and would place the tasks by the bytes of their inputs (measured at 200k: every second
             # pass ran on the other worker and read its partition from the database again). A preference only: if
             # that worker is gone, another reads the partition again.
-            homes = [{"workers": [w], "allow_other_workers": True} if w else {}
-                     for w in client.gather(client.map(_where, summaries, pure=False))]
+            homes = [{"workers": [worker], "allow_other_workers": True} if worker else {} for _, worker in placed]
             s.detail = (f"{len(ranges)} partitions on {len(client.scheduler_info()['workers'])} workers; "
                         + ", ".join(f"{name} {entry['rows']:,}" for name, entry in watermark.items()))
         with run.stage("model", "loading the champion model") as s:
