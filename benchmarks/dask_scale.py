@@ -135,12 +135,56 @@ def _dask_child(args, n: int, out) -> None:
         client.run(__import__, "scoring.results.partitioned")
         began = time.perf_counter()
         partitions = max(1, -(-n // args.partition_size))
-        run = run_nightly_dask(connect(url), client, _as_of(args), url=url, partitions=partitions,
-                               tracking_uri=f"sqlite:///{args.workdir}/no-mlflow.db")
+        with _PeakSampler(client) as sampler:
+            run = run_nightly_dask(connect(url), client, _as_of(args), url=url, partitions=partitions,
+                                   tracking_uri=f"sqlite:///{args.workdir}/no-mlflow.db")
         wall = time.perf_counter() - began
         workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.put({"timings": run.timings, "wall": wall, "workers_mb": sorted(workers.values()), "client_mb": _peak_mb(),
-             "partitions": partitions, "n_scored": run.counts["n_scored"]})
+             "partitions": partitions, "n_scored": run.counts["n_scored"], "peaks": sampler.peaks()})
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _PeakSampler:
+    """Samples each worker's resident memory and the tasks it is running, every ``interval`` seconds, so that a
+    worker's peak can be put down to a task (``ru_maxrss`` says how high, not when)."""
+
+    def __init__(self, client, interval: float = 0.25):
+        import threading
+
+        self.client, self.interval = client, interval
+        self.highest: dict[str, tuple[float, float, list[str]]] = {}  # worker → (MB, seconds in, tasks)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self.began = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                rss = self.client.run(_rss_mb)
+                running = self.client.processing()
+            except Exception:  # the cluster closing: the samples so far stand
+                return
+            for worker, mb in rss.items():
+                if mb > self.highest.get(worker, (0.0,))[0]:
+                    tasks = sorted({str(key).split("-")[0].strip("('") for key in running.get(worker, ())})
+                    self.highest[worker] = (mb, time.perf_counter() - self.began, tasks)
+
+    def peaks(self) -> list[str]:
+        return [f"{mb:,.0f} MB at {at:.0f} s ({', '.join(tasks) or 'idle'})"
+                for mb, at, tasks in sorted(self.highest.values())]
 
 
 def _single_child(args, n: int, out) -> None:
@@ -226,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"  dask   ({dask_run['partitions']} partitions): {_stages(dask_run['timings'])} · wall "
              f"{dask_run['wall']:.1f} s · peak per worker {', '.join(f'{w:,.0f}' for w in workers)} MB, client "
              f"{dask_run['client_mb']:,.0f} MB, total {total:,.0f} MB · load {os.getloadavg()[0]:.1f}")
+        _say(f"  sampled peaks per worker: {'; '.join(dask_run['peaks'])}")
         single = None
         if n <= args.single_max:
             single = _spawned(_single_child, args, n)
