@@ -71,6 +71,19 @@ def _exists(args, n: int) -> bool:
         admin.dispose()
 
 
+def _vacuum(args, n: int) -> float:
+    import sqlalchemy as sa
+
+    began = time.perf_counter()
+    engine = sa.create_engine(_db_url(args, n), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    return time.perf_counter() - began
+
+
 # ---------------------------------------------------------------------------------------------
 # Children (spawned: each measures its own peak memory, and frees it when it exits)
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +154,8 @@ def _dask_child(args, n: int, out) -> None:
         wall = time.perf_counter() - began
         workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.put({"timings": run.timings, "wall": wall, "workers_mb": sorted(workers.values()), "client_mb": _peak_mb(),
-             "partitions": partitions, "n_scored": run.counts["n_scored"], "peaks": sampler.peaks()})
+             "partitions": partitions, "n_scored": run.counts["n_scored"], "peaks": sampler.peaks(),
+             "task_peaks": sampler.task_peaks()})
 
 
 def _rss_mb() -> float:
@@ -158,6 +172,7 @@ class _PeakSampler:
 
         self.client, self.interval = client, interval
         self.highest: dict[str, tuple[float, float, list[str]]] = {}  # worker → (MB, seconds in, tasks)
+        self.by_task: dict[str, float] = {}  # kind of task → the highest MB sampled while one ran
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -178,13 +193,19 @@ class _PeakSampler:
             except Exception:  # the cluster closing: the samples so far stand
                 return
             for worker, mb in rss.items():
+                tasks = sorted({str(key).split("-")[0].strip("('") for key in running.get(worker, ())})
                 if mb > self.highest.get(worker, (0.0,))[0]:
-                    tasks = sorted({str(key).split("-")[0].strip("('") for key in running.get(worker, ())})
                     self.highest[worker] = (mb, time.perf_counter() - self.began, tasks)
+                for task in tasks:
+                    self.by_task[task] = max(self.by_task.get(task, 0.0), mb)
 
     def peaks(self) -> list[str]:
         return [f"{mb:,.0f} MB at {at:.0f} s ({', '.join(tasks) or 'idle'})"
                 for mb, at, tasks in sorted(self.highest.values())]
+
+    def task_peaks(self) -> str:
+        """The highest resident memory sampled on any worker while each kind of task ran, in the run's order."""
+        return " · ".join(f"{task} {mb:,.0f}" for task, mb in self.by_task.items())
 
 
 def _single_child(args, n: int, out) -> None:
@@ -252,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = []
     for n in args.enterprises:
         if args.reuse and _exists(args, n):
-            _say(f"N = {n:,}: reusing {_db_url(args, n)}")
+            _say(f"N = {n:,}: reusing {_db_url(args, n)} (vacuumed in {_vacuum(args, n):.0f} s: the earlier runs' "
+                 "replaced rows are not read again)")
         else:
             setup = _spawned(_setup_child, args, n, args.workdir)
             if "failed" in setup:
@@ -270,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"  dask   ({dask_run['partitions']} partitions): {_stages(dask_run['timings'])} · wall "
              f"{dask_run['wall']:.1f} s · peak per worker {', '.join(f'{w:,.0f}' for w in workers)} MB, client "
              f"{dask_run['client_mb']:,.0f} MB, total {total:,.0f} MB · load {os.getloadavg()[0]:.1f}")
-        _say(f"  sampled peaks per worker: {'; '.join(dask_run['peaks'])}")
+        _say(f"  sampled peaks per worker: {'; '.join(dask_run['peaks'])}; by task (MB): {dask_run['task_peaks']}")
         single = None
         if n <= args.single_max:
             single = _spawned(_single_child, args, n)

@@ -554,6 +554,41 @@ class _Summary:
     worker: str | None = None  # the worker that keeps the partition's tables on its local disk
 
 
+def _freeing(task: Callable) -> Callable:
+    """``task``, handing the memory it freed back to the system when it returns: glibc's and Arrow's allocators
+    keep freed pages for reuse, and a worker's resident memory crept up with the number of partitions it had
+    taken (benchmarks/dask_scale.py). A worker's peak should be one partition's, whatever N."""
+    import functools
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        finally:
+            _release_memory()
+
+    return run
+
+
+def _release_memory() -> None:
+    """Collect garbage and return the free pages of Arrow's pool and of glibc's heap to the system."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except ImportError:
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: its allocator keeps its own counsel
+        pass
+
+
+@_freeing
 def _summarise(plan: _Rebuild, key_range: tuple[int, int], *, day: pd.Timestamp, policy) -> _Summary:
     parts = plan.read(key_range)
     plan.keep(key_range, "tables", parts)
@@ -597,6 +632,7 @@ def _feature_head(plan: _Rebuild, key_range: tuple[int, int], totals) -> pd.Data
     return plan.features(plan.read((low, low + 1)), totals).iloc[:0]
 
 
+@_freeing
 def _partition_probabilities(plan: _Rebuild, key_range: tuple[int, int], summary: _Summary, totals,
                              model: ScoringModel) -> np.ndarray:
     """Second pass: the partition's features (kept on the worker's disk) and calibrated probabilities (all that
@@ -608,6 +644,7 @@ def _partition_probabilities(plan: _Rebuild, key_range: tuple[int, int], summary
     return np.asarray(model.model.predict_proba(features))[:, 1].astype(float)
 
 
+@_freeing
 def _decide_and_stage(plan: _Rebuild, key_range: tuple[int, int], partition: int, totals, model: ScoringModel,
                       across: tuple[Any, np.ndarray], cluster_counts: pd.Series, summary: _Summary, *,
                       day: pd.Timestamp, policy, previous, manual: pd.DataFrame | None, n_reasons: int,
