@@ -11,6 +11,8 @@ For each size N (× ``--years`` years, seed ``--seed``):
    chunk is ``generate_world``'s world; 1M × 5 years needs about 17 GB in one piece, a 200k chunk about 3 GB),
    writes each chunk's CSV files and imports them (``features.importer.import_directory``) into a fresh
    PostgreSQL database ``<--db-prefix>_<N>`` on ``--pg`` (the child exits, so its memory is not counted below).
+   With ``--reuse``, an existing database instead has the results earlier runs stored for the benchmark's date
+   deleted and is vacuumed (untimed), so that the run writes a new date's rows as on a fresh database.
 2. **Dask**: a spawned child starts a ``distributed.LocalCluster`` of ``--workers`` single-threaded worker
    processes with ``--memory-limit`` each and runs ``scoring.results.partitioned.run_nightly_dask`` as of the
    day after the world's last month, ``--partition-size`` enterprises per partition (so that the partition size
@@ -71,13 +73,18 @@ def _exists(args, n: int) -> bool:
         admin.dispose()
 
 
-def _vacuum(args, n: int) -> float:
+def _as_new(args, n: int) -> float:
+    """Delete what earlier runs stored for the benchmark's date, then ``VACUUM ANALYZE``: a run on a reused database
+    then writes a new date's rows into tables without dead ones, as the first run on a fresh database does (a
+    real nightly runs on a new date; re-running a stored date also deletes its N rows)."""
     import sqlalchemy as sa
 
     began = time.perf_counter()
     engine = sa.create_engine(_db_url(args, n), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
+            for table in ("scores_history", "tier_changes"):
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE as_of = :day"), {"day": _as_of(args)})
             conn.execute(sa.text("VACUUM ANALYZE"))
     finally:
         engine.dispose()
@@ -273,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = []
     for n in args.enterprises:
         if args.reuse and _exists(args, n):
-            _say(f"N = {n:,}: reusing {_db_url(args, n)} (vacuumed in {_vacuum(args, n):.0f} s: the earlier runs' "
-                 "replaced rows are not read again)")
+            _say(f"N = {n:,}: reusing {_db_url(args, n)} (the earlier runs' results of {_as_of(args)} deleted and "
+                 f"the database vacuumed in {_as_new(args, n):.0f} s: the nightly of a new date, as on a fresh one)")
         else:
             setup = _spawned(_setup_child, args, n, args.workdir)
             if "failed" in setup:

@@ -27,7 +27,9 @@ optional ``truth.csv`` of synthetic worlds), validates each file chunk by chunk 
   Bulk writes: PostgreSQL ``COPY`` into a temporary table then one ``INSERT ... ON CONFLICT`` per chunk;
   SQLite ``executemany`` of an upsert on the DBAPI connection, except for a large file into an empty table,
   staged through a scratch SQLite file (see :class:`_SQLiteStage`). A reader thread reads and validates the
-  next chunk while the current one is written (only the calling thread touches the database).
+  next chunk while the current one is staged, and every statement runs on one work thread, in order
+  (:class:`_SerialWork`), so that the next file is read while the one before is written. The truth file of a
+  synthetic world goes right after the enterprises, so that its rows are written while the event files are read.
 
 Columns a file does not have are left alone on update (a file without ``township`` does not erase the
 townships already stored); ``x_*`` columns of enterprises are stored together in the ``extras`` JSON column
@@ -49,6 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -288,6 +291,100 @@ def _prefetched(items: Iterator[ChunkResult], depth: int = 1) -> Iterator[ChunkR
         items.close()
 
 
+class _SerialWork:
+    """The import's database work, done in the order it was asked for, on one thread of its own, so that the next
+    file is read, checked and staged while the rows of the one before are still being written (an ``INSERT ...
+    SELECT`` of a province's truth file takes half a minute; the drivers release the GIL while they work).
+
+    :meth:`submit` queues a call; :meth:`submit_rows` one that carries a chunk's rows, waiting while ``depth`` of
+    those are queued (so that the chunks waiting to be written stay few, while statements without rows never wait);
+    :meth:`call` queues one and returns its result, so it waits for every call before it too. Once a call has
+    failed, the calls after it are not made, and its exception is raised by the next :meth:`submit`, :meth:`call`
+    or :meth:`finish`. :meth:`abandon` (the import failing in the calling thread) stops the statement running, if
+    it can, drops what is queued and waits for the thread: the caller then rolls the transaction back.
+    """
+
+    def __init__(self, conn: sa.Connection, depth: int = 4):
+        self._conn = conn
+        self._slots = threading.BoundedSemaphore(depth)
+        self._tasks: queue.Queue = queue.Queue()
+        self._failure: BaseException | None = None
+        self._stopped = False
+        self._running = False  # a call is being made
+        self._thread = threading.Thread(target=self._run, name="riskgrade-import-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            function, args, kwargs, answer, rows = task
+            try:
+                if self._failure is not None or self._stopped:
+                    raise self._failure or RiskgradeError("the import was stopped")
+                self._running = True
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    self._running = False
+            except BaseException as exc:  # raised in the calling thread
+                if self._failure is None and not self._stopped:
+                    self._failure = exc
+                if answer is not None:
+                    answer.set_exception(exc)
+            else:
+                if answer is not None:
+                    answer.set_result(result)
+            finally:
+                if rows:
+                    self._slots.release()
+
+    def submit(self, function: Callable, *args, **kwargs) -> None:
+        self._queue(function, args, kwargs, None)
+
+    def submit_rows(self, function: Callable, *args, **kwargs) -> None:
+        self._queue(function, args, kwargs, None, rows=True)
+
+    def call(self, function: Callable, *args, **kwargs):
+        answer: Future = Future()
+        self._queue(function, args, kwargs, answer)
+        return answer.result()
+
+    def _queue(self, function: Callable, args, kwargs, answer: Future | None, rows: bool = False) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if rows:
+            self._slots.acquire()
+        self._tasks.put((function, args, kwargs, answer, rows))
+
+    def finish(self) -> None:
+        """Wait for every queued call; raise the first failure."""
+        self.call(lambda: None)
+        self._close()
+
+    def abandon(self) -> None:
+        self._stopped = True
+        if self._running:
+            _interrupt(self._conn)
+        self._close()
+
+    def _close(self) -> None:
+        if self._thread.is_alive():
+            self._tasks.put(None)
+            self._thread.join()
+
+
+def _interrupt(conn: sa.Connection) -> None:
+    """Stop the statement running on ``conn``'s driver connection, if the driver can (the transaction is rolled back
+    next)."""
+    driver = conn.connection.dbapi_connection
+    try:
+        if isinstance(driver, sqlite3.Connection):
+            driver.interrupt()
+        elif hasattr(driver, "cancel_safe"):  # psycopg 3
+            driver.cancel_safe(timeout=5.0)
+    except Exception:  # nothing running, or the connection already gone: the rollback is what matters
+        pass
+
+
 def _table_import(source: Source, validator: TableValidator, loaded: int) -> TableImport:
     return TableImport(
         table=source.table,
@@ -341,41 +438,64 @@ def import_directory(
     stage = _SQLiteStage() if engine.dialect.name == "sqlite" else None
     with (write_transaction(engine, what="this import", finish=stage.finish if stage else None) as conn,
           closing(writer_type(conn, stage)) as writer):
+        work = writer.work  # every statement from here on runs there, in order
         keys = _EnterpriseKeys(conn)
+        keys.ids()  # read now: from here on the keys are kept in memory
         ledger = _ImportLedger(conn, today=today, uscc_allowlist=uscc_allowlist, imported_at=imported_at)
+        roster = stored_roster(conn)  # before this import's writes: its own inspectors file is added to it
+        books = _QuarantineBook.read(conn, dict.fromkeys(s.table for s in sources), imported_at)
+        writer.prepare(dict.fromkeys(s.table for s in sources))
         files = iter_validated(
-            sources,
+            _write_order(sources),
             today=today,
             known_enterprises=keys.ids,
             in_database=True,
             uscc_allowlist=uscc_allowlist,
             chunk_rows=chunk_rows,
-            stored_inspectors=lambda: stored_roster(conn),
+            stored_inspectors=lambda: roster,
         )
-        for source, validator, chunks in files:
-            unchanged = ledger.unchanged(source, validator)
-            if unchanged is not None:
-                chunks.close()  # never started: the file is not read again
-                if source.table == "enterprises":  # for the reasons of the event files that are read
-                    ledger.restore_quarantined_enterprises(validator.context.quarantined_enterprises)
-                if progress is not None:
-                    progress(source.table, unchanged.rows_read, unchanged.rows_read)
-                results.append(unchanged)
-                continue
-            book = _QuarantineBook(conn, source.table, imported_at)
-            loaded = 0
-            writer.begin(source.table, rows_hint=source.records)
-            with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
-                for result in reported(prefetched, source, progress):
-                    book.record(result)
-                    if len(result.good):
-                        writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
-                    loaded += len(result.good)
-            bulk = writer.bulk_loading(source.table)
-            writer.end(source.table)
-            results.append(_table_import(source, validator, loaded))
-            ledger.record(source, validator, results[-1], stored_rows=loaded if bulk else None)
+        try:
+            for source, validator, chunks in files:
+                unchanged = work.call(ledger.unchanged, source, validator) if ledger.may_skip(source) else None
+                if unchanged is not None:
+                    chunks.close()  # never started: the file is not read again
+                    if source.table == "enterprises":  # for the reasons of the event files that are read
+                        work.call(ledger.restore_quarantined_enterprises, validator.context.quarantined_enterprises)
+                    if progress is not None:
+                        progress(source.table, unchanged.rows_read, unchanged.rows_read)
+                    results.append(unchanged)
+                    continue
+                book = books[source.table]
+                loaded = 0
+                writer.begin(source.table, rows_hint=source.records)
+                with closing(_prefetched(chunks)) as prefetched:  # stops the reader thread on any error
+                    for result in reported(prefetched, source, progress):
+                        stale, records = book.changes(result)
+                        if stale or records:
+                            work.submit_rows(book.write, conn, stale, records)
+                        if len(result.good):
+                            writer.upsert(source.table, keys.added(source.table, _db_frame(validator, result.good)))
+                        loaded += len(result.good)
+                bulk = writer.bulk_loading(source.table)
+                writer.end(source.table)  # queued: the next file is read while this one is written
+                results.append(_table_import(source, validator, loaded))
+                entry = ledger.entry(source, validator, results[-1])  # here: the validator can then go
+                if entry is not None:
+                    work.submit(ledger.record, source.table, entry, stored_rows=loaded if bulk else None)
+            work.finish()
+        except BaseException:
+            work.abandon()
+            raise
+    order = {source.table: i for i, source in enumerate(sources)}
+    results.sort(key=lambda outcome: order[outcome.table])  # as the files were found
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
+
+
+def _write_order(sources: Sequence[Source]) -> list[Source]:
+    """``sources`` with the truth file (it needs only the enterprises) right after the enterprises: the largest
+    file's rows are then written while the event files are read, instead of after them all."""
+    return sorted(sources, key=lambda source: 0 if source.table == "enterprises" else 1 if source.table == "truth"
+                  else 2)
 
 
 imported_files = sa.Table(
@@ -446,11 +566,17 @@ class _ImportLedger:
         q = quarantine.c
         return int(self.conn.execute(sa.select(sa.func.count()).where(q.table_name == table)).scalar_one())
 
+    def may_skip(self, source: Source) -> bool:
+        """Whether the table's last import read this very file (only then can :meth:`unchanged` say yes)."""
+        last = self._last.get(source.table)
+        return (last is not None and bool(source.digest) and last["digest"] == source.digest
+                and last["source_file"] == source.name)
+
     def unchanged(self, source: Source, validator: TableValidator) -> TableImport | None:
         """The last import's outcome for ``source`` if the file can be skipped (see the class docstring)."""
-        last = self._last.get(source.table)
-        if last is None or not source.digest or last["digest"] != source.digest or last["source_file"] != source.name:
+        if not self.may_skip(source):
             return None
+        last = self._last[source.table]
         if last["today"] != self.today and (self.today < last["today"] or last["future_dates"]):
             return None
         if last["context"] != self._context(validator):
@@ -481,21 +607,24 @@ class _ImportLedger:
         for key, line in rows:
             into.setdefault(key, int(line))
 
-    def record(self, source: Source, validator: TableValidator, outcome: TableImport, *,
-               stored_rows: int | None) -> None:
-        """Record the import of ``source`` just written (``stored_rows``: the table's rows, when known)."""
+    def entry(self, source: Source, validator: TableValidator, outcome: TableImport) -> dict | None:
+        """What :meth:`record` stores of the import of ``source`` just read (None: a file without a digest)."""
         if not source.digest:
-            return
-        values = dict(
+            return None
+        return dict(
             source_file=source.name, digest=source.digest, context=self._context(validator), today=self.today,
             future_dates=bool(validator.rule_counts.get("future_date")), rows_read=outcome.rows_read,
             loaded=outcome.loaded, quarantined=outcome.quarantined,
             identical_duplicates=outcome.identical_duplicates, held_cells=outcome.held_cells,
-            reasons=dict(outcome.reasons),
-            stored_rows=self._count(source.table) if stored_rows is None else stored_rows,
-            quarantine_rows=self._quarantine_count(source.table), imported_at=self.imported_at)
-        self.conn.execute(imported_files.delete().where(imported_files.c.table_name == source.table))
-        self.conn.execute(imported_files.insert().values(table_name=source.table, **values))
+            reasons=dict(outcome.reasons), imported_at=self.imported_at)
+
+    def record(self, table: str, entry: dict, *, stored_rows: int | None) -> None:
+        """Record ``entry`` (:meth:`entry`), once its rows are written (``stored_rows``: the table's rows, when
+        known)."""
+        values = dict(entry, stored_rows=self._count(table) if stored_rows is None else stored_rows,
+                      quarantine_rows=self._quarantine_count(table))
+        self.conn.execute(imported_files.delete().where(imported_files.c.table_name == table))
+        self.conn.execute(imported_files.insert().values(table_name=table, **values))
 
 
 def _rules_digest() -> str:
@@ -588,41 +717,52 @@ class _EnterpriseKeys:
 
 
 class _QuarantineBook:
-    """Keeps one table's quarantine entries in step with this import's verdicts."""
+    """Keeps one table's quarantine entries in step with this import's verdicts. What is stored is read once, at
+    the import's start (:meth:`read`: no other file of the import touches this table's entries), so that a chunk's
+    changes are worked out in the calling thread and only the statements, when there are any, queued."""
 
-    def __init__(self, conn: sa.Connection, table: str, imported_at: datetime):
-        self.conn, self.table, self.imported_at = conn, table, imported_at
+    def __init__(self, table: str, imported_at: datetime, keyed: pd.Index, keyless: set[tuple]):
+        self.table, self.imported_at = table, imported_at
+        self.keyed, self.keyless = keyed, keyless
+
+    @classmethod
+    def read(cls, conn: sa.Connection, tables: Iterable[str], imported_at: datetime) -> dict[str, _QuarantineBook]:
+        tables = list(tables)
         q = quarantine.c
-        existing = conn.execute(
-            sa.select(q.row_key, q.source_file, q.line, q.column_name, q.reason).where(q.table_name == table)
-        ).all()
-        self.keyed = pd.Index(sorted({row.row_key for row in existing if row.row_key is not None}), dtype="str")
-        self.keyless = {tuple(row[1:]) for row in existing if row.row_key is None}
+        existing = conn.execute(sa.select(q.table_name, q.row_key, q.source_file, q.line, q.column_name, q.reason)
+                                .where(q.table_name.in_(tables))).all()
+        keyed: dict[str, set[str]] = {table: set() for table in tables}
+        keyless: dict[str, set[tuple]] = {table: set() for table in tables}
+        for row in existing:
+            if row.row_key is not None:
+                keyed[row.table_name].add(row.row_key)
+            else:
+                keyless[row.table_name].add(tuple(row[2:]))
+        return {table: cls(table, imported_at, pd.Index(sorted(keyed[table]), dtype="str"), keyless[table])
+                for table in tables}
 
-    def record(self, result: ChunkResult) -> None:
-        """Drop the old entries of keys this import has a verdict on; add this chunk's issues."""
-        if len(self.keyed):
-            stale = result.first_keys[result.first_keys.isin(self.keyed)].tolist()
-            if stale:
-                q = quarantine.c
-                self.conn.execute(
-                    quarantine.delete().where(q.table_name == self.table, q.row_key == sa.bindparam("stale_key")),
-                    [{"stale_key": key} for key in stale],
-                )
-        issues = result.issues
-        if not len(issues):
-            return
+    def changes(self, result: ChunkResult) -> tuple[list[str], list[dict]]:
+        """The old entries' keys this chunk has a verdict on (to drop), and its new entries."""
+        stale = result.first_keys[result.first_keys.isin(self.keyed)].tolist() if len(self.keyed) else []
         records = []
-        for issue in issues.to_dict("records"):
-            if issue["row_key"] is None:
-                identity = (issue["source_file"], issue["line"], issue["column_name"], issue["reason"])
-                if identity in self.keyless:
-                    continue
-                self.keyless.add(identity)
-            issue.update(imported_at=self.imported_at, line=int(issue["line"]))
-            records.append(issue)
+        if len(result.issues):
+            for issue in result.issues.to_dict("records"):
+                if issue["row_key"] is None:
+                    identity = (issue["source_file"], issue["line"], issue["column_name"], issue["reason"])
+                    if identity in self.keyless:
+                        continue
+                    self.keyless.add(identity)
+                issue.update(imported_at=self.imported_at, line=int(issue["line"]))
+                records.append(issue)
+        return stale, records
+
+    def write(self, conn: sa.Connection, stale: list[str], records: list[dict]) -> None:
+        if stale:
+            q = quarantine.c
+            conn.execute(quarantine.delete().where(q.table_name == self.table, q.row_key == sa.bindparam("stale_key")),
+                         [{"stale_key": key} for key in stale])
         if records:
-            self.conn.execute(quarantine.insert(), records)
+            conn.execute(quarantine.insert(), records)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,41 +804,66 @@ def _upsert_sql(dialect: sa.Dialect, table: str, columns: Sequence[str], source:
 
 
 class _Writer:
-    """Bulk writes of one import, inside its transaction (only the calling thread uses it).
+    """Bulk writes of one import, inside its transaction.
 
-    :meth:`begin` is called before a file's first chunk, :meth:`upsert` for each chunk of good rows, :meth:`end`
-    after the file's last chunk. A table that is empty when its file begins is *bulk loaded*: its secondary
-    indexes (:func:`_secondary_indexes`) are dropped and built again, by one sort, at :meth:`end` — maintaining
-    them row by row on random keys is where most of a first import's time went. The drop and the build are part
-    of the import's transaction: a failure anywhere rolls them back with everything else.
+    The calling thread reads, checks and stages the files; every statement on the connection runs on the writer's
+    :class:`_SerialWork` thread, in order (nothing else touches the connection while it works). :meth:`prepare`
+    claims every table the import writes and notes which are empty. :meth:`begin` is called before a file's first
+    chunk, :meth:`upsert` for each chunk of good rows, :meth:`end` after the file's last chunk. A table that is
+    empty when the import begins is *bulk loaded*: its secondary indexes (:func:`_secondary_indexes`) are dropped
+    and built again, by one sort, at :meth:`end` — maintaining them row by row on random keys is where most of a
+    first import's time went. The drop and the build are part of the import's transaction: a failure anywhere
+    rolls them back with everything else. Each table's rows come from its own file only.
     """
 
     def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         self.conn = conn
         self.dialect = conn.dialect
         self.cursor = conn.connection.dbapi_connection.cursor()
+        self.work = _SerialWork(conn)
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._bulk: dict[str, tuple[sa.Index, ...]] = {}  # tables being bulk loaded -> indexes to build at end
+        self._empty: set[str] = set()  # tables empty when the import began, not begun yet
 
     def close(self) -> None:
+        self.work.abandon()  # no-op once finished
         self.cursor.close()
+
+    def prepare(self, tables: Iterable[str]) -> None:
+        """Before the first file: claim ``tables`` and note which are empty."""
+        def claim_all() -> set[str]:
+            empty = set()
+            for table in tables:
+                self._claim(table)
+                if self._is_empty(table):
+                    empty.add(table)
+            return empty
+
+        self._empty = self.work.call(claim_all)
 
     def begin(self, table: str, rows_hint: int | None = None) -> None:
         """Before the first chunk of ``table``'s file (``rows_hint``: about how many rows it has, if known)."""
-        self._claim(table)
-        if self._is_empty(table):
-            indexes = _secondary_indexes(table, self.dialect)
-            for index in indexes:
-                self.conn.execute(sa.schema.DropIndex(index, if_exists=True))
-            self._bulk[table] = indexes
+        if table in self._empty:
+            self._empty.discard(table)
+            self._bulk[table] = indexes = _secondary_indexes(table, self.dialect)
+            self.work.submit(self._unindex, table, indexes)
 
     def end(self, table: str) -> None:
-        for index in self._bulk.pop(table, ()):
-            self.conn.execute(sa.schema.CreateIndex(index))
+        self.work.submit(self._reindex, table, self._bulk.pop(table, ()))
 
     def bulk_loading(self, table: str) -> bool:
-        """Whether ``table`` was empty when its file began (so every good row is new)."""
+        """Whether ``table`` was empty when the import began (so every good row is new)."""
         return table in self._bulk
+
+    # On the work thread:
+
+    def _unindex(self, table: str, indexes: tuple[sa.Index, ...]) -> None:
+        for index in indexes:
+            self.conn.execute(sa.schema.DropIndex(index, if_exists=True))
+
+    def _reindex(self, table: str, indexes: tuple[sa.Index, ...]) -> None:
+        for index in indexes:
+            self.conn.execute(sa.schema.CreateIndex(index))
 
     def _claim(self, table: str) -> None:
         """Keep other writers off ``table`` until the import ends (before looking whether it is empty)."""
@@ -716,9 +881,9 @@ class _Writer:
 
 class _SQLiteWriter(_Writer):
     """``executemany`` of an upsert on the DBAPI connection; a file of at least :data:`_STAGE_MIN_ROWS` rows into
-    a table being bulk loaded goes through a staging file instead (:class:`_SQLiteStage`). The write
-    transaction already holds the database's write lock, so a table seen empty stays empty but for this
-    import's rows."""
+    a table being bulk loaded goes through a staging file instead (:class:`_SQLiteStage`), filled by the calling
+    thread while the work thread copies the file before into the database. The write transaction already holds
+    the database's write lock, so a table seen empty stays empty but for this import's rows."""
 
     def __init__(self, conn: sa.Connection, stage: _SQLiteStage | None = None):
         super().__init__(conn)
@@ -726,8 +891,11 @@ class _SQLiteWriter(_Writer):
         self._staging: dict[str, _StagedTable] = {}
         self._cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
         self.cursor.execute(f"PRAGMA cache_size = -{_SQLITE_IMPORT_CACHE_KIB}")  # indexes stay hot while importing
+        attached = len(self.cursor.execute("PRAGMA database_list").fetchall()) - 1  # main (temp is not counted)
+        self._attach_room = self.cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) - attached
 
     def close(self) -> None:
+        self.work.abandon()
         for staged in self._staging.values():  # a file that failed half-way: its staging file is dropped
             staged.close()
         self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
@@ -736,7 +904,7 @@ class _SQLiteWriter(_Writer):
     def begin(self, table: str, rows_hint: int | None = None) -> None:
         super().begin(table, rows_hint)
         if (self.bulk_loading(table) and self._stage is not None and (rows_hint or 0) >= _STAGE_MIN_ROWS
-                and self._stage.can_attach(self.cursor)):
+                and len(self._stage.opened) < self._attach_room):
             staged = self._stage.open(table)
             if staged is not None:
                 self._staging[table] = staged
@@ -748,21 +916,29 @@ class _SQLiteWriter(_Writer):
             return
         columns = tuple(frame.columns)
         sql = self._upsert_sql(table, columns, f"VALUES ({', '.join('?' for _ in columns)})")
-        self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in columns)))
+        self.work.submit_rows(self._execute_many, sql, frame)
 
     def end(self, table: str) -> None:
         staged = self._staging.pop(table, None)
-        if staged is not None and staged.columns:
-            schema = self._stage.attach(self.cursor, staged)
-            quote = self.dialect.identifier_preparer.quote
-            names = ", ".join(quote(c) for c in staged.columns)
-            # In key order, the primary key index grows at its end instead of taking rows at random places: once
-            # it outgrows the page cache (the 11M rows of a province's truth file) that is many times cheaper.
-            # "WHERE true": SQLite's parser needs it to tell the upsert's ON CONFLICT from a join's ON.
-            order = ", ".join(quote(k) for k in key_columns(table))
-            source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true ORDER BY {order}"
-            self.cursor.execute(self._upsert_sql(table, staged.columns, source))
+        if staged is not None:
+            staged.close()  # its rows committed to its file, here: the work thread attaches and copies them
+            if staged.columns:
+                self.work.submit(self._copy_staged, table, staged)
         super().end(table)
+
+    def _execute_many(self, sql: str, frame: pd.DataFrame) -> None:
+        self.cursor.executemany(sql, zip(*(_python_values(frame[c]) for c in frame.columns)))
+
+    def _copy_staged(self, table: str, staged: _StagedTable) -> None:
+        schema = self._stage.attach(self.cursor, staged)
+        quote = self.dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in staged.columns)
+        # In key order, the primary key index grows at its end instead of taking rows at random places: once
+        # it outgrows the page cache (the 11M rows of a province's truth file) that is many times cheaper.
+        # "WHERE true": SQLite's parser needs it to tell the upsert's ON CONFLICT from a join's ON.
+        order = ", ".join(quote(k) for k in key_columns(table))
+        source = f"SELECT {names} FROM {schema}.{quote(_StagedTable.NAME)} WHERE true ORDER BY {order}"
+        self.cursor.execute(self._upsert_sql(table, staged.columns, source))
 
 
 _STAGE_MIN_ROWS = 50_000
@@ -819,7 +995,7 @@ class _SQLiteStage:
     def __init__(self):
         self.directory: Path | None = None
         self.attached: list[str] = []
-        self._opened: list[_StagedTable] = []
+        self.opened: list[_StagedTable] = []  # attached or not yet
 
     @staticmethod
     def _driver():
@@ -829,14 +1005,6 @@ class _SQLiteStage:
             return None
         return driver
 
-    def can_attach(self, cursor) -> bool:
-        """Whether one more database can be attached to the import's connection."""
-        if self._driver() is None:
-            return False
-        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
-        attached = len(cursor.execute("PRAGMA database_list").fetchall()) - 1  # main (temp is not counted)
-        return attached + 1 <= limit
-
     def open(self, table: str) -> _StagedTable | None:
         driver = self._driver()
         if driver is None:
@@ -845,7 +1013,7 @@ class _SQLiteStage:
             self.directory = Path(tempfile.mkdtemp(prefix="riskgrade-import-"))
         path = self.directory / f"{table}.sqlite"
         staged = _StagedTable(path, driver.connect(str(path)))
-        self._opened.append(staged)
+        self.opened.append(staged)
         return staged
 
     def attach(self, cursor, staged: _StagedTable) -> str:
@@ -858,7 +1026,7 @@ class _SQLiteStage:
 
     def finish(self, conn: sa.Connection) -> None:
         """After the import's commit or rollback: detach and delete every scratch file."""
-        for staged in self._opened:
+        for staged in self.opened:
             try:
                 staged.close()
             except sa.exc.OperationalError:
@@ -901,28 +1069,31 @@ def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
 
 
 class _PostgresWriter(_Writer):
-    """``COPY``. Into a table being bulk loaded, straight into the table (every row is new); otherwise into a
-    temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
+    """``COPY`` (the calling thread turns the chunk into CSV, the work thread sends it). Into a table being bulk
+    loaded, straight into the table (every row is new); otherwise into a temporary staging table, then one
+    ``INSERT ... SELECT ... ON CONFLICT`` per chunk."""
 
     def __init__(self, conn: sa.Connection, stage: None = None):
         super().__init__(conn)
         self._staged: set[str] = set()  # staging tables are dropped at commit or rollback
         self.cursor.execute(f"SET LOCAL maintenance_work_mem = '{_PG_INDEX_BUILD_MEMORY}'")  # the index builds
-
         self._primary_keys: dict[str, str] = {}  # tables bulk loaded without their primary key -> its name
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> None:
+        self.work.submit_rows(self._copy, table, tuple(frame.columns), _csv_bytes(frame), self.bulk_loading(table))
+
+    # On the work thread:
 
     def _claim(self, table: str) -> None:
         # Conflicts with itself and with every other writer, not with readers; held until commit or rollback.
         quote = self.dialect.identifier_preparer.quote
         self.conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN SHARE ROW EXCLUSIVE MODE"))
 
-    def begin(self, table: str, rows_hint: int | None = None) -> None:
-        """Into an empty table the primary key goes too, and is built again by one sort at :meth:`end`: every
-        row COPY writes is new and the file's duplicates are already out (see :mod:`features.validate`), and
-        inserting random text keys into its index one by one was most of a first import's server time."""
-        super().begin(table, rows_hint)
-        if not self.bulk_loading(table):
-            return
+    def _unindex(self, table: str, indexes: tuple[sa.Index, ...]) -> None:
+        """Into an empty table the primary key goes too, and is built again by one sort at the end: every row
+        COPY writes is new and the file's duplicates are already out (see :mod:`features.validate`), and inserting
+        random text keys into its index one by one was most of a first import's server time."""
+        super()._unindex(table, indexes)
         name = self.conn.execute(sa.text(
             "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) AND contype = 'p'"),
             {"t": self.dialect.identifier_preparer.quote(table)}).scalar()
@@ -931,33 +1102,33 @@ class _PostgresWriter(_Writer):
             self.conn.execute(sa.text(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}"))
             self._primary_keys[table] = name
 
-    def end(self, table: str) -> None:
+    def _reindex(self, table: str, indexes: tuple[sa.Index, ...]) -> None:
         name = self._primary_keys.pop(table, None)
         if name is not None:
             quote = self.dialect.identifier_preparer.quote
             keys = ", ".join(quote(k) for k in key_columns(table))
             self.conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} PRIMARY KEY ({keys})"))
-        super().end(table)
+        super()._reindex(table, indexes)
 
-    def upsert(self, table: str, frame: pd.DataFrame) -> None:
+    def _copy(self, table: str, columns: tuple[str, ...], rows: memoryview, bulk: bool) -> None:
         quote = self.dialect.identifier_preparer.quote
-        names = ", ".join(quote(c) for c in frame.columns)
-        if self.bulk_loading(table):
+        names = ", ".join(quote(c) for c in columns)
+        if bulk:
             with self.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(_csv_bytes(frame))
+                copy.write(rows)
             return
         stage = quote(f"rg_stage_{table}")
         if table not in self._staged:
             self.cursor.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {quote(table)}) ON COMMIT DROP")
             self._staged.add(table)
         with self.cursor.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(_csv_bytes(frame))
-        self.cursor.execute(self._upsert_sql(table, tuple(frame.columns), f"SELECT {names} FROM {stage}"))
+            copy.write(rows)
+        self.cursor.execute(self._upsert_sql(table, columns, f"SELECT {names} FROM {stage}"))
         self.cursor.execute(f"TRUNCATE {stage}")
 
 
 _WRITERS: dict[str, type[_Writer]] = {"sqlite": _SQLiteWriter, "postgresql": _PostgresWriter}
-_SQLITE_IMPORT_CACHE_KIB = 262_144  # 256 MB page cache while importing
+_SQLITE_IMPORT_CACHE_KIB = 65_536  # 64 MB page cache while importing (a bulk load's sorter takes as much again)
 _PG_INDEX_BUILD_MEMORY = "256MB"
 
 

@@ -548,13 +548,12 @@ def _parse_float(cells: pd.Series, column: Column) -> _Parsed:
 
 
 def _parse_bool(cells: pd.Series, column: Column) -> _Parsed:
-    lowered = cells.str.lower()
-    mapped = lowered.map(BOOL_WORDS)
-    rest = cells.notna() & mapped.isna()
-    if rest.any():  # full-width or padded words
-        mapped = mapped.where(~rest, lowered[rest].map(lambda w: BOOL_WORDS.get(normalise_name(w))))
+    # Per distinct word (a chunk has a handful): full-width or padded words through normalise_name.
+    codes, words = pd.factorize(cells.str.lower())
+    meanings = pd.array([BOOL_WORDS.get(w, BOOL_WORDS.get(normalise_name(w))) for w in words], dtype="boolean")
+    mapped = pd.Series(meanings.take(codes, allow_fill=True), index=cells.index)
     bad = cells.notna() & mapped.isna()
-    return _Parsed(mapped.astype("boolean"), bad, "bad_bool",
+    return _Parsed(mapped, bad, "bad_bool",
                    lambda v: f"expected true/false, 1/0, yes/no, 是/否 or 有/无, got {v!r}")
 
 
@@ -906,32 +905,52 @@ _ROW_KEY_MAX = quarantine.c.row_key.type.length  # longer keys are stored as NUL
 
 
 class _SeenKeys:
-    """Keys met so far in one file, as two 64-bit hashes (sorted by the first), with the row's content hash
-    and line: ~28 bytes a key, exact up to a 2⁻¹²⁸ collision chance."""
+    """Keys met so far in one file, as two 64-bit hashes, with the row's content hash and line: ~28 bytes a key,
+    exact up to a 2⁻¹²⁸ collision chance.
+
+    Held as a few runs sorted by the first hash, of sizes that at least double from the newest to the oldest (a
+    chunk's run is merged with the newer runs while they are not larger), so that each key is copied O(log n)
+    times in all; one sorted store copied every key met so far for each chunk. A chunk's keys are looked up in
+    hash order, so that the binary searches walk each run from its start to its end instead of jumping about it.
+    For 55 chunks of 200k keys (a province's 11M-row truth file) the two took the lookups and additions from 19 s
+    to 5 s."""
 
     def __init__(self) -> None:
-        self._h1 = np.empty(0, np.uint64)
-        self._h2 = np.empty(0, np.uint64)
-        self._content = np.empty(0, np.uint64)
-        self._line = np.empty(0, np.int32)
+        self._runs: list[list[np.ndarray]] = []  # [h1, h2, content, line], sorted by h1
 
     def lookup(self, h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not len(self._h1):
-            return np.zeros(len(h1), bool), np.zeros(len(h1), np.int64), np.zeros(len(h1), np.uint64)
-        pos = np.minimum(np.searchsorted(self._h1, h1), len(self._h1) - 1)
-        found = (self._h1[pos] == h1) & (self._h2[pos] == h2)
-        return found, self._line[pos].astype(np.int64), self._content[pos]
+        found = np.zeros(len(h1), bool)
+        line = np.zeros(len(h1), np.int64)
+        content = np.zeros(len(h1), np.uint64)
+        if not self._runs:
+            return found, line, content
+        order = np.argsort(h1)
+        sorted_h1 = h1[order]
+        for run_h1, run_h2, run_content, run_line in self._runs:  # a key is in one run at most
+            pos = np.empty(len(h1), np.int64)
+            pos[order] = np.searchsorted(run_h1, sorted_h1)
+            np.minimum(pos, len(run_h1) - 1, out=pos)
+            hit = (run_h1[pos] == h1) & (run_h2[pos] == h2)
+            line[hit] = run_line[pos[hit]]
+            content[hit] = run_content[pos[hit]]
+            found |= hit
+        return found, line, content
 
     def add(self, h1: np.ndarray, h2: np.ndarray, content: np.ndarray, line: np.ndarray) -> None:
         if not len(h1):
             return
         order = np.argsort(h1, kind="stable")
-        h1, h2, content, line = h1[order], h2[order], content[order], line[order]
-        at = np.searchsorted(self._h1, h1)  # merge the sorted chunk into the sorted store
-        self._h1 = np.insert(self._h1, at, h1)
-        self._h2 = np.insert(self._h2, at, h2)
-        self._content = np.insert(self._content, at, content)
-        self._line = np.insert(self._line, at, line.astype(np.int32))
+        run = [h1[order], h2[order], content[order], line[order].astype(np.int32)]
+        while self._runs and len(self._runs[-1][0]) <= len(run[0]):
+            older = self._runs.pop()
+            merged = np.argsort(np.concatenate([older[0], run[0]]), kind="stable")  # timsort: merges two runs
+            for i in range(len(run)):  # one column at a time, each let go once merged: less memory at once
+                old, new = older[i], run[i]
+                older[i] = run[i] = None
+                run[i] = np.concatenate([old, new])[merged]
+                del old, new
+            del older, merged
+        self._runs.append(run)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,3 +116,41 @@ def test_row_hashes_are_equal_exactly_for_equal_rows(rows, first_few):
     for i, left in enumerate(rows):
         for j, right in enumerate(rows):
             assert (hashes[i] == hashes[j]) == (left == right), (left, right)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), max_size=30), max_size=12))
+def test_seen_keys_find_exactly_the_keys_added_before_with_their_line_and_content(chunks):
+    """The runs of ``_SeenKeys`` (merged as chunks come) answer as one dictionary of every key added so far."""
+    seen, reference = validate._SeenKeys(), {}
+    line = 0
+    for chunk in chunks:
+        keys = np.array(sorted(set(chunk), key=lambda k: (k * 7919) % 41), dtype=np.uint64)  # unsorted, unique
+        h1, h2 = keys * np.uint64(2654435761) % np.uint64(97), keys  # h1 collides often: h2 tells them apart
+        found, lines, contents = seen.lookup(h1, h2)
+        for key, was_found, was_line, was_content in zip(keys.tolist(), found, lines, contents):
+            assert was_found == (key in reference)
+            if was_found:
+                assert (was_line, was_content) == reference[key]
+        new = ~found
+        lines_of = np.arange(line, line + len(keys))
+        seen.add(h1[new], h2[new], keys[new] + np.uint64(1000), lines_of[new])
+        for key, at in zip(keys[new].tolist(), lines_of[new].tolist()):
+            reference[key] = (at, key + 1000)
+        line += len(keys)
+
+
+_BOOL_CELLS = st.one_of(st.none(), st.sampled_from(["true", "FALSE", "1", "0", "是", "否", "有", "无", "yes", "No",
+                                                    "ｔｒｕｅ", " true ", "maybe", "", "真"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_BOOL_CELLS, max_size=12))
+def test_flags_are_read_word_by_word_as_the_contract_defines_them(values):
+    cells = pd.Series(values, dtype="str")
+    parsed = validate._parse_bool(cells, validate.TRUTH_TABLE.column("suspended"))
+    for value, got, bad in zip(values, parsed.values, parsed.bad):
+        meaning = None if value is None else validate.BOOL_WORDS.get(
+            value.lower(), validate.BOOL_WORDS.get(validate.normalise_name(value.lower())))
+        assert bad == (value is not None and meaning is None)
+        assert (pd.isna(got) and meaning is None) or got == meaning

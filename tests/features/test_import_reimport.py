@@ -13,6 +13,8 @@ import json
 import shutil
 import tempfile
 import textwrap
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -176,6 +178,43 @@ def test_a_file_failing_half_way_leaves_the_database_unchanged(engine, files, be
     assert not leftover_staging()
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["executemany", "staged"])
+def test_ctrl_c_while_the_file_before_is_still_being_written_leaves_the_database_unchanged(engine, files, staged,
+                                                                                         monkeypatch):
+    """The next file is read while the one before is written on the import's work thread: an interrupt then
+    stops both, and the transaction is rolled back with the work thread's writes in it."""
+    if staged and engine.dialect.name != "sqlite":
+        pytest.skip("staging through a scratch file is SQLite's (PostgreSQL COPYs)")
+    monkeypatch.setattr(importer, "_STAGE_MIN_ROWS", 1 if staged else 10**12)
+    import_directory(engine, files, today=TODAY)
+    for name in FILES:  # every file read and written again
+        with (files / name).open("a", encoding="utf-8") as handle:
+            handle.write("\n")
+    state = snapshot(engine)
+    writing, interrupted = threading.Event(), []
+    real_reindex = importer._Writer._reindex
+
+    def slow_reindex(self, table, indexes):  # the inspections file's writes, still going on
+        if table == "inspections":
+            writing.set()
+            time.sleep(0.5)
+        real_reindex(self, table, indexes)
+
+    def progress(table, done, total):
+        if table == "hazards" and writing.wait(5):
+            interrupted.append(table)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(importer._Writer, "_reindex", slow_reindex)
+    with pytest.raises(KeyboardInterrupt):
+        import_directory(engine, files, today=TODAY, progress=progress)
+
+    assert interrupted == ["hazards"]
+    assert snapshot(engine) == state
+    assert not leftover_staging()
+    assert not [t for t in threading.enumerate() if t.name == "riskgrade-import-writer"]
+
+
 def test_a_failure_after_some_tables_are_written_leaves_the_database_unchanged(engine, files, monkeypatch):
     import_directory(engine, files, today=TODAY)
     state = snapshot(engine)
@@ -187,10 +226,10 @@ def test_a_failure_after_some_tables_are_written_leaves_the_database_unchanged(e
     recorded = []
     real_record = importer._ImportLedger.record
 
-    def record_then_fail(self, source, *args, **kwargs):
-        real_record(self, source, *args, **kwargs)
-        recorded.append(source.table)
-        if source.table == "inspections":
+    def record_then_fail(self, table, *args, **kwargs):
+        real_record(self, table, *args, **kwargs)
+        recorded.append(table)
+        if table == "inspections":
             raise RuntimeError("the machine went down")
 
     monkeypatch.setattr(importer._ImportLedger, "record", record_then_fail)
