@@ -312,7 +312,6 @@ class _SerialWork:
         self._stopped = False
         self._running = False  # a call is being made
         self._thread = threading.Thread(target=self._run, name="riskgrade-import-writer", daemon=True)
-        self._thread.start()
 
     def _run(self) -> None:
         while (task := self._tasks.get()) is not None:
@@ -353,6 +352,8 @@ class _SerialWork:
             raise self._failure
         if rows:
             self._slots.acquire()
+        if self._thread.ident is None:  # started at the first call: a writer that failed to set up leaves none
+            self._thread.start()
         self._tasks.put((function, args, kwargs, answer, rows))
 
     def finish(self) -> None:
