@@ -13,8 +13,9 @@ For each size N (× ``--years`` years, seed ``--seed``):
    PostgreSQL database ``<--db-prefix>_<N>`` on ``--pg`` (the child exits, so its memory is not counted below).
    With ``--reuse``, an existing database instead has the results earlier runs stored for the benchmark's date
    deleted and is vacuumed (untimed), so that the run writes a new date's rows as on a fresh database.
-2. **Dask**: a spawned child starts a ``distributed.LocalCluster`` of ``--workers`` single-threaded worker
-   processes with ``--memory-limit`` each and runs ``scoring.results.partitioned.run_nightly_dask`` as of the
+2. **Dask**: a spawned child starts a local cluster (``scoring.results.partitioned.local_cluster``, as
+   ``nightly --dask local`` does) of ``--workers`` single-threaded worker processes with ``--memory-limit`` each
+   and runs ``scoring.results.partitioned.run_nightly_dask`` as of the
    day after the world's last month, ``--partition-size`` enterprises per partition (so that the partition size
    stays the same as N grows). Peak memory per worker is each worker process's ``ru_maxrss`` (the workers live
    for this run only); the client's is its own; "total" adds them up (an upper bound of what was in use at once).
@@ -141,16 +142,15 @@ def _dask_child(args, n: int, out) -> None:
 
     warnings.filterwarnings("ignore")
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from features.db import connect
-    from scoring.results.partitioned import run_nightly_dask
+    from scoring.results.partitioned import local_cluster, run_nightly_dask
 
     url = _db_url(args, n)
     # Spilling to disk starts at the worker's memory target (dask's default fractions of --memory-limit).
     with dask.config.set({"distributed.worker.daemon": False}), \
-            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         memory_limit=args.memory_limit, local_directory=args.workdir) as cluster, \
+            local_cluster(args.workers, memory_limit=args.memory_limit, local_directory=args.workdir) as cluster, \
             Client(cluster) as client:
         client.run(__import__, "scoring.results.partitioned")
         began = time.perf_counter()

@@ -80,8 +80,9 @@ def dask_client():
     distributed = pytest.importorskip("distributed")
     import dask
 
+    from scoring.results.partitioned import local_cluster
+
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+            local_cluster(2) as cluster, distributed.Client(cluster) as client:
         client.run(__import__, "scoring.results.partitioned")  # the workers' imports (features too), once
         yield client

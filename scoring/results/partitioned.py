@@ -555,9 +555,8 @@ class _Summary:
 
 
 def _freeing(task: Callable) -> Callable:
-    """``task``, handing the memory it freed back to the system when it returns: glibc's and Arrow's allocators
-    keep freed pages for reuse, and a worker's resident memory crept up with the number of partitions it had
-    taken (benchmarks/dask_scale.py). A worker's peak should be one partition's, whatever N."""
+    """``task``, handing the memory it freed back to the system when it returns (glibc's and Arrow's allocators keep
+    freed pages for reuse): between passes a worker then holds what the next pass needs, not the last one's peak."""
     import functools
 
     @functools.wraps(task)
@@ -699,18 +698,41 @@ def combine_watermarks(parts: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict
 # ---------------------------------------------------------------------------------------------
 
 
+SCHEDULER_CONFIG = {"distributed.scheduler.work-stealing": False}
+"""The scheduler settings of the local cluster riskgrade starts (a scheduler started by hand should have them too:
+README). The later passes of a partition are placed on the worker that kept its tables, but only as a preference (so
+that a lost worker's partitions still run elsewhere); with work stealing on, an idle worker takes some of them and
+reads and builds those partitions again, in the same task as their scoring, tiers and staging. Measured at 1M
+enterprises, 2 workers (benchmarks/dask_scale.py): with stealing the peak per worker was 1,161–1,378 MB over four
+runs and the wall time 5.5–6.1× the 200k run's; without it 1,108 MB and 5.3×."""
+
+
+def local_cluster(n_workers: int, *, memory_limit: str = "auto", **options):
+    """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes, its scheduler set up with
+    :data:`SCHEDULER_CONFIG`."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(SCHEDULER_CONFIG):  # read by the scheduler as it starts
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            memory_limit=memory_limit, **options)
+
+
+def _scheduler_steals(dask_scheduler=None) -> bool:
+    return "stealing" in dask_scheduler.extensions
+
+
 def cluster_client(address: str, *, memory_limit: str | None = None):
     """A ``distributed.Client`` on the scheduler at ``address`` (``tcp://host:8786``), or on a local cluster of the
     machine's cores (one single-threaded worker process each) for ``local``."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as exc:  # pragma: no cover - distributed is a dependency
         raise UsageError("--dask needs the 'distributed' package (pip install distributed)") from exc
     if address == "local":
         import os
 
-        cluster = LocalCluster(n_workers=max(1, os.cpu_count() or 1), threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=memory_limit or "auto")
+        cluster = local_cluster(max(1, os.cpu_count() or 1), memory_limit=memory_limit or "auto")
         client = Client(cluster)
         client._riskgrade_cluster = cluster  # closed with the client (see close_cluster)
         return client
@@ -881,6 +903,9 @@ def run_nightly_dask(
             # pass ran on the other worker and read its partition from the database again). A preference only: if
             # that worker is gone, another reads the partition again.
             homes = [{"workers": [worker], "allow_other_workers": True} if worker else {} for _, worker in placed]
+            if _steals(client):
+                run.warnings.append(_STEALING_WARNING)
+                run.say("load", "warning", _STEALING_WARNING)
             s.detail = (f"{len(ranges)} partitions on {len(client.scheduler_info()['workers'])} workers; "
                         + ", ".join(f"{name} {entry['rows']:,}" for name, entry in watermark.items()))
         with run.stage("model", "loading the champion model") as s:
@@ -941,6 +966,18 @@ def run_nightly_dask(
 
     return run_batch(engine, as_of, work, policy=policy, policy_file=policy_file, progress=progress,
                      stale_after=stale_after)
+
+
+_STEALING_WARNING = ("the Dask scheduler steals work: a partition's later pass moved to another worker reads and "
+                     "builds that partition again (more time, a higher peak); start the scheduler with "
+                     "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING=False")
+
+
+def _steals(client) -> bool:
+    try:
+        return bool(client.run_on_scheduler(_scheduler_steals))
+    except Exception:  # a scheduler that cannot say: nothing to warn about
+        return False
 
 
 def _previous_day(engine: sa.Engine, day: pd.Timestamp) -> date | None:

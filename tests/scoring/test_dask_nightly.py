@@ -437,3 +437,23 @@ def test_a_partition_read_again_must_not_have_changed_since_the_first_pass(clien
     changed = {**watermark, "inspections": {**watermark["inspections"], "rows": watermark["inspections"]["rows"] - 1}}
     with pytest.raises(DataError, match=r"changed during the run \(an import\?\): run the nightly again"):
         plan.tables_of(key_range, _Summary(None, None, changed))
+
+
+def test_the_local_cluster_does_not_steal_work_and_a_pass_hands_its_memory_back(client):
+    """What keeps a worker's peak that of one partition however many it takes (benchmarks/dask_scale.py): no later
+    pass moved to a worker without the partition's local copy (work stealing off at the scheduler riskgrade starts;
+    a scheduler that steals gets a warning on the run), and each pass returning the memory it freed."""
+    from scoring.results.partitioned import _freeing, _steals
+
+    assert not _steals(client)
+    doubled = _freeing(lambda values: [2 * v for v in values])
+    assert client.submit(doubled, list(range(5)), pure=False).result() == [0, 2, 4, 6, 8]
+
+
+def test_a_scheduler_that_steals_work_is_told_apart():
+    from types import SimpleNamespace
+
+    from scoring.results.partitioned import _scheduler_steals
+
+    assert _scheduler_steals(SimpleNamespace(extensions={"stealing": object(), "shuffle": object()}))
+    assert not _scheduler_steals(SimpleNamespace(extensions={"shuffle": object()}))
