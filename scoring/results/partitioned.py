@@ -704,7 +704,7 @@ README). The later passes of a partition are placed on the worker that kept its 
 that a lost worker's partitions still run elsewhere); with work stealing on, an idle worker takes some of them and
 reads and builds those partitions again, in the same task as their scoring, tiers and staging. Measured at 1M
 enterprises, 2 workers (benchmarks/dask_scale.py): with stealing the peak per worker was 1,161–1,378 MB over four
-runs and the wall time 5.5–6.1× the 200k run's; without it 1,108 MB and 5.3×."""
+runs and the wall time 5.1–6.1× the 200k run's; without it 1,081–1,108 MB over two runs, 5.3–5.55×."""
 
 
 def local_cluster(n_workers: int, *, memory_limit: str = "auto", **options):
