@@ -439,13 +439,15 @@ def import_directory(
     stage = _SQLiteStage() if engine.dialect.name == "sqlite" else None
     with (write_transaction(engine, what="this import", finish=stage.finish if stage else None) as conn,
           closing(writer_type(conn, stage)) as writer):
-        work = writer.work  # every statement from here on runs there, in order
+        # What the loop needs of the database is read first, here; then every statement runs on the work thread.
         keys = _EnterpriseKeys(conn)
         keys.ids()  # read now: from here on the keys are kept in memory
         ledger = _ImportLedger(conn, today=today, uscc_allowlist=uscc_allowlist, imported_at=imported_at)
         roster = stored_roster(conn)  # before this import's writes: its own inspectors file is added to it
-        books = _QuarantineBook.read(conn, dict.fromkeys(s.table for s in sources), imported_at)
-        writer.prepare(dict.fromkeys(s.table for s in sources))
+        tables = list(dict.fromkeys(s.table for s in sources))
+        books = _QuarantineBook.read(conn, tables, imported_at)
+        writer.prepare(tables)
+        work = writer.work
         files = iter_validated(
             _write_order(sources),
             today=today,
@@ -727,8 +729,7 @@ class _QuarantineBook:
         self.keyed, self.keyless = keyed, keyless
 
     @classmethod
-    def read(cls, conn: sa.Connection, tables: Iterable[str], imported_at: datetime) -> dict[str, _QuarantineBook]:
-        tables = list(tables)
+    def read(cls, conn: sa.Connection, tables: Sequence[str], imported_at: datetime) -> dict[str, _QuarantineBook]:
         q = quarantine.c
         existing = conn.execute(sa.select(q.table_name, q.row_key, q.source_file, q.line, q.column_name, q.reason)
                                 .where(q.table_name.in_(tables))).all()
@@ -807,9 +808,10 @@ def _upsert_sql(dialect: sa.Dialect, table: str, columns: Sequence[str], source:
 class _Writer:
     """Bulk writes of one import, inside its transaction.
 
-    The calling thread reads, checks and stages the files; every statement on the connection runs on the writer's
-    :class:`_SerialWork` thread, in order (nothing else touches the connection while it works). :meth:`prepare`
-    claims every table the import writes and notes which are empty. :meth:`begin` is called before a file's first
+    The calling thread reads, checks and stages the files; once the first file begins, every statement on the
+    connection runs on the writer's :class:`_SerialWork` thread, in order (nothing else touches the connection while
+    it works). :meth:`prepare`, before that, claims every table the import writes and notes which are empty.
+    :meth:`begin` is called before a file's first
     chunk, :meth:`upsert` for each chunk of good rows, :meth:`end` after the file's last chunk. A table that is
     empty when the import begins is *bulk loaded*: its secondary indexes (:func:`_secondary_indexes`) are dropped
     and built again, by one sort, at :meth:`end` — maintaining them row by row on random keys is where most of a
@@ -828,19 +830,19 @@ class _Writer:
 
     def close(self) -> None:
         self.work.abandon()  # no-op once finished
+        self._release()
         self.cursor.close()
 
-    def prepare(self, tables: Iterable[str]) -> None:
-        """Before the first file: claim ``tables`` and note which are empty."""
-        def claim_all() -> set[str]:
-            empty = set()
-            for table in tables:
-                self._claim(table)
-                if self._is_empty(table):
-                    empty.add(table)
-            return empty
+    def _release(self) -> None:
+        """What the writer holds besides its cursor (once the work thread has stopped)."""
 
-        self._empty = self.work.call(claim_all)
+    def prepare(self, tables: Iterable[str]) -> None:
+        """Before the first file (nothing queued yet, so here on the calling thread): claim ``tables`` and note which
+        are empty."""
+        for table in tables:
+            self._claim(table)
+            if self._is_empty(table):
+                self._empty.add(table)
 
     def begin(self, table: str, rows_hint: int | None = None) -> None:
         """Before the first chunk of ``table``'s file (``rows_hint``: about how many rows it has, if known)."""
@@ -895,12 +897,10 @@ class _SQLiteWriter(_Writer):
         attached = len(self.cursor.execute("PRAGMA database_list").fetchall()) - 1  # main (temp is not counted)
         self._attach_room = self.cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) - attached
 
-    def close(self) -> None:
-        self.work.abandon()
+    def _release(self) -> None:
         for staged in self._staging.values():  # a file that failed half-way: its staging file is dropped
             staged.close()
         self.cursor.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
-        super().close()
 
     def begin(self, table: str, rows_hint: int | None = None) -> None:
         super().begin(table, rows_hint)
