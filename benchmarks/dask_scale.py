@@ -10,8 +10,9 @@ For each size N (× ``--years`` years, seed ``--seed``):
    generates the world in chunks of ``--chunk-enterprises`` (``data_samples.chunked.generate_world_chunks``: one
    chunk is ``generate_world``'s world; 1M × 5 years needs about 17 GB in one piece, a 200k chunk about 3 GB),
    writes each chunk's CSV files and imports them (``features.importer.import_directory``) into a fresh
-   PostgreSQL database ``<--db-prefix>_<N>`` on ``--pg`` (the child exits, so its memory is not counted below).
-   With ``--reuse``, an existing database instead has the results earlier runs stored for the benchmark's date
+   PostgreSQL database ``<--db-prefix>_<N>`` on ``--pg`` (the child exits, so its memory is not counted below),
+   then ``VACUUM ANALYZE`` (untimed: a database as autovacuum leaves it; the first reader of a fresh one would
+   otherwise set every row's hint bits inside the timed run). With ``--reuse``, an existing database instead has the results earlier runs stored for the benchmark's date
    deleted and is vacuumed (untimed), so that the run writes a new date's rows as on a fresh database.
 2. **Dask**: a spawned child starts a local cluster (``scoring.results.partitioned.local_cluster``, as
    ``nightly --dask local`` does) of ``--workers`` single-threaded worker processes with ``--memory-limit`` each
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"N = {n:,}: world generated in {setup['generated']:.0f} s, CSV {setup['written']:.0f} s, imported "
                  f"in {setup['imported']:.0f} s (peak {setup['peak_mb']:,.0f} MB): "
                  + ", ".join(f"{k} {v:,}" for k, v in setup["rows"].items()))
+            # as a database is once autovacuum has been through it: a fresh one's first reader would otherwise set
+            # every row's hint bits, and the figures would not compare with a reused database's
+            _say(f"  vacuumed in {_as_new(args, n):.0f} s (untimed)")
         dask_run = _spawned(_dask_child, args, n)
         if "failed" in dask_run:
             _say(f"N = {n:,}: dask run failed ({dask_run['failed']})")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import shutil
 import sqlite3
@@ -77,6 +78,8 @@ from features.validate import (
     ignored_columns,
     key_columns,
 )
+
+log = logging.getLogger("riskgrade.import")
 
 __all__ = [
     "ImportSummary",
@@ -489,9 +492,26 @@ def import_directory(
         except BaseException:
             work.abandon()
             raise
+    if engine.dialect.name == "postgresql":
+        _analyze(engine, [outcome.table for outcome in results if outcome.loaded])
     order = {source.table: i for i, source in enumerate(sources)}
     results.sort(key=lambda outcome: order[outcome.table])  # as the files were found
     return ImportSummary(tuple(results), seconds=time.perf_counter() - started)
+
+
+def _analyze(engine: sa.Engine, tables: Sequence[str]) -> None:
+    """PostgreSQL's planner statistics of the tables an import wrote, after it committed. A table bulk loaded into
+    has none until autovacuum comes round, and the nightly that follows an import planned its reads blind (seen on a
+    200k world just imported: a partition's inspections estimated at 2,556 rows where there were 307,460). A
+    failure here loses nothing: the rows are committed and autovacuum analyses them later."""
+    quote = engine.dialect.identifier_preparer.quote
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in dict.fromkeys(tables):
+                conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("the import committed, but ANALYZE failed (%s): autovacuum will analyse the tables later",
+                    exc.__class__.__name__)
 
 
 def _write_order(sources: Sequence[Source]) -> list[Source]:

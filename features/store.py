@@ -71,7 +71,7 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
         if unkeyed:
             raise DataError(f"table {unkeyed[0]!r} has no {ENTERPRISE_KEY} column: it cannot be read by key range "
                             "(import the data again with this version to number the enterprises)")
-        filters = {name: _key_range_filter(name, key_range) for name in names}
+        filters = {name: _key_range_filter(name, key_range, engine.dialect.name) for name in names}
     out = {}
     with _adbc_connection(engine) as adbc:
         for name in names:
@@ -85,7 +85,7 @@ def load_tables(engine: sa.Engine, tables: Iterable[str] | None = None, *,
     return out
 
 
-def _key_range_filter(table: str, key_range: tuple[int, int]) -> str:
+def _key_range_filter(table: str, key_range: tuple[int, int], dialect: str = "sqlite") -> str:
     """The ``WHERE`` clause reading ``table``'s rows of the enterprises keyed in ``[low, high)``: on the table's own
     key, or through the table its rows belong to (the links, through their inspection); none for the roster."""
     low, high = (int(k) for k in key_range)
@@ -94,8 +94,13 @@ def _key_range_filter(table: str, key_range: tuple[int, int]) -> str:
     if spec.per_enterprise:
         return f" WHERE {in_range}"
     if spec.belongs_to is not None:
-        key = _quote(spec.key)
-        return f" WHERE {key} IN (SELECT {key} FROM {_quote(spec.belongs_to)} WHERE {in_range})"
+        key, parents = _quote(spec.key), f"SELECT {_quote(spec.key)} FROM {_quote(spec.belongs_to)} WHERE {in_range}"
+        if dialect == "postgresql":
+            # The partition's parent keys as one array, looked up in the links' primary key: PostgreSQL plans
+            # "IN (SELECT ...)" as a hash join over the whole link table, so each partition's read grew with the
+            # database (at 200k enterprises: 2.0 s this way, 1.0 s by the key; see benchmarks/dask_scale.py).
+            return f" WHERE {key} = ANY(ARRAY({parents}))"
+        return f" WHERE {key} IN ({parents})"
     return ""
 
 

@@ -74,4 +74,17 @@ def serve(
     os.environ["RISKGRADE_SECRET_KEY"] = app.state.settings.secret_key
     os.environ["RISKGRADE_PUBLIC_DISCLOSURE"] = "1" if overrides["disclosure_enabled"] else "0"
     console.print(f"{processes} server processes", highlight=False)
-    uvicorn.run("scoring.web.app:app_from_environment", factory=True, workers=processes, **options)
+    from scoring.web.processes import balanced_by_kernel, serve_processes
+
+    if not balanced_by_kernel():  # uvicorn's workers: one shared socket (see scoring.web.processes)
+        uvicorn.run("scoring.web.app:app_from_environment", factory=True, workers=processes, **options)
+        return
+    try:
+        status = serve_processes(processes, host=host, port=port, options=options)
+    except OSError as exc:
+        err_console.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1) from None
+    if status:
+        err_console.print("[red]error:[/] a server process could not start (its log is above)", highlight=False)
+        raise typer.Exit(status)

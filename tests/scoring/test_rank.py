@@ -206,6 +206,9 @@ def _list_pages_on(engine, run):
             for key in ranking.SORT_KEYS:
                 got = _all_pages(engine, sort=key, descending=True)
                 assert {r["enterprise_id"] for r in got} == set(full["enterprise_id"]), key
+                # the workbench's rows: the same rows, without the reasons it does not show
+                lean = _all_pages(engine, sort=key, descending=True, reasons=False)
+                assert lean == [{k: v for k, v in r.items() if k != "reasons"} for r in got], key
         finally:
             ranking.SORTED_KEYS_LIMIT, ranking.DEEP_PAGE_OFFSET = original
     target = full.iloc[3]

@@ -167,7 +167,8 @@ def ranked_list_page(request: Request, account: Account = Depends(require("viewe
     if problem is None:
         try:
             page = list_page(db, wanted.filters(), sort=wanted.sort, descending=wanted.desc, page=wanted.page,
-                             page_size=PAGE_SIZE, townships=account.townships, today=_today(request))
+                             page_size=PAGE_SIZE, townships=account.townships, today=_today(request),
+                             reasons=False)
         except DataError as exc:
             problem = str(exc)
     context = {
