@@ -130,6 +130,11 @@ def atomic_output(out: Path | BinaryIO) -> Iterator[Path | BinaryIO]:
 
 def json_value(value: Any) -> Any:
     """One value as plain JSON-able Python: NaN/NA/NaT → None, numpy scalars → Python, dates → ISO text."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # most values, returned before the slower checks below
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if value is None:
         return None
     if isinstance(value, Mapping):

@@ -66,6 +66,7 @@ __all__ = [
     "plan_list",
     "plan_detail",
     "plan_export_sheets",
+    "enterprise_plan_records",
     "enterprise_plans",
     "verify_draws",
     "default_seed",
@@ -459,18 +460,30 @@ def plan_export_sheets(view: PlanView) -> dict[str, pd.DataFrame]:
     return {"plan": items, "summary": plan.summary(), "draws": view.draws, "unmet": view.unmet}
 
 
-def enterprise_plans(engine: sa.Engine, enterprise_id: str) -> pd.DataFrame:
-    """The stored plans that include the enterprise (newest first): ``plan_id, period, version, status, priority,
-    kind, departments, window_start, window_end, reason`` (the caller checks the enterprise is in scope)."""
-    create_scoring_tables(engine)
+def _enterprise_plan_columns() -> list[sa.Column]:
     p, i = plans.c, plan_items.c
-    columns = [p.plan_id, p.period, p.version, p.status, i.priority, i.kind, i.departments, i.window_start,
-               i.window_end, i.reason]
-    query = (sa.select(*columns).join(plan_items, i.plan_id == p.plan_id)
-             .where(i.enterprise_id == str(enterprise_id)).order_by(p.period.desc(), p.version.desc()))
+    return [p.plan_id, p.period, p.version, p.status, i.priority, i.kind, i.departments, i.window_start,
+            i.window_end, i.reason]
+
+
+def enterprise_plan_records(engine: sa.Engine, enterprise_id: str) -> list[dict[str, Any]]:
+    """The stored plans that include the enterprise (newest first), as dicts with the keys ``plan_id, period,
+    version, status, priority, kind, departments, window_start, window_end, reason`` (the caller checks the
+    enterprise is in scope; the enterprise file lists them on every view, without a frame)."""
+    create_scoring_tables(engine)
+    columns = _enterprise_plan_columns()
+    names = [c.name for c in columns]
+    query = (sa.select(*columns).join(plan_items, plan_items.c.plan_id == plans.c.plan_id)
+             .where(plan_items.c.enterprise_id == str(enterprise_id))
+             .order_by(plans.c.period.desc(), plans.c.version.desc()))
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in columns])
+        return [dict(zip(names, row, strict=True)) for row in conn.execute(query)]
+
+
+def enterprise_plans(engine: sa.Engine, enterprise_id: str) -> pd.DataFrame:
+    """:func:`enterprise_plan_records` as a frame."""
+    return pd.DataFrame([tuple(r.values()) for r in enterprise_plan_records(engine, enterprise_id)],
+                        columns=[c.name for c in _enterprise_plan_columns()])
 
 
 # ---------------------------------------------------------------------------------------------

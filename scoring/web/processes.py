@@ -23,7 +23,9 @@ __all__ = ["balanced_by_kernel", "serve_processes"]
 log = logging.getLogger("riskgrade.web")
 
 STARTUP_SECONDS = 30.0
-"""A process that exits within this long of its start failed to start: the supervisor stops rather than retry."""
+"""A process that exits with an error within this long of its start (or says its app could not start, status 3)
+failed to start: the supervisor stops rather than start it again and again. One killed, or failing later, is
+replaced."""
 
 
 def balanced_by_kernel() -> bool:
@@ -83,7 +85,8 @@ def serve_processes(processes: int, *, host: str, port: int, options: dict[str, 
                 process.join(timeout=0.2 / len(running))
                 if process.exitcode is None:
                     continue
-                if time.monotonic() - started < STARTUP_SECONDS or process.exitcode == 3:
+                young = time.monotonic() - started < STARTUP_SECONDS
+                if process.exitcode == 3 or (young and process.exitcode > 0):
                     log.error("server process %s exited with %s while starting: stopping", process.pid,
                               process.exitcode)
                     status = 3

@@ -609,6 +609,20 @@ def test_postgresql_reads_partitions_through_key_range_indexes_and_older_databas
     assert f"ix_hazards_{ENTERPRISE_KEY}" in plan
 
 
+def test_postgresql_has_planner_statistics_of_what_an_import_wrote(engine, world):
+    """Without them the nightly right after an import plans its reads blind (a bulk-loaded table has none until
+    autovacuum comes round)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite plans without ANALYZE statistics")
+    summary = import_directory(engine, world, today=TODAY)
+    written = {outcome.table for outcome in summary.tables if outcome.loaded}
+    assert {"enterprises", "inspections", "hazards"} <= written
+    with engine.connect() as conn:
+        analysed = set(conn.execute(sa.text(
+            "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()")).scalars())
+    assert written <= analysed
+
+
 def test_load_tables_keeps_required_tables_even_when_empty(engine):
     tables = load_tables(engine)
     assert set(tables) == {"enterprises", "inspections"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -138,3 +140,27 @@ def test_a_second_server_on_the_same_port_is_refused(served, tmp_path):
     assert second.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
     assert "Traceback" not in second.stderr + second.stdout
+
+
+def _server_processes(pid: int) -> set[int]:
+    """The supervisor's server processes (not multiprocessing's resource tracker)."""
+    return {child for child in _children(pid)
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor of sockets of their own is Linux's")
+def test_a_server_process_killed_is_replaced_and_the_others_keep_serving(served):
+    base, server = served
+    before = _server_processes(server.pid)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        now = _server_processes(server.pid)
+        if len(now) == 2 and victim not in now:
+            break
+        assert server.poll() is None and time.monotonic() < deadline, f"not replaced: {now}"
+        time.sleep(0.2)
+    answers = [httpx.get(f"{base}/login", timeout=30).status_code for _ in range(20)]  # new connections
+    assert answers == [200] * 20

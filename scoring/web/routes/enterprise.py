@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 
 from features.errors import DataError
 from scoring.domain.supervision import MODES
-from scoring.exports import json_records, json_value
+from scoring.exports import json_value
 from scoring.results.overrides import (
     OVERRIDE_STATUSES,
     lift_override,
@@ -22,7 +22,7 @@ from scoring.results.overrides import (
     override_records,
     set_override,
 )
-from scoring.results.plans import PLAN_STATUSES, enterprise_plans
+from scoring.results.plans import PLAN_STATUSES, enterprise_plan_records
 from scoring.results.ranking import enterprise_report
 from scoring.web.auth import Account, require
 from scoring.web.charts import history_svg
@@ -70,7 +70,7 @@ def _page(request: Request, enterprise_id: str, account: Account, *, problem: st
         "report": report, "e": json_value(report.enterprise), "c": json_value(report.current), "modes": MODES,
         "chart": history_svg(_chart_points(report.score_rows)), "overrides": [json_value(r) for r in overrides],
         "override_statuses": OVERRIDE_STATUSES, "changes": _records(report.change_rows),
-        "plans": json_records(enterprise_plans(db, report.enterprise["enterprise_id"])),
+        "plans": [json_value(r) for r in enterprise_plan_records(db, report.enterprise["enterprise_id"])],
         "plan_statuses": PLAN_STATUSES, "event_titles": EVENT_TITLES, "event_rows": EVENT_ROWS,
         "events": {name: (list(columns), len(rows), _records((columns, rows[:EVENT_ROWS])))
                    for name, (columns, rows) in report.event_rows.items()},
