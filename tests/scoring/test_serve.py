@@ -33,9 +33,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture
-def served(tmp_path):
-    """``riskgrade serve --workers 2`` on a database with the test accounts; yields (base URL, server process)."""
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``riskgrade serve --workers 2`` on a database with the test accounts, one for the module (each start takes
+    seconds); yields (base URL, server process). The test that kills a server process comes last."""
+    tmp_path = tmp_path_factory.mktemp("served")
     url = f"sqlite:///{tmp_path / 'riskgrade.db'}"
     engine = connect(url)
     make_accounts(engine)
@@ -88,13 +90,15 @@ def test_several_server_processes_share_sessions_and_the_login_throttle(served):
     assert refused == [429] * 4  # whichever process answers
 
 
-def _connections_per_process(pids: list[int], port: int) -> dict[int, int]:
-    """Established TCP connections on local ``port`` held by each of ``pids`` (Linux /proc)."""
+def _connections_per_process(pids: list[int], port: int, peers: set[int]) -> dict[int, int]:
+    """Established TCP connections on local ``port`` from the client ports ``peers``, held by each of ``pids``
+    (Linux /proc)."""
     established = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+            local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+            if local == port and remote in peers and fields[3] == "01":  # 01: ESTABLISHED
                 established.add(fields[9])  # the socket's inode
     held = {}
     for pid in pids:
@@ -121,7 +125,8 @@ def test_connections_opened_at_once_are_spread_over_the_server_processes(served)
             client.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         for client in clients:
             assert client.recv(12).startswith(b"HTTP/1.1 200")
-        held = {pid: n for pid, n in _connections_per_process(_children(server.pid), port).items() if n}
+        peers = {client.getsockname()[1] for client in clients}
+        held = {pid: n for pid, n in _connections_per_process(_children(server.pid), port, peers).items() if n}
         assert sum(held.values()) == 20
         # spread by a hash of the addresses: both processes hold some (fewer than 2 on either: 1 run in 25,000)
         assert len(held) == 2 and min(held.values()) >= 2, held
