@@ -5,23 +5,31 @@ rule from the same seed, runs ``history_months`` of today's practice (``default_
 in every arm — trains the risk model on that history, then lets each rule choose the visits month after month
 for ``months`` months and counts what the visits find and the accidents that happen:
 
-- ``risk_based`` — this package's pipeline each month: features → calibrated probability (the models
-  engineer's estimator, ``models.train.make_model``) → :func:`~scoring.domain.tiers.assign_tiers` (with the arm's
-  own tier history) → :func:`~scoring.domain.supervision.supervision_limits` → :func:`~scoring.domain.planning.plan_inspections`
-  with expected finds per visit from the production expected-finds model (``models.expected_finds``, a typical
-  team) trained on the same history;
-- ``oracle`` — the same planner, caps and capacity, ranking by each enterprise's true hazards present (the
-  simulator's truth): the ceiling of what these caps allow when only *whom* is chosen;
+- ``risk_based`` — the planner as it ships, each month on the arm's own world: features → the nightly run's pure
+  middle (:func:`scoring.results.batch.compute_nightly`: the calibrated probability of the models engineer's
+  estimator, ``models.train.make_model``; the expected finds of a typical team from the production expected-finds
+  model, ``models.expected_finds``, trained on the same history; tiers with the arm's previous run as hysteresis;
+  the supervision limits; the rows a run stores) → the limits a plan reads back from those rows
+  (:func:`scoring.results.tables.limits_from_rows`) → the plan (:func:`scoring.results.plans.plan_from_limits`:
+  ranked by the stored expected finds, inspectors drawn with 回避, workload and certification, the finds recomputed
+  for the teams drawn). No simulation-only model;
+- ``oracle`` — the same path, caps, capacity, quiet periods and 回避, ranking by each enterprise's true hazards
+  present and staffing focused visits with the most stringent eligible inspectors by their true stringency (the
+  policy's ``staff_focused_by = "expected_finds"``; random-stage visits stay drawn at random, as the law has it):
+  the ceiling of what these rules allow;
 - ``random`` — the same capacity per department spent on enterprises drawn uniformly among those the caps,
-  spacing and quiet period allow a counted visit (the same limits as the risk-based arm's);
-- ``equal_frequency`` — the same capacity, same limits, on the enterprises visited longest ago (never first);
+  spacing and quiet period allow a counted visit (the same limits as the risk-based arm's), inspectors drawn as
+  the plan draws them;
+- ``equal_frequency`` — the same capacity, same limits and draw, on the enterprises visited longest ago (never
+  first);
 - ``current_practice`` — today's practice continued (for reference: it also answers complaints and accidents,
-  and its effort is not capped to the same capacity).
+  its effort is not capped to the same capacity, and its inspectors are today's territorial squads).
 
 Fairness: every arm's counted visits are ordered with the same kind (``visit_kind``, "routine") and the
-planner's number of inspectors, so detection differs only through whom is visited; the capacity per
+planner's number of inspectors, so detection differs only through whom is visited and who goes; the capacity per
 department is today's average monthly number of counted visits (last 12 months of history) split by lead
-department. The planner's follow-up visits (exempt) are counted in its capacity and its visits.
+department. The planner's follow-up visits (exempt) are counted in its capacity and its visits. A planned visit
+that no eligible inspector may make is not made (``unstaffed_visits`` per month).
 
 Hazards found per visit use every hazard found by the arm's inspections in the evaluation months (raw records
 of the simulator, so late recording does not hide any); accidents are all accidents (road traffic excluded)
@@ -39,9 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.domain.planning import capacity_frame, counted_visit_windows, parse_period, plan_inspections
-from scoring.domain.supervision import supervision_limits
-from scoring.domain.tiers import assign_tiers
+from scoring.domain.planning import capacity_frame, counted_visit_windows, parse_period
 
 __all__ = ["ARMS", "SimulationResult", "across_seeds", "closed_loop", "hazards_per_visit_targets"]
 
@@ -88,23 +94,35 @@ class _Month:
     period: str
     seed: int
     rng: np.random.Generator
-    expected_hazards: pd.Series
     policy: Any  # scoring.domain.policy.Policy
+    sources: Any  # scoring.results.plans.PlanSources
+    finds: Any = None  # scoring.results.batch.FindsModel: the expected-finds model the shipped planner uses
+    typical: pd.Series | None = None  # the oracle's ranking: the true hazards present
+    inspectors: tuple | None = None  # (roster, history, conflicts) for the inspector draw
 
 
-def _risk_based(month: _Month) -> pd.DataFrame:
-    plan = plan_inspections(month.limits, month.capacity, month.period, supervision=month.policy.supervision,
-                            planning=month.policy.planning, seed=month.seed,
-                            expected_hazards=month.expected_hazards)
-    items = plan.items
+def _visits_of(items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "enterprise_id": items["enterprise_id"],
+        "enterprise_id": items["enterprise_id"].astype("str"),
         "department": items["departments"].str.split(";").str[0],
         "counted": items["counts_toward_cap"].astype(bool),
         "n_inspectors": items["n_inspectors"],
         "window_start": items["window_start"],
         "window_end": items["window_end"],
+        "inspectors": items["inspectors"] if "inspectors" in items else "",
     })
+
+
+def _risk_based(month: _Month) -> pd.DataFrame:
+    """The planner as it ships (:func:`scoring.results.plans.plan_from_limits`): ranked by the expected finds the
+    nightly stored with the limits, inspectors drawn, finds recomputed for the teams drawn."""
+    from scoring.results.plans import plan_from_limits
+
+    capacity = dict(zip(month.capacity["department"], month.capacity["visits"].astype(int), strict=True))
+    plan = plan_from_limits(month.limits, capacity, month.period, policy=month.policy, seed=month.seed,
+                            finds=month.finds, inspectors=month.inspectors, sources=month.sources,
+                            typical=month.typical)
+    return _visits_of(plan.items)
 
 
 def _open_for_a_counted_visit(month: _Month) -> pd.DataFrame:
@@ -119,20 +137,34 @@ def _open_for_a_counted_visit(month: _Month) -> pd.DataFrame:
 
 
 def _by_department(month: _Month, order: Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]):
+    """The department's capacity spent on the open enterprises in ``order``, each visit's inspectors drawn from
+    the roster as the shipped plan draws them (:func:`~scoring.domain.planning.draw_inspectors`: 回避, workload,
+    certification)."""
+    from scoring.domain.planning import draw_inspectors
+
     open_ = _open_for_a_counted_visit(month)
     capacity = dict(zip(month.capacity["department"], month.capacity["visits"], strict=True))
     chosen = []
     for department, group in open_.groupby("department", sort=True):
         chosen.append(order(group.sort_index(), month.rng).head(int(capacity.get(department, 0))))
     chosen = pd.concat(chosen) if chosen else open_.iloc[:0]
-    return pd.DataFrame({
-        "enterprise_id": chosen["enterprise_id"].astype("str"),
-        "department": chosen["department"],
+    visits = pd.DataFrame({
+        "enterprise_id": chosen["enterprise_id"].astype("str").to_numpy(),
+        "department": chosen["department"].to_numpy(),
         "counted": True,
         "n_inspectors": month.policy.supervision.inspectors.min,
-        "window_start": chosen["window_start"],
-        "window_end": chosen["window_end"],
+        "window_start": chosen["window_start"].to_numpy(),
+        "window_end": chosen["window_end"].to_numpy(),
+        "inspectors": "",
     })
+    if month.inspectors is not None and len(visits):
+        roster, history, conflicts = month.inspectors
+        items = visits.assign(priority=np.arange(1, len(visits) + 1), departments=visits["department"],
+                              kind="routine")
+        teams = draw_inspectors(items, roster, period=month.period, seed=month.seed,
+                                policy=month.policy.planning.inspectors, history=history, conflicts=conflicts).teams
+        visits["inspectors"] = teams.set_index("priority")["inspectors"].reindex(items["priority"]).to_numpy()
+    return visits
 
 
 def _random(month: _Month) -> pd.DataFrame:
@@ -171,7 +203,7 @@ class SimulationResult:
 
     def summary(self) -> pd.DataFrame:
         columns = ["visits", "hazards_found", "major_hazards_found", "accidents", "deaths"]
-        columns += ["expected_accidents"] if "expected_accidents" in self.monthly else []
+        columns += [c for c in ("unstaffed_visits", "expected_accidents") if c in self.monthly]
         totals = self.monthly.groupby("arm", sort=False)[columns].sum()
         totals["hazards_per_visit"] = totals["hazards_found"] / totals["visits"].where(totals["visits"] > 0)
         totals["major_per_100_visits"] = 100 * totals["major_hazards_found"] / totals["visits"].where(
@@ -194,6 +226,7 @@ class SimulationResult:
                       "major_per_100_visits": number(row["major_per_100_visits"]),
                       "accidents": int(row["accidents"]), "deaths": int(row["deaths"]),
                       "expected_accidents": number(row.get("expected_accidents", np.nan)),
+                      "unstaffed_visits": int(row.get("unstaffed_visits", 0)),
                       "share_of_oracle_gain": number(row["share_of_oracle_gain"])}
                 for arm, row in summary.iterrows()}
         risk = summary.loc["risk_based"] if "risk_based" in summary.index else None
@@ -272,7 +305,12 @@ def closed_loop(
 
     finds = train_expected_finds(tables, as_of, months=12, test_months=3, register=False,
                                  params={"max_iter": min(200, training.boosting.max_iter)})
-    hazards_model = finds.model
+    from scoring.results.batch import FindsModel, ScoringModel
+
+    models = _Models(
+        risk=ScoringModel(_OnColumns(risk_model, columns), name="simulation", version=str(as_of.date()),
+                          kind=model_kind, source="champion"),
+        finds=FindsModel(finds.model, name="simulation-expected-finds", version=str(as_of.date())))
 
     capacity = _capacity_like_today(tables, as_of, policy)
     say(f"capacity per month (today's counted visits): {dict(zip(capacity['department'], capacity['visits']))}")
@@ -281,18 +319,18 @@ def closed_loop(
     for arm_index, arm in enumerate(arms):
         say(f"arm {arm}: {months} months")
         sim, rng = (reference, practice_rng) if arm_index == 0 else world()
-        history: list[pd.DataFrame] = []
+        previous: pd.DataFrame | None = None  # the arm's last nightly run (hysteresis, as in production)
         for m in range(months):
             period_start = pd.Timestamp(sim.month)
+            unstaffed = 0
             if arm == CURRENT_PRACTICE:
                 orders = default_inspection_policy(sim, rng)
             else:
-                orders, tiers = _arm_orders(
-                    arm, sim, policy, risk_model, hazards_model, columns, capacity, history, visit_kind,
+                orders, previous, unstaffed = _arm_orders(
+                    arm, sim, policy, models, capacity, previous, visit_kind,
                     seed=seed * 1000 + m, rng=np.random.default_rng([seed, arm_index, m]))
-                history.append(tiers[["enterprise_id", "as_of", "model_tier", "final_tier"]])
             records = sim.step(orders)
-            monthly.append({**_month_figures(arm, period_start, records),
+            monthly.append({**_month_figures(arm, period_start, records), "unstaffed_visits": unstaffed,
                             "expected_accidents": sim.last_expected_accidents()})
     return SimulationResult(
         monthly=pd.DataFrame(monthly),
@@ -343,32 +381,62 @@ def _capacity_like_today(tables, as_of: pd.Timestamp, policy) -> pd.DataFrame:
     return capacity_frame(pd.DataFrame({"department": visits.index, "visits": visits.to_numpy()}))
 
 
-def _arm_orders(arm, sim, policy, risk_model, hazards_model, columns, capacity, history, visit_kind, *, seed, rng):
+@dataclass(frozen=True)
+class _Models:
+    risk: Any  # scoring.results.batch.ScoringModel
+    finds: Any  # scoring.results.batch.FindsModel
+
+
+class _OnColumns:
+    """The simulation's risk model as a nightly run calls it: on every feature column, predicting from those it
+    was fitted on (no points or reasons: nothing the plan reads)."""
+
+    def __init__(self, model, columns: list[str]):
+        self.model, self.columns = model, columns
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(features[self.columns])
+
+
+def _arm_orders(arm, sim, policy, models: _Models, capacity, previous, visit_kind, *, seed, rng):
+    """``(orders, this month's nightly rows, visits left unstaffed)`` of an arm for the world's current month,
+    through the path a bureau runs: the nightly's pure middle (:func:`scoring.results.batch.compute_nightly`:
+    scores, expected finds of a typical team, tiers with the arm's own previous run, limits, the rows it stores),
+    the limits a plan reads back from those rows (:func:`scoring.results.tables.limits_from_rows`), then the
+    arm's rule; the plan's and the rules' inspector draws name who goes. A visit nobody may be sent on (回避,
+    workload, certification) is not made."""
+    import dataclasses
+
     from features import build_features
+    from scoring.results.batch import compute_nightly
+    from scoring.results.plans import PlanSources, inspector_inputs_from
+    from scoring.results.tables import limits_from_rows
 
     as_of = pd.Timestamp(sim.month)
     tables = sim.tables()
-    everything = build_features(tables, [as_of])
+    features = build_features(tables, [as_of])
     plannable = set(sim.enterprise_ids[sim.plannable])
-    everything = everything.loc[everything.index.get_level_values("enterprise_id").isin(plannable)]
-    features = everything[columns]
-    ids = features.index.get_level_values("enterprise_id").astype("str")
-    scores = pd.DataFrame({"enterprise_id": ids, "probability": risk_model.predict_proba(features)[:, 1]})
-    if arm == "oracle":  # the ceiling: the true stock of hazards present, under the same caps and capacity
-        expected = sim.latent_hazards().reindex(ids).fillna(0.0)
-        expected.index = ids
-    else:
-        from models.expected_finds import expected_finds
-
-        expected = pd.Series(expected_finds(hazards_model, everything, kind=visit_kind,
-                                            team_size=policy.supervision.inspectors.min).to_numpy(), index=ids)
-    past = pd.concat(history, ignore_index=True) if history else None
-    tiers = assign_tiers(scores, tables, as_of=as_of, tiers=policy.tiers, overrides=policy.overrides,
-                         history=past).tiers
-    limits = supervision_limits(tiers, tables, as_of=as_of, policy=policy.supervision)
+    features = features.loc[features.index.get_level_values("enterprise_id").isin(plannable)]
+    nightly = compute_nightly(features, models.risk, tables, as_of=as_of, policy=policy, previous=previous,
+                              n_reasons=0, finds=models.finds)
+    limits = limits_from_rows(nightly.scores, policy, run_id=None)
+    ids = limits["enterprise_id"].astype("str")
+    month_policy, typical, stringency = policy, None, None
+    if arm == "oracle":  # the ceiling: the true hazards present and each inspector's true stringency
+        typical = pd.Series(sim.latent_hazards().reindex(ids).fillna(0.0).to_numpy(), index=ids.to_numpy())
+        truth = sim.inspector_truth()
+        stringency = dict(zip(truth["inspector_id"].astype(str), truth["stringency"].astype(float)))
+        month_policy = dataclasses.replace(policy, planning=dataclasses.replace(
+            policy.planning, inspectors=dataclasses.replace(policy.planning.inspectors,
+                                                            staff_focused_by="expected_finds")))
+    sources = PlanSources(as_of, lambda: tables, features=features, stringency=stringency)
     month = _Month(limits=limits, capacity=capacity, period=as_of.strftime("%Y-%m"), seed=seed, rng=rng,
-                   expected_hazards=expected, policy=policy)
+                   policy=month_policy, sources=sources, finds=None if arm == "oracle" else models.finds,
+                   typical=typical, inspectors=inspector_inputs_from(tables))
     visits = ARMS[arm](month)
+    staffed = visits["inspectors"].fillna("").astype(str).str.len().gt(0) | (month.inspectors is None)
+    unstaffed = int((~staffed).sum())
+    visits = visits.loc[staffed]
     span = (visits["window_end"] - visits["window_start"]).dt.days.to_numpy()
     day = visits["window_start"].dt.day.to_numpy() + (rng.random(len(visits)) * (span + 1)).astype(int)
     orders = pd.DataFrame({
@@ -378,7 +446,9 @@ def _arm_orders(arm, sim, policy, risk_model, hazards_model, columns, capacity, 
         "n_inspectors": visits["n_inspectors"].to_numpy(dtype=np.int64),
         "day": day,
     })
-    return orders, tiers
+    if month.inspectors is not None:
+        orders["inspectors"] = visits["inspectors"].astype(str).to_numpy()
+    return orders, nightly.scores, unstaffed
 
 
 def _month_figures(arm: str, month: pd.Timestamp, records: Mapping[str, pd.DataFrame]) -> dict[str, Any]:

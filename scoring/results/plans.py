@@ -32,7 +32,8 @@ account without township scope (:class:`~features.errors.DataError` otherwise).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import functools
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,9 @@ __all__ = [
     "DrawCheck",
     "generate_plan",
     "compute_plan",
+    "plan_from_limits",
+    "inspector_inputs_from",
+    "PlanSources",
     "approve_plan",
     "check_draft",
     "plan_list",
@@ -104,10 +108,17 @@ def inspector_inputs(engine: sa.Engine) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     database: the roster (:func:`features.inspectors.inspector_roster`: the ``inspectors`` table, else one built
     from who made the recorded inspections), who inspected whom when (``enterprise_id, inspector_id,
     inspected_on``) and the declared conflicts. ``None`` when the database records no inspector at all."""
-    from features.inspectors import inspection_teams, inspector_roster
     from features.store import load_tables
 
-    frames = load_tables(engine, ["inspections", "inspectors", "inspection_inspectors", "inspector_conflicts"])
+    return inspector_inputs_from(load_tables(engine, ["inspections", "inspectors", "inspection_inspectors",
+                                                      "inspector_conflicts"]))
+
+
+def inspector_inputs_from(frames: Mapping[str, pd.DataFrame]
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None:
+    """:func:`inspector_inputs` from contract frames already in memory."""
+    from features.inspectors import inspection_teams, inspector_roster
+
     roster = inspector_roster(frames)
     if roster is None:
         return None
@@ -148,89 +159,131 @@ def compute_plan(engine: sa.Engine, period: str, *, policy, capacity: pd.DataFra
                  seed: int | None = None, tracking_uri: str | None = None):
     """``(plan, source_run_id, limits_source)``: the plan of ``period`` computed (nothing stored) from the limits of
     its first day and ``capacity`` (None: the policy's ``[planning.capacity]``), with ``seed`` (None:
-    :func:`default_seed`)."""
-    from scoring.domain.planning import parse_period, plan_inspections
+    :func:`default_seed`): the database's side of :func:`plan_from_limits`."""
+    from features.contract import TABLES
+    from features.store import load_tables
+    from scoring.domain.planning import parse_period
+    from scoring.results.batch import load_finds_model
 
     start, _ = parse_period(period)
-    chosen = default_seed(period) if seed is None else int(seed)
     limits = tables.current_limits(engine, start.date(), policy, tracking_uri=tracking_uri)  # (patchable in tests)
-    finds = _finds_ranking(engine, start, limits, policy, tracking_uri) if policy.planning.rank_by == \
-        "expected_finds" else None
-    result = plan_inspections(limits, _capacity_mapping(capacity, policy), period,
-                              supervision=policy.supervision, planning=policy.planning, seed=chosen,
-                              expected_hazards=None if finds is None else finds.typical)
-    inputs = inspector_inputs(engine)
-    if inputs is not None:
-        from scoring.domain.planning import draw_inspectors, with_teams
-
-        roster, history, conflicts = inputs
-        stringency = _stringency(engine, start, finds) if policy.planning.inspectors.staff_focused_by == \
-            "expected_finds" else None
-        result = with_teams(result, draw_inspectors(result.items, roster, period=period, seed=chosen,
-                                                    policy=policy.planning.inspectors, history=history,
-                                                    conflicts=conflicts, stringency=stringency))
-    if finds is not None:
-        result = _with_team_finds(result, finds, start, policy)
+    finds = None
+    if policy.planning.rank_by == "expected_finds":
+        finds, _ = load_finds_model(tracking_uri)
+    sources = PlanSources(start, lambda: load_tables(engine, [t.name for t in TABLES]))
+    result = plan_from_limits(limits, _capacity_mapping(capacity, policy), period, policy=policy,
+                              seed=default_seed(period) if seed is None else int(seed), finds=finds,
+                              inspectors=inspector_inputs(engine), sources=sources)
     run_id = source_run_id(limits)
     source = f"nightly run {run_id}" if run_id is not None else "computed on the fly (no nightly run of that date)"
-    import dataclasses
-
-    result = dataclasses.replace(result, ranked_by=(
-        f"expected finds (model {finds.name} version {finds.version})" if finds is not None
-        else "the adverse-outcome probability" + (" (no expected-finds champion registered)"
-                                                 if policy.planning.rank_by == "expected_finds" else "")))
     return result, run_id, source
 
 
-@dataclass(frozen=True)
-class _Finds:
-    model: Any
-    name: str
-    version: str
-    tables: Mapping[str, pd.DataFrame]
-    features: pd.DataFrame
-    typical: pd.Series  # expected finds of a visit by a typical team, per enterprise_id
+class PlanSources:
+    """The contract tables, the features as of the period's first day ``day`` and each inspector's stringency
+    then, for the expected finds and the staffing: each read or built once, and only when the plan needs it (a plan
+    ranked by the nightly's stored finds builds the features only to recompute the finds for the teams drawn; one
+    ranked by probability never does)."""
+
+    def __init__(self, day: pd.Timestamp, load: Callable[[], Mapping[str, pd.DataFrame]], *,
+                 features: pd.DataFrame | None = None, stringency: Mapping[str, float] | None = None):
+        self.day = pd.Timestamp(day).normalize()
+        self._load = load
+        self._features = features
+        if stringency is not None:  # known (the simulation's oracle): not estimated from the records
+            self.__dict__["stringency"] = dict(stringency)
+
+    @functools.cached_property
+    def tables(self) -> Mapping[str, pd.DataFrame]:
+        return self._load()
+
+    @functools.cached_property
+    def features(self) -> pd.DataFrame:
+        from features.build import build_features
+
+        return self._features if self._features is not None else build_features(self.tables, [self.day])
+
+    @functools.cached_property
+    def stringency(self) -> dict[str, float]:
+        """Each inspector's stringency as of ``day`` (:func:`features.build.inspector_stringency`, visits known
+        before it)."""
+        from features.build import inspector_stringency
+        from features.catalog import INSPECTOR_WINDOW_DAYS
+
+        table = inspector_stringency(self.tables, [self.day], window_days=INSPECTOR_WINDOW_DAYS)
+        return {} if not len(table.columns) else {str(k): float(v) for k, v in table.iloc[:, 0].dropna().items()}
 
 
-def _finds_ranking(engine: sa.Engine, start: pd.Timestamp, limits: pd.DataFrame, policy,
-                   tracking_uri: str | None) -> _Finds | None:
-    """The expected-finds champion's finds per enterprise for a typical team (``[supervision.inspectors] min``
-    inspectors of stringency 1; a focused visit for the high tier, routine otherwise), as of the period's first
-    day; None when no expected-finds champion is registered."""
-    from features.build import build_features
-    from features.contract import TABLES
-    from features.store import load_tables
+def plan_from_limits(limits: pd.DataFrame, capacity: Mapping[str, int], period: str, *, policy, seed: int,
+                     finds=None, inspectors: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None = None,
+                     sources: PlanSources, typical: pd.Series | None = None):
+    """The planner as it ships, pure: what ``riskgrade plan`` and the workbench store, and what
+    ``riskgrade simulate`` runs month after month (:mod:`scoring.domain.simulate`).
+
+    1. Risk-based visits are ranked (:func:`~scoring.domain.planning.plan_inspections`) by the expected finds of a
+       typical team when ``finds`` (a :class:`scoring.results.batch.FindsModel`, the expected-finds champion) is
+       given: the figures the nightly run stored with the limits (``stored_expected_hazards``, see
+       :func:`scoring.results.tables.limits_from_rows`) when it stored them with this same model for every
+       enterprise, else computed now from ``sources``' features (a typical team: ``[supervision.inspectors] min``
+       inspectors of stringency 1, a focused visit for the high tier, routine otherwise). ``typical`` replaces
+       that figure altogether (the simulation's oracle ranks by the truth). Without ``finds`` and ``typical``: by
+       the adverse-outcome probability.
+    2. With ``inspectors`` (``(roster, history, conflicts)``, :func:`inspector_inputs`) each visit's inspectors are
+       drawn (:func:`~scoring.domain.planning.draw_inspectors`); focused visits go to the most stringent eligible
+       team when the policy says ``staff_focused_by = "expected_finds"`` (``sources.stringency``).
+    3. With ``finds``, each visit's ``expected_hazards`` is recomputed for the team actually drawn (a visit left
+       unstaffed, or a plan without a roster: a typical team of the visit's size).
+
+    The plan's ``ranked_by`` says which of these it was."""
+    import dataclasses
+
+    from scoring.domain.planning import draw_inspectors, plan_inspections, with_teams
+
+    ranked_by = "the adverse-outcome probability" + (" (no expected-finds champion registered)"
+                                                    if finds is None and policy.planning.rank_by == "expected_finds"
+                                                    else "")
+    if typical is not None:
+        ranked_by = "the expected hazards given"
+    elif finds is not None:
+        typical, ranked_by = _typical_finds(limits, finds, sources, policy)
+    result = plan_inspections(limits, capacity, period, supervision=policy.supervision, planning=policy.planning,
+                              seed=seed, expected_hazards=typical)
+    if inspectors is not None:
+        roster, history, conflicts = inspectors
+        stringency = (sources.stringency if policy.planning.inspectors.staff_focused_by == "expected_finds"
+                      else None)
+        result = with_teams(result, draw_inspectors(result.items, roster, period=period, seed=seed,
+                                                    policy=policy.planning.inspectors, history=history,
+                                                    conflicts=conflicts, stringency=stringency))
+    if finds is not None:
+        result = _with_team_finds(result, finds, sources, policy)
+    return dataclasses.replace(result, ranked_by=ranked_by)
+
+
+def _typical_finds(limits: pd.DataFrame, finds, sources: PlanSources, policy) -> tuple[pd.Series, str]:
+    """``(expected finds of a typical team per enterprise_id, what they are)``: the nightly's stored figures when
+    they come from ``finds`` for every enterprise of ``limits``, else computed as of ``sources.day``."""
     from models.expected_finds import visit_finds
-    from models.registry import FINDS_MODEL_NAME, registered_champion
 
-    champion, _ = registered_champion(tracking_uri, model_name=FINDS_MODEL_NAME)
-    if champion is None:
-        return None
-
-    frames = load_tables(engine, [t.name for t in TABLES])
-    features = build_features(frames, [start])
-    visits = pd.DataFrame({"enterprise_id": limits["enterprise_id"].astype(str).to_numpy(),
+    model = f"model {finds.name} version {finds.version}"
+    ids = limits["enterprise_id"].astype(str).to_numpy()
+    if "stored_expected_hazards" in limits and len(limits):
+        stored = pd.to_numeric(limits["stored_expected_hazards"], errors="coerce")
+        same_model = limits["stored_finds_model"].astype("str").eq(finds.label).all()
+        if same_model and stored.notna().all():
+            run = source_run_id(limits)
+            where = f"by nightly run {run}" if run is not None else "with the limits (a nightly run's rows)"
+            return (pd.Series(stored.to_numpy(dtype=float), index=ids, name="expected_hazards"),
+                    f"expected finds stored {where} ({model})")
+    visits = pd.DataFrame({"enterprise_id": ids,
                            "kind": np.where(limits["final_tier"].astype(str) == "high", "focused", "routine")})
-    typical = visit_finds(champion.model, frames, start, visits, team_size=policy.supervision.inspectors.min,
-                          features=features)
-    return _Finds(champion.model, champion.name, champion.version, frames, features,
-                  pd.Series(typical.to_numpy(), index=visits["enterprise_id"], name="expected_hazards"))
+    computed = visit_finds(finds.model, sources.tables, sources.day, visits,
+                           team_size=policy.supervision.inspectors.min, features=sources.features)
+    return (pd.Series(computed.to_numpy(), index=ids, name="expected_hazards"),
+            f"expected finds ({model}, computed as of {sources.day.date()}: the limits carry none from it)")
 
 
-def _stringency(engine: sa.Engine, start: pd.Timestamp, finds: _Finds | None) -> dict[str, float]:
-    """Each inspector's stringency as of the period's first day (:func:`features.build.inspector_stringency`,
-    visits known before it), for staffing focused visits by expected finds."""
-    from features.build import inspector_stringency
-    from features.catalog import INSPECTOR_WINDOW_DAYS
-    from features.contract import TABLES
-    from features.store import load_tables
-
-    frames = finds.tables if finds is not None else load_tables(engine, [t.name for t in TABLES])
-    table = inspector_stringency(frames, [start], window_days=INSPECTOR_WINDOW_DAYS)
-    return {} if not len(table.columns) else {str(k): float(v) for k, v in table.iloc[:, 0].dropna().items()}
-
-
-def _with_team_finds(plan, finds: _Finds, start: pd.Timestamp, policy):
+def _with_team_finds(plan, finds, sources: PlanSources, policy):
     """The plan's items with ``expected_hazards`` recomputed for the team actually drawn (a visit left unstaffed,
     or a plan without a roster: a typical team of the visit's size)."""
     import dataclasses
@@ -242,8 +295,8 @@ def _with_team_finds(plan, finds: _Finds, start: pd.Timestamp, policy):
         return plan
     visits = items[["enterprise_id", "kind", "n_inspectors"]].assign(
         inspectors=items["inspectors"] if "inspectors" in items else "")
-    expected = visit_finds(finds.model, finds.tables, start, visits, team_size=policy.supervision.inspectors.min,
-                           features=finds.features)
+    expected = visit_finds(finds.model, sources.tables, sources.day, visits,
+                           team_size=policy.supervision.inspectors.min, features=sources.features)
     return dataclasses.replace(plan, items=items.assign(expected_hazards=expected.to_numpy()))
 
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -725,23 +725,31 @@ def recent_event_rows(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp
                       ) -> dict[str, tuple[tuple[str, ...], list[tuple]]]:
     """The enterprise's records dated in ``[as_of − months, as_of)`` per contract table (credit records: those
     valid at some time in that window), newest first, as ``(columns, rows)``."""
+    window = {"enterprise_id": str(enterprise_id), "start": (as_of - pd.DateOffset(months=months)).date(),
+              "end": as_of.date()}
+    with engine.connect() as conn:
+        return {name: (EVENT_COLUMNS[name][1], [tuple(r) for r in conn.execute(query, window)])
+                for name, query in _event_queries().items()}
+
+
+@cache
+def _event_queries() -> dict[str, sa.Select]:
+    """The statements of :func:`recent_event_rows`, built once: the enterprise file runs seven on every page, and
+    building them anew cost as much as running them."""
     from features.schema import CONTRACT_TABLES
 
-    start = (as_of - pd.DateOffset(months=months)).date()
-    end = as_of.date()
-    out = {}
-    with engine.connect() as conn:
-        for name, (date_column, columns) in EVENT_COLUMNS.items():
-            table = CONTRACT_TABLES[name]
-            query = sa.select(*(table.c[c] for c in columns)).where(table.c.enterprise_id == enterprise_id)
-            if name == "credit_records":
-                query = query.where(table.c.valid_from < end,
-                                    sa.or_(table.c.valid_to.is_(None), table.c.valid_to >= start))
-            else:
-                query = query.where(table.c[date_column] >= start, table.c[date_column] < end)
-            rows = conn.execute(query.order_by(table.c[date_column].desc())).all()
-            out[name] = (columns, [tuple(r) for r in rows])
-    return out
+    queries = {}
+    for name, (date_column, columns) in EVENT_COLUMNS.items():
+        table = CONTRACT_TABLES[name]
+        query = sa.select(*(table.c[c] for c in columns)).where(table.c.enterprise_id == sa.bindparam("enterprise_id"))
+        if name == "credit_records":
+            query = query.where(table.c.valid_from < sa.bindparam("end"),
+                                sa.or_(table.c.valid_to.is_(None), table.c.valid_to >= sa.bindparam("start")))
+        else:
+            query = query.where(table.c[date_column] >= sa.bindparam("start"),
+                                table.c[date_column] < sa.bindparam("end"))
+        queries[name] = query.order_by(table.c[date_column].desc())
+    return queries
 
 
 def recent_events(engine: sa.Engine, enterprise_id: str, as_of: pd.Timestamp, months: int = 12

@@ -31,6 +31,7 @@ Timestamps are stored as naive UTC.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Collection
 from datetime import date, datetime, timedelta, timezone
@@ -339,17 +340,28 @@ def current_limits(engine: sa.Engine, as_of: date | str, policy, *, tracking_uri
 
 
 def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
+    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on",
+                                                                     "expected_major_hazards")]
+    return limits_from_rows(scores_frame(engine, run["as_of"], columns=names), policy, run_id=int(run["run_id"]))
+
+
+def limits_from_rows(rows: pd.DataFrame, policy, *, run_id: int | None) -> pd.DataFrame:
+    """The supervision limits a plan is made from, out of one run's ``scores_history`` rows (read back, or
+    :attr:`scoring.results.batch.NightlyResult.scores` before they are written): the columns of
+    :func:`~scoring.domain.supervision.supervision_limits` plus ``name``, ``model`` and ``run_id``.
+
+    The typical team's expected finds the run stored come as ``stored_expected_hazards`` and
+    ``stored_finds_model``, not as ``expected_hazards``: a limits column of that name would take over the plan's
+    ranking (:func:`scoring.domain.planning.plan_inspections`), NULLs included, whatever the policy says; the plan
+    decides whether to rank by them (:func:`scoring.results.plans.plan_from_limits`)."""
     from features.contract import SECTOR_BY_CODE
     from scoring.domain.supervision import MODES
 
-    # not the stored expected finds: the plan ranks by the expected-finds champion's figures as of the period's
-    # first day when policy says so (scoring.results.plans.compute_plan), else by probability — a limits column
-    # named expected_hazards would take over that ranking (scoring.domain.planning._expected)
-    names = [c.name for c in scores_history.columns if c.name not in ("reasons", "last_model_high_on",
-                                                                     *_FINDS_COLUMNS)]
-    frame = scores_frame(engine, run["as_of"], columns=names)
+    frame = rows.drop(columns=[c for c in ("reasons", "last_model_high_on", "expected_major_hazards")
+                               if c in rows.columns])
     frame = frame.rename(columns={"rank": "list_rank", "score_rank": "rank", "next_allowed_visit": "next_routine_on",
-                                  "model_version": "model"})
+                                  "model_version": "model", "expected_hazards": "stored_expected_hazards",
+                                  "finds_model_version": "stored_finds_model"})
     for column in ("enterprise_id", "name", "sector", "township", "model_tier", "final_tier", "mode", "cap_class",
                    "class_basis", "followup_department", "override_codes", "override_cause", "eligibility"):
         frame[column] = frame[column].astype("str")
@@ -365,11 +377,8 @@ def _stored_limits(engine: sa.Engine, run: dict, policy) -> pd.DataFrame:
     frame["quiet_period"] = frame["final_tier"].isin(policy.supervision.quiet_period.tiers)
     frame["min_inspectors"] = policy.supervision.inspectors.min
     frame["max_inspectors"] = policy.supervision.inspectors.max
-    frame["run_id"] = int(run["run_id"])
+    frame["run_id"] = pd.NA if run_id is None else int(run_id)
     return frame
-
-
-_FINDS_COLUMNS = ("expected_hazards", "expected_major_hazards", "finds_model_version")
 
 
 def _limits_on_the_fly(engine: sa.Engine, day: pd.Timestamp, policy, tracking_uri: str | None) -> pd.DataFrame:
@@ -659,15 +668,18 @@ def scores_frame(engine: sa.Engine, as_of: date | str, *, columns: list[str] | N
     return _typed_frame(rows, names)
 
 
+_SCORES_ROW = sa.select(scores_history).where(scores_history.c.as_of == sa.bindparam("as_of"),
+                                              scores_history.c.enterprise_id == sa.bindparam("enterprise_id"))
+
+
 def scores_row(engine: sa.Engine, as_of: date | str, enterprise_id: str) -> dict[str, Any] | None:
     """One enterprise's stored row of the run of ``as_of`` (every column; dates as :class:`pandas.Timestamp`, as
     :func:`scores_frame` gives them), or None when that run did not score it. One index lookup, no frame: the
     enterprise file reads it on every page."""
     create_scoring_tables(engine)
-    query = sa.select(scores_history).where(scores_history.c.as_of == _as_date(as_of),
-                                            scores_history.c.enterprise_id == str(enterprise_id))
     with engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
+        row = conn.execute(_SCORES_ROW, {"as_of": _as_date(as_of), "enterprise_id": str(enterprise_id)}
+                           ).mappings().first()
     if row is None:
         return None
     return {name: (pd.Timestamp(value) if name in _DATE_COLUMNS and value is not None else value)
@@ -685,10 +697,17 @@ _CHANGE_COLUMNS = ("as_of", "previous_as_of", "from_tier", "to_tier", "cause", "
 def _enterprise_rows(engine: sa.Engine, table: sa.Table, columns: tuple[str, ...], enterprise_id: str
                      ) -> RecordRows:
     create_scoring_tables(engine)
-    query = (sa.select(*(table.c[n] for n in columns)).where(table.c.enterprise_id == str(enterprise_id))
-             .order_by(table.c.as_of))
     with engine.connect() as conn:
-        return columns, [tuple(r) for r in conn.execute(query)]
+        return columns, [tuple(r) for r in conn.execute(_enterprise_query(table, columns),
+                                                        {"enterprise_id": str(enterprise_id)})]
+
+
+@functools.cache
+def _enterprise_query(table: sa.Table, columns: tuple[str, ...]) -> sa.Select:
+    # built once: the enterprise file reads these on every page, and building a statement costs about what
+    # running it does
+    return (sa.select(*(table.c[n] for n in columns)).where(table.c.enterprise_id == sa.bindparam("enterprise_id"))
+            .order_by(table.c.as_of))
 
 
 def enterprise_history_rows(engine: sa.Engine, enterprise_id: str) -> RecordRows:

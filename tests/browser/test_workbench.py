@@ -205,6 +205,7 @@ def test_override_set_and_revoked_on_the_enterprise_file_both_in_the_audit_trail
     nav(page, "审计日志")
     page.fill("input[name=target_kind]", "override")
     page.click("form.filters button[type=submit]")
+    page.wait_for_url(re.compile(r"target_kind=override"))  # .all() does not wait: read the filtered page
     trail = [row.inner_text() for row in page.locator("main table tbody tr").all()
              if f"override {override_id}" in row.inner_text()]
     assert len(trail) == 2, trail

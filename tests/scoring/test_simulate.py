@@ -29,17 +29,43 @@ def test_hazards_per_visit_targets_count_what_later_visits_found():
 
 
 @pytest.mark.slow
-def test_closed_loop_on_a_small_world(policy):
+def test_closed_loop_on_a_small_world(policy, monkeypatch):
     from models.config import BoostingSettings, TrainingConfig
+    from scoring.results import plans
 
+    shipped = plans.plan_from_limits
+    made = []  # every plan the loop made, through the shipped planner
+
+    def spy(limits, *args, **kwargs):
+        plan = shipped(limits, *args, **kwargs)
+        made.append((limits, plan))
+        return plan
+
+    monkeypatch.setattr(plans, "plan_from_limits", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = closed_loop(policy, enterprises=300, history_months=24, months=2, seed=3,
                              training=TrainingConfig(boosting=BoostingSettings(max_iter=30)))
     summary = result.summary()
     assert list(summary.index) == ["risk_based", "random", "equal_frequency", "oracle", "current_practice"]
-    capped = summary.loc[["risk_based", "random", "equal_frequency", "oracle"], "visits"]
-    assert capped.max() - capped.min() <= 0.05 * capped.max()  # the same capacity for the compared rules
+    compared = ["risk_based", "random", "equal_frequency", "oracle"]
+    planned = summary.loc[compared, "visits"] + summary.loc[compared, "unstaffed_visits"]
+    assert planned.max() - planned.min() <= 0.05 * planned.max()  # the same capacity for the compared rules
+    assert (summary.loc[compared, "visits"] > 0.5 * planned).all()
+
+    # The risk-based arm and the oracle plan through the shipped planner, month by month: from the limits a
+    # nightly run's rows give back, ranked by the expected finds those rows carry (the oracle: by the truth),
+    # every visit staffed by the inspector draw or left unstaffed with the reason.
+    assert len(made) == 2 * 2
+    for limits, plan in made:
+        assert {"stored_expected_hazards", "stored_finds_model", "next_routine_on"} <= set(limits.columns)
+        assert plan.teams is not None and len(plan.teams) == len(plan.items)
+        unstaffed = plan.teams["unstaffed_reason"] != ""
+        assert (plan.teams.loc[~unstaffed, "inspectors"].str.count(";") + 1
+                >= policy.supervision.inspectors.min).all()
+    assert [plan.ranked_by.split(" (")[0] for _, plan in made] == [
+        "expected finds stored with the limits", "expected finds stored with the limits",
+        "the expected hazards given", "the expected hazards given"]
     report = result.to_json()
     assert set(report["policies"]["random"]) >= {"hazards_per_visit", "accidents"}
     assert report["ratio_vs_random"] == pytest.approx(summary.at["risk_based", "ratio_vs_random"], abs=1e-4)
