@@ -1217,6 +1217,17 @@ class WorldSimulator:
         the detection probability of the visits they make (a team detects with its members' geometric mean)."""
         return as_canonical("truth_inspectors", self._roster.truth(day_number(self.horizon)))
 
+    def team_multipliers(self, records: Mapping[str, pd.DataFrame]) -> pd.Series:
+        """The hidden detection multiplier of each inspection in ``records`` (:meth:`step`'s return): its team's
+        geometric mean stringency (1 for a visit without a recorded team), indexed by inspection id; for
+        ``simulate``'s account of who went, never a feature."""
+        inspections, links = records["inspections"], records["inspection_inspectors"]
+        logs = pd.Series(np.log(self._roster.stringency[links["inspector"].to_numpy(dtype=np.int64)]),
+                         index=links["inspection"].to_numpy())
+        mean_log = logs.groupby(level=0).mean() if len(logs) else logs
+        return pd.Series(np.exp(mean_log.reindex(inspections["id"].to_numpy()).fillna(0.0).to_numpy()),
+                         index=inspections["id"].to_numpy(), name="team_multiplier")
+
     def _contract_frame(self, table: str, horizon: int, consume: bool) -> pd.DataFrame:
         raw = self._store.columns(table, consume=consume)
         if raw is None:

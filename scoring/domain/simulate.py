@@ -203,9 +203,16 @@ class SimulationResult:
 
     def summary(self) -> pd.DataFrame:
         columns = ["visits", "hazards_found", "major_hazards_found", "accidents", "deaths"]
-        columns += [c for c in ("unstaffed_visits", "expected_accidents") if c in self.monthly]
+        columns += [c for c in ("unstaffed_visits", "expected_accidents", "latent_at_visits", "team_multiplier_sum")
+                    if c in self.monthly]
         totals = self.monthly.groupby("arm", sort=False)[columns].sum()
         totals["hazards_per_visit"] = totals["hazards_found"] / totals["visits"].where(totals["visits"] > 0)
+        if "latent_at_visits" in totals:
+            totals["latent_per_visit"] = totals["latent_at_visits"] / totals["visits"].where(totals["visits"] > 0)
+            totals["team_multiplier"] = totals["team_multiplier_sum"] / totals["visits"].where(totals["visits"] > 0)
+        if "unstaffed_visits" in totals:
+            planned = totals["visits"] + totals["unstaffed_visits"]
+            totals["unstaffed_share"] = totals["unstaffed_visits"] / planned.where(planned > 0)
         totals["major_per_100_visits"] = 100 * totals["major_hazards_found"] / totals["visits"].where(
             totals["visits"] > 0)
         base = totals["hazards_per_visit"]
@@ -227,6 +234,8 @@ class SimulationResult:
                       "accidents": int(row["accidents"]), "deaths": int(row["deaths"]),
                       "expected_accidents": number(row.get("expected_accidents", np.nan)),
                       "unstaffed_visits": int(row.get("unstaffed_visits", 0)),
+                      "latent_per_visit": number(row.get("latent_per_visit", np.nan)),
+                      "team_multiplier": number(row.get("team_multiplier", np.nan)),
                       "share_of_oracle_gain": number(row["share_of_oracle_gain"])}
                 for arm, row in summary.iterrows()}
         risk = summary.loc["risk_based"] if "risk_based" in summary.index else None
@@ -329,9 +338,11 @@ def closed_loop(
                 orders, previous, unstaffed = _arm_orders(
                     arm, sim, policy, models, capacity, previous, visit_kind,
                     seed=seed * 1000 + m, rng=np.random.default_rng([seed, arm_index, m]))
+            present = sim.latent_hazards().to_numpy()  # before the visits: what each visit could find
             records = sim.step(orders)
             monthly.append({**_month_figures(arm, period_start, records), "unstaffed_visits": unstaffed,
-                            "expected_accidents": sim.last_expected_accidents()})
+                            "expected_accidents": sim.last_expected_accidents(),
+                            **_who_and_whom(sim, records, present)})
     return SimulationResult(
         monthly=pd.DataFrame(monthly),
         settings={"enterprises": enterprises, "history_months": history_months, "months": months, "seed": seed,
@@ -451,6 +462,19 @@ def _arm_orders(arm, sim, policy, models: _Models, capacity, previous, visit_kin
     return orders, nightly.scores, unstaffed
 
 
+def _who_and_whom(sim, records: Mapping[str, pd.DataFrame], present: np.ndarray) -> dict[str, float]:
+    """The two halves of what a month's visits find, from the world's truth: the hazards present at the visited
+    enterprises when the month began (whom: ``latent_at_visits``, summed over visits) and the visits' team
+    detection multipliers (who: ``team_multiplier_sum``, 1 for an average team). Hazards found per visit are about
+    their product times the visit kind's detection rate, so the two per-visit means say which half an arm gains or
+    loses on."""
+    inspections = records["inspections"]
+    if not len(inspections):
+        return {"latent_at_visits": 0.0, "team_multiplier_sum": 0.0}
+    return {"latent_at_visits": float(present[inspections["enterprise"].to_numpy(dtype=np.int64)].sum()),
+            "team_multiplier_sum": float(sim.team_multipliers(records).sum())}
+
+
 def _month_figures(arm: str, month: pd.Timestamp, records: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     inspections = records["inspections"]
     hazards = records["hazards"]
@@ -471,12 +495,14 @@ def _month_figures(arm: str, month: pd.Timestamp, records: Mapping[str, pd.DataF
 
 def across_seeds(results: Mapping[int, SimulationResult]) -> dict[str, Any]:
     """Several seeds' closed loops summed up: per arm the mean, min and max over seeds of hazards per visit, major
-    hazards per 100 visits, expected accidents, the ratio to random and the share of the oracle's gain over
-    random; and the issue's targets for the shipped planner (``risk_based``), each with the figure and whether
-    it holds on the mean: ≥ 80 % of the oracle's gain, ≥ 2× random when the oracle reaches 2×, fewer expected
-    accidents than random and than current practice."""
+    hazards per 100 visits, expected accidents, the ratio to random, the share of the oracle's gain over
+    random, and what the visits found it with (:func:`_who_and_whom`: hazards present per visit, the teams'
+    detection multiplier; the share of planned visits nobody could be sent on); and the issue's targets for the
+    shipped planner (``risk_based``), each with the figure and whether it holds on the mean: ≥ 80 % of the
+    oracle's gain, ≥ 2× random when the oracle reaches 2×, fewer expected accidents than random and than current
+    practice."""
     metrics = ("hazards_per_visit", "major_per_100_visits", "expected_accidents", "ratio_vs_random",
-               "share_of_oracle_gain")
+               "share_of_oracle_gain", "latent_per_visit", "team_multiplier", "unstaffed_share")
     frames = {seed: result.summary() for seed, result in results.items()}
     arms: dict[str, Any] = {}
     for arm in dict.fromkeys(a for frame in frames.values() for a in frame.index):

@@ -75,6 +75,14 @@ def test_closed_loop_on_a_small_world(policy, monkeypatch):
     assert summary.at["oracle", "share_of_oracle_gain"] == pytest.approx(1.0)
     assert summary.at["random", "share_of_oracle_gain"] == pytest.approx(0.0)
     assert (summary["expected_accidents"] > 0).all()  # the truth's accident probabilities, summed
+    # whom and who: the oracle visits where more hazards are present, and a visit's team multiplier is near 1
+    # for teams drawn at random (the world's stringency has geometric mean 1)
+    assert summary.at["oracle", "latent_per_visit"] > summary.at["random", "latent_per_visit"]
+    assert summary.at["risk_based", "latent_per_visit"] > summary.at["random", "latent_per_visit"]
+    assert 0.7 < summary.at["random", "team_multiplier"] < 1.4
+    assert ((summary["unstaffed_share"] >= 0) & (summary["unstaffed_share"] < 0.5)).all()
+    assert report["policies"]["oracle"]["team_multiplier"] == pytest.approx(
+        summary.at["oracle", "team_multiplier"], abs=1e-4)
 
 
 def test_too_short_a_history_is_refused(policy):
